@@ -1,0 +1,46 @@
+"""The `waveforms` command line: one subcommand per job, each implemented by one library module.
+
+Every module listed in COMMANDS defines `configure_parser(parser)` and `run(args) -> int`; modules are imported lazily
+so `waveforms --help` and light commands do not pay for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("waveforms.synth", "write the embedded dataset of synthetic instrument notes (offline, deterministic)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="waveforms",
+        description=(
+            "Turn a music collection into new music: scrape songs, convert them to sharded mu-law TFRecords, "
+            "train WaveNet models, generate songs and sound spaces. Run `waveforms COMMAND --help` for details."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        command_parser.set_defaults(_module=module_name)
+        importlib.import_module(module_name).configure_parser(command_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
