@@ -13,6 +13,9 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("waveforms.synth", "write the embedded dataset of synthetic instrument notes (offline, deterministic)"),
+    "ingest": ("waveforms.ingest", "bring audio in: FMA site or dataset archives, URL lists, folders, synth"),
+    "convert": ("waveforms.convert", "convert audio files to mu-law TFRecord shards and a manifest.json"),
+    "tune": ("waveforms.tuning", "hyperparameter search: write the Katib Experiment, or search locally"),
 }
 
 

@@ -1,0 +1,415 @@
+"""Audio files -> mu-law TFRecord shards + manifest.json (`waveforms convert IN_URI OUT_URI`).
+
+Pipeline per song: decode (ffmpeg, streamed) -> mono -> resample -> peak-normalise -> mu-law uint8 -> segments of
+`segment_seconds` -> records. Songs are decoded by a thread pool (each decode is an ffmpeg subprocess, so threads use
+every core) and written in listing order, so the same input always gives byte-identical shards and manifest.
+
+Scaling out: `shard_index`/`num_shards` give each pipeline task every num_shards-th song of the sorted listing; each task
+writes its shards and a part manifest, and `merge_parts` joins the parts into `manifest.json` (static fan-out works on
+kfp.local and on every KFP backend, unlike ParallelFor with fan-in). The train/validation split and the genre ids are
+computed from the whole listing before partitioning, so they do not depend on the number of tasks.
+
+manifest.json:
+  {"format", "encoding", "sample_rate", "segment_samples", "genres": [...] (genre_id = index),
+   "splits": {"train"|"validation": {"shards": [{"file", "records", "samples"}], "records", "samples"}},
+   "songs": [{"song_id", "source", "sha256", "genre", "split", "samples", "seconds", "peak_db", "silent"}],
+   "skipped": [{"source", "reason"}], "totals": {"songs", "samples", "hours", "skipped", "bytes"}}
+Shard "file" entries are relative to the manifest's folder, so a dataset folder can be copied anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from waveforms import audio, records, storage
+
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
+METADATA_FILES = ("index.jsonl", "metadata.jsonl")  # written by `ingest` (genre) and `synth` (family)
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    sample_rate: int = 16000  # Hz; 8000 also works
+    segment_seconds: float = 30.0  # a song is cut into records of this length
+    shard_megabytes: float = 64.0  # a shard is closed once it holds this much audio
+    validation_fraction: float = 0.1  # share of songs (not segments: no leakage) held out
+    silence_threshold_db: float = -60.0  # songs whose peak is below this are flagged silent
+    drop_silent: bool = True
+    min_seconds: float = 0.5  # shorter songs are skipped
+    max_in_memory_seconds: float = 1800.0  # longer songs are streamed twice (peak, then encode) instead of held
+    workers: int = 2  # concurrent decodes (ffmpeg processes)
+    shard_index: int = 0
+    num_shards: int = 1
+
+    def validate(self) -> None:
+        if self.sample_rate not in range(8000, 96001):
+            raise ValueError(f"sample_rate must be 8000..96000 Hz, got {self.sample_rate}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.segment_seconds <= 0 or self.shard_megabytes <= 0 or self.workers < 1:
+            raise ValueError("segment_seconds, shard_megabytes and workers must be positive")
+        if not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"shard_index must be in [0, num_shards={self.num_shards}), got {self.shard_index}")
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.segment_seconds * self.sample_rate))
+
+
+@dataclass
+class Song:
+    song_id: str  # path relative to the input root, posix separators
+    source: str  # URI of the input file
+    genre: str
+    split: str = "train"
+
+
+@dataclass
+class SongResult:
+    song: Song
+    segments: list[bytes] = field(default_factory=list)  # mu-law codes per segment
+    samples: int = 0
+    sha256: str = ""
+    peak_db: float = -math.inf
+    error: str | None = None
+
+
+# --- listing ---
+
+
+def list_songs(in_uri: str, validation_fraction: float) -> list[Song]:
+    """Every audio file under in_uri, sorted, with its genre and its split (decided here, for all tasks at once)."""
+    files = storage.list_files(in_uri)
+    genres_by_file = _read_genre_metadata(in_uri, files)
+    songs = []
+    for uri in files:
+        relative = uri[len(in_uri.rstrip("/")) + 1 :] if uri.startswith(in_uri.rstrip("/") + "/") else os.path.basename(uri)
+        if not relative.lower().endswith(AUDIO_EXTENSIONS):
+            continue
+        parts = relative.split("/")
+        genre = genres_by_file.get(relative) or (parts[0] if len(parts) > 1 else "unknown")
+        songs.append(Song(song_id=relative, source=uri, genre=genre))
+    # split by song (no leakage), stratified by genre: in each genre the songs with the smallest hashes are held out,
+    # at least one where the genre has two or more songs
+    by_genre: dict[str, list[Song]] = {}
+    for song in songs:
+        by_genre.setdefault(song.genre, []).append(song)
+    for members in by_genre.values():
+        ranked = sorted(members, key=lambda s: hashlib.sha1(s.song_id.encode()).hexdigest())
+        held_out = min(len(ranked) - 1, math.ceil(validation_fraction * len(ranked))) if validation_fraction > 0 else 0
+        for song in ranked[:held_out]:
+            song.split = "validation"
+    return songs
+
+
+def _read_genre_metadata(in_uri: str, files: list[str]) -> dict[str, str]:
+    genres: dict[str, str] = {}
+    for name in METADATA_FILES:
+        uri = storage.join(in_uri, name)
+        if uri not in files:
+            continue
+        for line in storage.read_bytes(uri).decode().splitlines():
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            genre = entry.get("genre") or entry.get("family")
+            if entry.get("file") and genre:
+                genres[entry["file"]] = str(genre)
+    return genres
+
+
+# --- one song ---
+
+
+def convert_song(song: Song, config: ConvertConfig, scratch_dir: str) -> SongResult:
+    """Decode, normalise, mu-law encode and segment one song; errors become SongResult.error, never exceptions."""
+    result = SongResult(song)
+    local_path, downloaded = song.source, False
+    try:
+        if storage.is_remote(song.source):
+            local_path = os.path.join(scratch_dir, hashlib.sha1(song.source.encode()).hexdigest() + "_" + os.path.basename(song.song_id))
+            storage.download_file(song.source, local_path)
+            downloaded = True
+        result.sha256 = _sha256_file(local_path)
+        info = audio.probe(local_path)
+        if info.duration > config.max_in_memory_seconds:
+            codes = _encode_streamed(local_path, config, result)
+        else:
+            signal = audio.decode(local_path, config.sample_rate, normalize=False)
+            result.peak_db = _peak_db(signal)
+            codes = [audio.mu_law_encode(audio.peak_normalize(signal)).tobytes()] if signal.size else []
+        joined = b"".join(codes)
+        result.samples = len(joined)
+        if result.samples < config.min_seconds * config.sample_rate:
+            result.error = f"too short: {result.samples / config.sample_rate:.2f} s < {config.min_seconds} s"
+            return result
+        if config.drop_silent and result.peak_db < config.silence_threshold_db:
+            result.error = f"silent: peak {result.peak_db:.1f} dBFS < {config.silence_threshold_db} dBFS"
+            return result
+        step = config.segment_samples
+        result.segments = [joined[i : i + step] for i in range(0, len(joined), step)]
+    except audio.AudioDecodeError as error:
+        result.error = error.reason
+    except storage.StorageError as error:
+        result.error = f"storage: {error}"
+    finally:
+        if downloaded and os.path.exists(local_path):
+            os.remove(local_path)
+    return result
+
+
+def _encode_streamed(path: str, config: ConvertConfig, result: SongResult) -> list[bytes]:
+    """Two streamed passes for very long files: peak first, then encode, so memory never holds float audio whole."""
+    peak = 0.0
+    for block in audio.iter_decode(path, config.sample_rate):
+        peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+    result.peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
+    gain = (10 ** (-1.0 / 20) / peak) if peak > 0 else 1.0
+    return [audio.mu_law_encode(block * gain).tobytes() for block in audio.iter_decode(path, config.sample_rate)]
+
+
+def _peak_db(signal: np.ndarray) -> float:
+    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
+    return 20 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- shards ---
+
+
+class ShardWriter:
+    """Writes one split's records into shards of about `shard_bytes` each, in a local staging folder."""
+
+    def __init__(self, staging_dir: str, split: str, prefix: str, shard_bytes: int):
+        self.staging_dir, self.split, self.prefix, self.shard_bytes = staging_dir, split, prefix, shard_bytes
+        self.shards: list[dict] = []
+        self._file = None
+
+    def write(self, segment: records.Segment) -> None:
+        if self._file is None:
+            name = f"{self.split}-{self.prefix}{len(self.shards):05d}.tfrecord"
+            self._file = open(os.path.join(self.staging_dir, name), "wb")
+            self.shards.append({"file": name, "records": 0, "samples": 0})
+        self._file.write(records.frame(records.encode_example(segment)))
+        self.shards[-1]["records"] += 1
+        self.shards[-1]["samples"] += len(segment.audio)
+        if self._file.tell() >= self.shard_bytes:
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), *, progress: bool = True) -> dict:
+    """Convert this task's share of the songs under in_uri; write shards and a part manifest (and manifest.json when
+    this is the only task). Returns the part manifest."""
+    config.validate()
+    started = time.monotonic()
+    all_songs = list_songs(in_uri, config.validation_fraction)
+    if not all_songs:
+        raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found under {in_uri}")
+    genres = sorted({song.genre for song in all_songs})
+    mine = all_songs[config.shard_index :: config.num_shards]
+    prefix = f"p{config.shard_index:03d}-" if config.num_shards > 1 else ""
+    part = _empty_manifest(config, genres)
+
+    with tempfile.TemporaryDirectory(prefix="waveforms-convert-") as staging:
+        scratch = os.path.join(staging, "scratch")
+        os.makedirs(scratch)
+        writers = {split: ShardWriter(staging, split, prefix, int(config.shard_megabytes * 2**20)) for split in part["splits"]}
+        bar = _progress_bar(len(mine), progress)
+        with concurrent.futures.ThreadPoolExecutor(config.workers) as pool:
+            for result in pool.map(lambda song: convert_song(song, config, scratch), mine):
+                _record_result(result, config, genres, writers, part)
+                bar.update(1)
+                bar.set_postfix_str(f"{part['totals']['samples'] / config.sample_rate / 3600:.2f} h")
+        bar.close()
+        for split, writer in writers.items():
+            writer.close()
+            part["splits"][split]["shards"] = writer.shards
+            part["splits"][split]["records"] = sum(s["records"] for s in writer.shards)
+            part["splits"][split]["samples"] = sum(s["samples"] for s in writer.shards)
+        # shards first, manifest last: a reader that sees the manifest sees complete shards
+        for split_writer in writers.values():
+            for shard in split_writer.shards:
+                storage.upload_file(os.path.join(staging, shard["file"]), storage.join(out_uri, shard["file"]))
+    _finish_totals(part)
+    part["task"] = {"shard_index": config.shard_index, "num_shards": config.num_shards,
+                    "seconds": round(time.monotonic() - started, 3)}  # timing lives only in parts, not manifest.json
+    part_name = _part_name(config.shard_index, config.num_shards)
+    storage.write_bytes(storage.join(out_uri, part_name), _dumps(part))
+    if config.num_shards == 1:
+        merge_parts(out_uri, 1)
+    if progress:
+        _print_summary(part, time.monotonic() - started, config.sample_rate)
+    return part
+
+
+def _record_result(result: SongResult, config: ConvertConfig, genres: list[str], writers: dict, part: dict) -> None:
+    song = result.song
+    if result.error:
+        part["skipped"].append({"source": song.source, "reason": result.error})
+        return
+    for index, codes in enumerate(result.segments):
+        writers[song.split].write(
+            records.Segment(codes, song.song_id, song.genre, genres.index(song.genre), config.sample_rate, index * config.segment_samples)
+        )
+    part["songs"].append(
+        {
+            "song_id": song.song_id,
+            "source": song.source,
+            "sha256": result.sha256,
+            "genre": song.genre,
+            "split": song.split,
+            "samples": result.samples,
+            "seconds": round(result.samples / config.sample_rate, 3),
+            "peak_db": round(result.peak_db, 2) if math.isfinite(result.peak_db) else None,
+            "silent": bool(result.peak_db < config.silence_threshold_db),
+        }
+    )
+    part["totals"]["samples"] += result.samples
+
+
+def _empty_manifest(config: ConvertConfig, genres: list[str]) -> dict:
+    return {
+        "format": records.FORMAT,
+        "encoding": records.ENCODING,
+        "sample_rate": config.sample_rate,
+        "segment_samples": config.segment_samples,
+        "genres": genres,
+        "splits": {split: {"shards": [], "records": 0, "samples": 0} for split in ("train", "validation")},
+        "songs": [],
+        "skipped": [],
+        "totals": {"songs": 0, "samples": 0, "hours": 0.0, "skipped": 0},
+    }
+
+
+def _finish_totals(manifest: dict) -> None:
+    totals = manifest["totals"]
+    totals["songs"] = len(manifest["songs"])
+    totals["samples"] = sum(song["samples"] for song in manifest["songs"])
+    totals["hours"] = round(totals["samples"] / manifest["sample_rate"] / 3600, 4)
+    totals["skipped"] = len(manifest["skipped"])
+
+
+def _part_name(shard_index: int, num_shards: int) -> str:
+    return f"manifest-part-{shard_index:05d}-of-{num_shards:05d}.json"
+
+
+def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
+    """Join the part manifests of all tasks into manifest.json; a missing part is an error naming it.
+    Returns the manifest and each task's record (index, seconds)."""
+    parts = []
+    for index in range(num_shards):
+        uri = storage.join(out_uri, _part_name(index, num_shards))
+        if not storage.exists(uri):
+            raise FileNotFoundError(f"part manifest {uri} is missing: did convert task {index} of {num_shards} finish?")
+        parts.append(json.loads(storage.read_bytes(uri)))
+    tasks = [part.pop("task") for part in parts]
+    merged = json.loads(json.dumps(parts[0]))  # deep copy
+    for part in parts[1:]:
+        if (part["genres"], part["sample_rate"]) != (merged["genres"], merged["sample_rate"]):
+            raise ValueError(f"part manifests under {out_uri} disagree on genres or sample rate: convert them again")
+        for split, entry in part["splits"].items():
+            target = merged["splits"][split]
+            target["shards"] += entry["shards"]
+            target["records"] += entry["records"]
+            target["samples"] += entry["samples"]
+        merged["songs"] += part["songs"]
+        merged["skipped"] += part["skipped"]
+    merged["songs"].sort(key=lambda song: song["song_id"])
+    merged["skipped"].sort(key=lambda item: item["source"])
+    _finish_totals(merged)
+    storage.write_bytes(storage.join(out_uri, MANIFEST), _dumps(merged))
+    return merged, tasks
+
+
+def _dumps(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="convert", unit="song", disable=not enabled, file=sys.stderr, mininterval=0.5)
+
+
+def _print_summary(manifest: dict, seconds: float, sample_rate: int) -> None:
+    totals = manifest["totals"]
+    audio_seconds = totals["samples"] / sample_rate
+    print(
+        f"converted {totals['songs']} songs, {audio_seconds / 3600:.2f} h of audio, in {seconds:.1f} s "
+        f"({audio_seconds / max(seconds, 1e-9):.0f}x real time); skipped {totals['skipped']}",
+        file=sys.stderr,
+    )
+    for item in manifest["skipped"]:
+        print(f"  skipped {item['source']}: {item['reason']}", file=sys.stderr)
+
+
+# --- command line ---
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    defaults = ConvertConfig()
+    parser.add_argument("uris", nargs="+", metavar="URI", help="IN_URI OUT_URI (folders or s3://, minio:// prefixes); with --merge only OUT_URI")
+    parser.add_argument("--sample-rate", type=int, default=defaults.sample_rate, help="target rate in Hz (default %(default)s)")
+    parser.add_argument("--segment-seconds", type=float, default=defaults.segment_seconds, help="record length (default %(default)s s)")
+    parser.add_argument("--shard-mb", type=float, default=defaults.shard_megabytes, help="shard size in MiB (default %(default)s)")
+    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction, help="share of songs held out (default %(default)s)")
+    parser.add_argument("--silence-threshold-db", type=float, default=defaults.silence_threshold_db, help="peak below this = silent (default %(default)s dBFS)")
+    parser.add_argument("--keep-silent", action="store_true", help="keep (but flag) silent songs instead of dropping them")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="concurrent decodes (default %(default)s)")
+    parser.add_argument("--shard-index", type=int, default=0, help="this task's index when fanned out over --num-shards tasks")
+    parser.add_argument("--num-shards", type=int, default=1, help="number of convert tasks (static fan-out)")
+    parser.add_argument("--merge", action="store_true", help="join the part manifests of --num-shards tasks under OUT_URI")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.merge:
+        if len(args.uris) != 1:
+            raise SystemExit("convert --merge takes exactly one URI: OUT_URI")
+        merged, _ = merge_parts(args.uris[0], args.num_shards)
+        print(f"merged {args.num_shards} parts: {merged['totals']['songs']} songs", file=sys.stderr)
+        return 0
+    if len(args.uris) != 2:
+        raise SystemExit("convert takes IN_URI OUT_URI")
+    config = ConvertConfig(
+        sample_rate=args.sample_rate,
+        segment_seconds=args.segment_seconds,
+        shard_megabytes=args.shard_mb,
+        validation_fraction=args.validation_fraction,
+        silence_threshold_db=args.silence_threshold_db,
+        drop_silent=not args.keep_silent,
+        workers=args.workers,
+        shard_index=args.shard_index,
+        num_shards=args.num_shards,
+    )
+    try:
+        convert(args.uris[0], args.uris[1], config, progress=not args.quiet)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
