@@ -9,7 +9,7 @@ IMAGE_REPO ?= ghcr.io/waveforms/waveforms
 IMAGE_TAG ?= $(shell $(PYTHON) -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])" 2>/dev/null)-$(shell git rev-parse --short=12 HEAD 2>/dev/null || echo nogit)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test compile lint lint-python clean lock bench
+.PHONY: install demo test compile submit images lint lint-python clean lock bench
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ test: install
 
 compile: install
 	$(BIN)/python -m pipelines.compile --image $(IMAGE_REPO):$(IMAGE_TAG) --output build/waveforms_pipeline.yaml
+
+# make submit [KFP_ENDPOINT=http://...] [ARGS="source=synth report_clips=8"]
+submit: compile
+	@test -n "$(KFP_ENDPOINT)" || { echo "usage: make submit KFP_ENDPOINT=http://<kfp-ui-or-api>[:port] [ARGS='key=value ...']"; exit 2; }
+	$(BIN)/python -m pipelines.submit --pipeline build/waveforms_pipeline.yaml --endpoint $(KFP_ENDPOINT) $(ARGS)
 
 bench: install
 	$(BIN)/python -m benchmarks.run --output docs/benchmarks.md
