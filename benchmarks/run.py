@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Benchmarks",
         "",
         f"Command: `make bench` (`python -m benchmarks.run{' --only ' + ' '.join(args.only) if args.only else ''}`)",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit or 'uncommitted'}",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, commit {commit or 'uncommitted'}",
         f"Machine: {machine()}",
         f"Wall time: {time.time() - started:.0f} s",
         "",

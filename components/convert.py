@@ -26,18 +26,15 @@ def convert(
 
 
 def merge_dataset(data_root: str, run_id: str, num_shards: int, dataset: Output[Dataset]):
-    """Join the part manifests into manifest.json; the artifact is that manifest with `root` = where the shards are."""
-    import json
-
+    """Join the part manifests into manifest.json; the artifact is a folder holding that manifest with absolute shard
+    URIs (the shards stay under data_root/run_id/dataset)."""
     from waveforms import storage
-    from waveforms.convert import merge_parts
+    from waveforms.convert import merge_parts, publish_manifest
 
     out_uri = storage.join(data_root, run_id, "dataset")
-    manifest, tasks = merge_parts(out_uri, num_shards)
-    manifest["root"] = out_uri
-    with open(dataset.path, "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
+    _, tasks = merge_parts(out_uri, num_shards)
+    manifest = publish_manifest(out_uri, dataset.path)
     dataset.metadata["songs"] = manifest["totals"]["songs"]
     dataset.metadata["hours"] = manifest["totals"]["hours"]
-    dataset.metadata["root"] = out_uri
+    dataset.metadata["shards_uri"] = out_uri
     dataset.metadata["convert_seconds"] = {f"convert-{t['shard_index']}": t["seconds"] for t in tasks}

@@ -345,6 +345,24 @@ def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
     return merged, tasks
 
 
+def manifest_uri(dataset_uri: str) -> str:
+    """A dataset is named by its folder or by its manifest file; this gives the manifest file."""
+    return dataset_uri if dataset_uri.endswith(".json") else storage.join(dataset_uri, MANIFEST)
+
+
+def publish_manifest(out_uri: str, folder: str) -> dict:
+    """Write a copy of out_uri's manifest.json into a local folder with absolute shard URIs: a small, movable handle on
+    a dataset whose shards stay where they are (a pipeline artifact, for example)."""
+    manifest = json.loads(storage.read_bytes(storage.join(out_uri, MANIFEST)))
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            shard["file"] = storage.join(out_uri, shard["file"])
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, MANIFEST), "wb") as f:
+        f.write(_dumps(manifest))
+    return manifest
+
+
 def _dumps(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from waveforms import audio, records, spectral, storage
+from waveforms import audio, convert, dataset, records, spectral, storage
 
 MAX_CLIP_SECONDS = 4.0
 
@@ -103,15 +102,9 @@ def _format(value) -> str:
 # --- datasets ---
 
 
-def manifest_folder(manifest_uri: str) -> str:
-    return manifest_uri[: -len("manifest.json")].rstrip("/") if manifest_uri.endswith("manifest.json") else manifest_uri
-
-
 def iter_segments(manifest: dict, manifest_uri: str, split: str) -> Iterator[records.Segment]:
     """Records of one split read straight from the shards (local or object storage), without TensorFlow."""
-    folder = manifest.get("root") or manifest_folder(manifest_uri)
-    for shard in manifest["splits"][split]["shards"]:
-        uri = storage.join(folder, shard["file"])
+    for uri in dataset.shard_uris(manifest, manifest_uri, split):
         with storage.open_read(uri) as stream:
             for serialized in records.iter_records(stream, name=uri):
                 yield records.decode_example(serialized)
@@ -155,9 +148,10 @@ def dataset_metrics(manifest: dict) -> dict[str, float]:
     }
 
 
-def dataset_report(manifest_uri: str, stage_seconds: dict[str, float], *, max_clips: int = 8) -> tuple[Report, dict]:
+def dataset_report(dataset_uri: str, stage_seconds: dict[str, float], *, max_clips: int = 8) -> tuple[Report, dict]:
     """The report of a converted dataset: timings, statistics, skipped files and listenable clips with spectrograms."""
-    manifest = json.loads(storage.read_bytes(manifest_uri))
+    manifest_uri = convert.manifest_uri(dataset_uri)
+    manifest = dataset.load_manifest(manifest_uri)
     report = Report("waveforms dataset report")
     report.add_table("Stages", ["stage", "seconds"], [[name, round(sec, 2)] for name, sec in stage_seconds.items()])
     metrics = dataset_metrics(manifest)
