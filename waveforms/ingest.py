@@ -1,0 +1,302 @@
+"""`waveforms ingest --source SOURCE --out URI`: bring audio into one folder (or object-storage prefix) per dataset.
+
+Sources: `fma` (the website by genre and page range), `fma-dataset` (the FMA paper's archives), `urls` (a file of
+URLs), `dir` (a local folder or object-storage prefix) and `synth` (the embedded generator). Every source writes
+<out>/<genre>/<file> plus <out>/index.jsonl (title, artist, genre, licence, source URL, file, bytes, sha256 per track)
+and <out>/failures.jsonl. Re-running resumes: what the index lists and the output holds is not fetched again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from waveforms import storage
+from waveforms.scrape import AUDIO_SUFFIXES, FAILURES_NAME, INDEX_NAME, Failure, Output, join_uri, slugify
+from waveforms.scrape.http import FetchPolicy, PoliteFetcher, file_digests
+
+SOURCES = ("fma", "fma-dataset", "urls", "dir", "synth")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    genres: tuple[str, ...] = ()  # fma: genres to list (required); fma-dataset: top-genre filter (empty: all)
+    first_page: int = 1  # fma page range, inclusive
+    last_page: int = 1
+    base_url: str | None = None  # fma / fma-dataset: site or mirror (default: the real one)
+    subset: str = "fma_small"  # fma-dataset: fma_small | fma_medium | fma_large | fma_full
+    checksums: tuple[tuple[str, str], ...] = ()  # fma-dataset: (file name, sha1) for a mirror's archives
+    archive_dir: str | None = None  # fma-dataset: where archives and their .part files are kept
+    input: str | None = None  # urls: the URL list file; dir: the folder or s3:// / minio:// prefix
+    count: int = 50  # synth: number of clips
+    seed: int = 0  # synth
+    max_tracks: int | None = None  # fma / fma-dataset: stop once the index holds this many
+    requests_per_second: float = 1.0  # per host; at most
+    connect_timeout: float = 10.0  # seconds
+    read_timeout: float = 30.0  # seconds
+    max_retries: int = 4
+    backoff_base: float = 1.0  # seconds, doubled per retry
+    retry_after_cap: float = 300.0  # seconds; a longer Retry-After fails the item
+    max_file_mb: float = 512.0  # per downloaded file
+    allow_hosts: tuple[str, ...] = ()  # extra hosts (e.g. a CDN the site links to)
+    allow_loopback: bool = False  # only for tests against a server on 127.0.0.1
+    user_agent: str | None = None
+    staging_dir: str | None = None  # remote outputs: local staging folder (default: a temp folder per output URI)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source: str
+    out: str
+    downloaded: int  # new this run
+    already_complete: int  # found complete in the index and output, not fetched again
+    bytes: int  # new bytes this run
+    failures: tuple[Failure, ...]
+    skipped: tuple[Failure, ...]  # not failures: e.g. non-audio files in a dir source
+    index_uri: str
+
+    @property
+    def tracks(self) -> int:
+        return self.downloaded + self.already_complete
+
+
+def _policy(options: IngestOptions, hosts: tuple[str, ...]) -> FetchPolicy:
+    extra = {} if options.user_agent is None else {"user_agent": options.user_agent}
+    return FetchPolicy(
+        allowed_hosts=tuple(dict.fromkeys(h.lower() for h in hosts + options.allow_hosts if h)),
+        requests_per_second=options.requests_per_second,
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
+        max_retries=options.max_retries,
+        backoff_base=options.backoff_base,
+        retry_after_cap=options.retry_after_cap,
+        max_file_bytes=int(options.max_file_mb * 1024 * 1024),
+        allow_loopback=options.allow_loopback,
+        **extra,
+    )
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def ingest(source: str, out: str, **options) -> IngestResult:
+    """Library entry point; options are IngestOptions fields. Bad options raise ValueError before anything is fetched."""
+    known = {f.name for f in dataclasses.fields(IngestOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"ingest: unknown option(s) {unknown}; valid: {sorted(known)}")
+    if source not in SOURCES:
+        raise ValueError(f"ingest: --source {source!r} is not one of {SOURCES}")
+    opts = IngestOptions(**{k: _coerce(k, v) for k, v in options.items()})
+    output = Output(out, opts.staging_dir)
+    counts = _run_source(source, opts, output)
+    output.finish()
+    return IngestResult(
+        source=source, out=str(out), downloaded=counts["downloaded"], already_complete=counts["already_complete"],
+        bytes=counts["bytes"], failures=tuple(output.failures), skipped=tuple(output.skipped),
+        index_uri=join_uri(out, INDEX_NAME),
+    )  # fmt: skip
+
+
+def _coerce(name: str, value):
+    """Options arriving through JSON (KFP dict parameters carry every number as a float) get their field's type."""
+    if isinstance(value, list):
+        return tuple(value)
+    if name in ("genres", "allow_hosts") and isinstance(value, str):
+        return (value,)  # one name, not its characters
+    default = IngestOptions.__dataclass_fields__[name].default
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"ingest: option {name} must be a whole number, got {value}")
+        return int(value)
+    return value
+
+
+def _run_source(source: str, opts: IngestOptions, output: Output) -> dict[str, int]:
+    if source == "fma":
+        from waveforms.scrape.fma import FMA_BASE_URL, FMA_HOSTS, FmaSource, scrape_fma
+
+        fma = FmaSource(tuple(opts.genres), opts.first_page, opts.last_page, opts.base_url or FMA_BASE_URL,
+                        max_tracks=opts.max_tracks)  # fmt: skip
+        hosts = FMA_HOSTS if opts.base_url is None else (_host(fma.base_url),)
+        with PoliteFetcher(_policy(opts, hosts)) as fetcher:
+            return scrape_fma(fetcher, fma, output, opts.progress)
+    if source == "fma-dataset":
+        from waveforms.scrape.fma_dataset import FMA_DATASET_URL, FmaDatasetSource, ingest_fma_dataset
+
+        dataset = FmaDatasetSource(
+            subset=opts.subset, genres=tuple(opts.genres), base_url=opts.base_url or FMA_DATASET_URL,
+            checksums=dict(opts.checksums), archive_dir=opts.archive_dir, max_tracks=opts.max_tracks,
+        )  # fmt: skip
+        with PoliteFetcher(_policy(opts, (_host(dataset.base_url),))) as fetcher:
+            return ingest_fma_dataset(fetcher, dataset, output, opts.progress)
+    if source == "urls":
+        from waveforms.scrape.urls import hosts_of, read_url_list, scrape_urls
+
+        if not opts.input:
+            raise ValueError("ingest --source urls needs --input FILE (one URL per line)")
+        items = read_url_list(opts.input)
+        with PoliteFetcher(_policy(opts, hosts_of(items))) as fetcher:
+            return scrape_urls(fetcher, items, output, opts.progress)
+    if source == "dir":
+        if not opts.input:
+            raise ValueError("ingest --source dir needs --input DIR (a local folder or s3:// / minio:// prefix)")
+        return collect_dir(opts.input, output)
+    return write_synth(opts.count, opts.seed, output)
+
+
+def collect_dir(input_uri: str, output: Output) -> dict[str, int]:
+    """Copy every audio file under a folder or prefix, keeping its relative path (first folder = genre)."""
+    from waveforms.scrape import sniff_audio_format
+
+    counts = {"downloaded": 0, "already_complete": 0, "bytes": 0}
+    if not storage.is_remote(input_uri) and not Path(storage.parse(input_uri)[2]).is_dir():
+        raise ValueError(f"ingest --input {input_uri}: not a folder")
+    prefix = str(input_uri).rstrip("/")
+    output_root = output.root.resolve()
+    for uri in storage.list_files(input_uri):
+        relative_source = uri[len(prefix) :].lstrip("/\\").replace("\\", "/")
+        parts = relative_source.split("/")
+        if not storage.is_remote(uri) and Path(uri).resolve().is_relative_to(output_root):
+            continue  # the output lives inside the input: never ingest our own files
+        suffix = Path(parts[-1]).suffix.lower()
+        if suffix not in AUDIO_SUFFIXES:
+            output.skip(uri, "not-audio", f"suffix {suffix or '(none)'!r}")
+            continue
+        if output.is_complete(output.index.get(uri)):
+            counts["already_complete"] += 1
+            continue
+        relative = "/".join([slugify(p) for p in parts[:-1]] + [slugify(Path(parts[-1]).stem) + suffix])
+        if len(parts) == 1:
+            relative = "unknown/" + relative
+        target = output.local_path(relative)
+        try:
+            if storage.is_remote(uri):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                storage.download_file(uri, str(target))
+            else:
+                output.copy_in(Path(uri), relative)
+            with open(target, "rb") as handle:
+                if sniff_audio_format(handle.read(16)) is None:
+                    target.unlink()
+                    output.skip(uri, "not-audio", "content does not start like any known audio format")
+                    continue
+        except (OSError, storage.StorageError) as err:
+            target.unlink(missing_ok=True)
+            output.fail(uri, type(err).__name__, str(err))
+            continue
+        entry = {
+            "source_url": uri, "title": Path(parts[-1]).stem, "artist": "",
+            "genre": parts[0] if len(parts) > 1 else "unknown", "licence": "", "file": relative,
+            "bytes": target.stat().st_size, "sha256": file_digests(target)["sha256"],
+        }  # fmt: skip
+        output.record(entry)
+        counts["downloaded"] += 1
+        counts["bytes"] += entry["bytes"]
+    return counts
+
+
+def write_synth(count: int, seed: int, output: Output) -> dict[str, int]:
+    from waveforms.synth import write_dataset
+
+    counts = {"downloaded": 0, "already_complete": 0, "bytes": 0}
+    for row in write_dataset(output.root, count=count, seed=seed):
+        path = output.local_path(row["file"])
+        entry = {
+            "source_url": f"synth:seed={seed}:{row['name']}", "title": row["name"], "artist": "waveforms.synth",
+            "genre": row.get("family", "unknown"), "licence": "generated", "file": row["file"],
+            "bytes": path.stat().st_size, "sha256": file_digests(path)["sha256"],
+        }  # fmt: skip
+        output.record(entry)
+        counts["downloaded"] += 1
+        counts["bytes"] += entry["bytes"]
+    output.publish("metadata.jsonl")
+    return counts
+
+
+def summary(result: IngestResult) -> str:
+    lines = [
+        f"ingest {result.source} -> {result.out}: {result.tracks} tracks ({result.downloaded} new, "
+        f"{result.already_complete} already complete), {result.bytes / 1e6:.1f} MB new; "
+        f"{len(result.failures)} failures, {len(result.skipped)} skipped; index {result.index_uri}"
+    ]
+    lines += [f"  failed  {f.item}: {f.reason}" + (f" ({f.detail})" if f.detail else "") for f in result.failures]
+    lines += [f"  skipped {f.item}: {f.reason}" + (f" ({f.detail})" if f.detail else "") for f in result.skipped]
+    return "\n".join(lines)
+
+
+# --- command line ---------------------------------------------------------------------------------------------------
+def _page_range(text: str) -> tuple[int, int]:
+    first, _, last = text.partition("-")
+    try:
+        pages = int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--pages {text!r}: expected N or FIRST-LAST, e.g. 1-5") from None
+    if not 1 <= pages[0] <= pages[1]:
+        raise argparse.ArgumentTypeError(f"--pages {text!r}: need 1 <= FIRST <= LAST")
+    return pages
+
+
+def _checksum(text: str) -> tuple[str, str]:
+    name, sep, sha1 = text.partition("=")
+    if not sep or len(sha1) != 40:
+        raise argparse.ArgumentTypeError(f"--sha1 {text!r}: expected FILE.zip=<40 hex digits>")
+    return name, sha1.lower()
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, choices=SOURCES)
+    parser.add_argument("--out", required=True, help="output folder, s3://bucket/prefix or minio://bucket/prefix")
+    parser.add_argument("--genre", action="append", default=[], help="fma: genre to list (repeatable; commas ok); "
+                        "fma-dataset: keep only these top genres")  # fmt: skip
+    parser.add_argument("--pages", type=_page_range, default=(1, 1), help="fma: page range, N or FIRST-LAST")
+    parser.add_argument("--base-url", help="fma/fma-dataset: site or mirror base URL")
+    parser.add_argument("--subset", default="fma_small", help="fma-dataset: fma_small|fma_medium|fma_large|fma_full")
+    parser.add_argument("--sha1", type=_checksum, action="append", default=[], help="fma-dataset mirror: FILE=SHA1")
+    parser.add_argument("--archive-dir", help="fma-dataset: where archives are kept (default <out>/.archives)")
+    parser.add_argument("--input", help="urls: the URL list file; dir: the folder or object-storage prefix")
+    parser.add_argument("--count", type=int, default=50, help="synth: number of clips")
+    parser.add_argument("--seed", type=int, default=0, help="synth: random seed")
+    parser.add_argument("--max-tracks", type=int, help="stop once the index holds this many tracks")
+    parser.add_argument("--rate", type=float, default=1.0, help="requests per second per host, at most (default 1)")
+    parser.add_argument("--connect-timeout", type=float, default=10.0)
+    parser.add_argument("--read-timeout", type=float, default=30.0)
+    parser.add_argument("--retries", type=int, default=4)
+    parser.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
+    parser.add_argument("--max-file-mb", type=float, default=512.0)
+    parser.add_argument("--allow-host", action="append", default=[], help="extra host that may be fetched")
+    parser.add_argument("--allow-loopback", action="store_true", help="permit 127.0.0.1 (tests only)")
+    parser.add_argument("--staging-dir", help="remote --out: local staging folder")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    genres = tuple(g.strip() for text in args.genre for g in text.split(",") if g.strip())
+    try:
+        result = ingest(
+            args.source, args.out, genres=genres, first_page=args.pages[0], last_page=args.pages[1],
+            base_url=args.base_url, subset=args.subset, checksums=tuple(args.sha1), archive_dir=args.archive_dir,
+            input=args.input, count=args.count, seed=args.seed, max_tracks=args.max_tracks,
+            requests_per_second=args.rate, connect_timeout=args.connect_timeout, read_timeout=args.read_timeout,
+            max_retries=args.retries, backoff_base=args.backoff, max_file_mb=args.max_file_mb,
+            allow_hosts=tuple(args.allow_host), allow_loopback=args.allow_loopback, staging_dir=args.staging_dir,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    except (ValueError, OSError, storage.StorageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary(result), file=sys.stderr)
+    print(json.dumps({"tracks": result.tracks, "downloaded": result.downloaded, "failures": len(result.failures),
+                      "index": result.index_uri}))  # fmt: skip
+    # Item failures are reported, not fatal; a run that ends with nothing ingested is.
+    return 1 if result.tracks == 0 and result.failures else 0
+
+
+__all__ = ["IngestOptions", "IngestResult", "ingest", "summary", "FAILURES_NAME"]
