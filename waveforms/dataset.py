@@ -1,0 +1,267 @@
+"""tf.data input from a manifest: shards -> records -> random windows with next-sample targets -> batches.
+
+    x = codes[t0 : t0 + L]          (B, L) int32   the model sees samples up to t
+    y = codes[t0 + 1 : t0 + L + 1]  (B, L) int32   and predicts sample t + 1
+
+The seed project trained on unshifted targets, and its model learned to copy its input.
+
+Local shards are read by TFRecordDataset. Shards in object storage (s3:// or minio://) are streamed by the minio client
+(storage.open_read: one 1 MiB buffer per open shard, resumed Range reads) and framed by records.iter_records, which
+checks both CRCs of every record; so training starts after the first few records arrive, memory is bounded by
+cycle_length x (buffer + record) plus the shuffle buffer, and nothing is written to local disk. tensorflow-io's s3://
+filesystem is deliberately not used (see STACK.md: corrupt reads past 512 KiB on SeaweedFS, abort at process exit).
+
+TensorFlow is imported inside functions so the CLI does not pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from waveforms import records, storage
+
+log = logging.getLogger(__name__)
+
+TFRECORD_BUFFER = 1024 * 1024  # read buffer per local shard
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, unreadable or lacks what the dataset needs; the message names the URI."""
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """What one pass over a split yields for a window length, computed from the manifest alone."""
+
+    records: int  # records in the split (after the genre filter)
+    short_records: int  # skipped: fewer than window_length + 1 samples
+    windows: int  # training windows per pass: sum over usable records of (samples - 1) // window_length
+
+
+# ------------------------------------------------------------------------------------------------------- manifest
+
+
+def load_manifest(uri: str) -> dict:
+    try:
+        manifest = json.loads(storage.read_bytes(uri))
+    except storage.StorageNotFoundError:
+        raise ManifestError(f"{uri}: manifest not found (run `waveforms convert` first)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ManifestError(f"{uri}: not a JSON manifest ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != records.FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ManifestError(f"{uri}: format {found!r}, expected {records.FORMAT!r}")
+    if not isinstance(manifest.get("splits"), dict) or not isinstance(manifest.get("genres"), list):
+        raise ManifestError(f"{uri}: manifest lacks 'splits' or 'genres'")
+    return manifest
+
+
+def _split(manifest: dict, manifest_uri: str, split: str) -> dict:
+    if split not in manifest["splits"]:
+        raise ManifestError(f"{manifest_uri}: no split {split!r} (has {sorted(manifest['splits'])})")
+    return manifest["splits"][split]
+
+
+def shard_uris(manifest: dict, manifest_uri: str, split: str) -> list[str]:
+    """The split's shard URIs; "file" entries are relative to the manifest's folder (absolute ones are kept)."""
+    base = storage.parent(manifest_uri)
+    uris = []
+    for entry in _split(manifest, manifest_uri, split)["shards"]:
+        name = entry["file"]
+        uris.append(name if "://" in name or os.path.isabs(name) else storage.join(base, *name.split("/")))
+    return uris
+
+
+def genre_ids(manifest: dict, genres: list[str] | None) -> list[int] | None:
+    """Genre names -> ids (index in manifest["genres"]); None means all genres."""
+    if genres is None:
+        return None
+    unknown = [name for name in genres if name not in manifest["genres"]]
+    if unknown:
+        raise ManifestError(f"unknown genres {unknown}; the manifest has {manifest['genres']}")
+    return [manifest["genres"].index(name) for name in genres]
+
+
+def count_windows(manifest: dict, split: str, window_length: int, genres: list[str] | None = None) -> WindowCount:
+    """Records, short records and windows of a split, from the songs table (songs are cut into segment_samples)."""
+    wanted = set(genres) if genres is not None else None
+    segment = int(manifest["segment_samples"])
+    count = WindowCount(0, 0, 0)
+    for song in manifest.get("songs", []):
+        if song.get("split") != split or (wanted is not None and song.get("genre") not in wanted):
+            continue
+        full, rest = divmod(int(song["samples"]), segment)
+        for length in [segment] * full + ([rest] if rest else []):
+            usable = length >= window_length + 1
+            count = WindowCount(count.records + 1, count.short_records + (not usable),
+                                count.windows + ((length - 1) // window_length if usable else 0))
+    return count
+
+
+# ---------------------------------------------------------------------------------------------------- record streams
+
+
+def _remote_records(uri: bytes):
+    """Generator for tf.data: the verified records of one shard in object storage, streamed."""
+    name = uri.decode()
+    with storage.open_read(name) as stream:
+        yield from records.iter_records(stream, name=name)
+
+
+def record_dataset(uris: list[str], *, cycle_length: int = 4, shuffle_files: bool = False, seed: int | None = None,
+                   repeat: bool = False):
+    """Serialized records of many shards, interleaved (read in parallel, order deterministic for a seed)."""
+    import tensorflow as tf
+
+    if not uris:
+        raise ManifestError("no shards to read")
+    remote = [storage.is_remote(uri) for uri in uris]
+    if any(remote) and not all(remote):
+        raise ManifestError(f"shards mix local and object storage: {uris[:3]}...")
+    files = tf.data.Dataset.from_tensor_slices(uris)
+    if shuffle_files:
+        files = files.shuffle(len(uris), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+    if all(remote):
+        def read(uri):
+            return tf.data.Dataset.from_generator(_remote_records, args=(uri,),
+                                                  output_signature=tf.TensorSpec((), tf.string))
+    else:
+        def read(uri):
+            return tf.data.TFRecordDataset(uri, buffer_size=TFRECORD_BUFFER)  # checks both CRCs of every record
+    cycle = max(1, min(cycle_length, len(uris)))
+    return files.interleave(read, cycle_length=cycle, block_length=1, num_parallel_calls=cycle, deterministic=True)
+
+
+def _codes_and_genre(serialized):
+    features = records.parse_example(serialized)
+    return features["audio"], features["genre_id"]  # (samples,) uint8, () int64
+
+
+# ------------------------------------------------------------------------------------------------------------ windows
+
+
+def _check_sizes(window_length: int, batch_size: int) -> None:
+    if window_length < 1 or batch_size < 1:
+        raise ValueError(f"window_length and batch_size must be >= 1, got {window_length} and {batch_size}")
+
+
+def _usable(manifest: dict, manifest_uri: str, split: str, window_length: int, genres: list[str] | None) -> None:
+    """Log the short records; refuse a split with no window at all (a repeated empty dataset would hang training)."""
+    count = count_windows(manifest, split, window_length, genres)
+    if not manifest.get("songs"):
+        return  # a hand-made manifest without a songs table: nothing to check against
+    if count.short_records:
+        log.info("%s [%s]: skipping %d of %d records shorter than window_length + 1 = %d samples", manifest_uri,
+                 split, count.short_records, count.records, window_length + 1)
+    if count.windows == 0:
+        raise ManifestError(f"{manifest_uri}: split {split!r}{' genres ' + str(genres) if genres else ''} has no "
+                            f"record of at least window_length + 1 = {window_length + 1} samples "
+                            f"({count.records} records, {count.short_records} too short)")
+
+
+def _split_inputs_targets(windows, genre, window_length: int, with_genre: bool):
+    import tensorflow as tf
+
+    windows = tf.cast(windows, tf.int32)  # (B, L + 1)
+    x, y = windows[:, :window_length], windows[:, 1:]  # (B, L), (B, L): y[t] = x[t + 1]
+    return ((x, tf.cast(genre, tf.int32)), y) if with_genre else (x, y)  # genre (B,)
+
+
+def _records_of(manifest_uri: str, split: str, window_length: int, genres, worker_index: int, num_workers: int,
+                **reader):
+    manifest = load_manifest(manifest_uri)
+    wanted = genre_ids(manifest, genres)
+    _usable(manifest, manifest_uri, split, window_length, genres)
+    uris = shard_uris(manifest, manifest_uri, split)
+    if not 0 <= worker_index < num_workers:
+        raise ValueError(f"worker_index must be in [0, num_workers={num_workers}), got {worker_index}")
+    record_shard = num_workers > 1 and len(uris) < num_workers  # too few files: every worker skips the others' records
+    if num_workers > 1 and not record_shard:
+        uris = uris[worker_index::num_workers]
+    serialized = record_dataset(uris, **reader)
+    if record_shard:
+        serialized = serialized.shard(num_workers, worker_index)
+    return serialized, wanted
+
+
+def _keep(wanted: list[int] | None, window_length: int):
+    import tensorflow as tf
+
+    def keep(codes, genre):
+        long_enough = tf.size(codes) >= window_length + 1
+        if wanted is None:
+            return long_enough
+        return tf.logical_and(long_enough, tf.reduce_any(tf.equal(genre, tf.constant(wanted, tf.int64))))
+    return keep
+
+
+def make_dataset(manifest_uri: str, split: str = "train", *, window_length: int, batch_size: int,
+                 shuffle_buffer: int = 256, seed: int | None = None, repeat: bool = True,
+                 genres: list[str] | None = None, with_genre: bool = False, cycle_length: int = 4,
+                 worker_index: int = 0, num_workers: int = 1):
+    """Training batches: (x, y) or ((x, genre_id), y); x, y int32 (batch_size, window_length), genre_id int32 (B,).
+
+    Each record of n samples gives (n - 1) // window_length windows at independent random offsets, so one pass reads
+    about as many samples as it yields. With num_workers > 1 each worker reads every num_workers-th shard.
+    """
+    import tensorflow as tf
+
+    _check_sizes(window_length, batch_size)
+    serialized, wanted = _records_of(manifest_uri, split, window_length, genres, worker_index, num_workers,
+                                     cycle_length=cycle_length, shuffle_files=True, seed=seed, repeat=repeat)
+    length = window_length
+
+    def random_windows(codes, genre, randomness):
+        n = tf.size(codes, out_type=tf.int64)
+        count = (n - 1) // length
+        t0 = tf.random.stateless_uniform([count], seed=tf.stack([randomness, n]), minval=0, maxval=n - length,
+                                         dtype=tf.int64)  # (count,) in [0, n - L - 1]
+        positions = t0[:, None] + tf.range(length + 1, dtype=tf.int64)[None, :]  # (count, L + 1)
+        return tf.gather(codes, positions), tf.fill([count], genre)  # (count, L + 1) uint8, (count,) int64
+
+    # a seeded random stream zipped in keeps the offsets reproducible for a seed, without stateful random ops
+    windows = tf.data.Dataset.zip(
+        (serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE).filter(_keep(wanted, length)),
+         tf.data.Dataset.random(seed=seed)))
+    windows = windows.map(lambda codes_genre, randomness: random_windows(*codes_genre, randomness),
+                          num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if shuffle_buffer > 1:
+        windows = windows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return (windows.batch(batch_size, drop_remainder=True)
+            .map(lambda w, g: _split_inputs_targets(w, g, length, with_genre), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def make_eval_dataset(manifest_uri: str, window_length: int, batch_size: int, *, split: str = "validation",
+                      max_windows: int | None = None, genres: list[str] | None = None, with_genre: bool = False,
+                      cycle_length: int = 4, drop_remainder: bool = False):
+    """Validation batches, identical on every call: windows at t0 = 0, L, 2L, ... of each record in manifest order,
+    the first max_windows of them; one pass (no repeat), so NLL is comparable across evaluations. With
+    drop_remainder=False the last batch may be smaller: weight batch means by batch size.
+    """
+    import tensorflow as tf
+
+    _check_sizes(window_length, batch_size)
+    serialized, wanted = _records_of(manifest_uri, split, window_length, genres, 0, 1, cycle_length=cycle_length)
+    length = window_length
+
+    def fixed_windows(codes, genre):
+        n = tf.size(codes, out_type=tf.int64)
+        t0 = tf.range((n - 1) // length, dtype=tf.int64) * length  # (count,)
+        positions = t0[:, None] + tf.range(length + 1, dtype=tf.int64)[None, :]  # (count, L + 1)
+        return tf.gather(codes, positions), tf.fill([tf.size(t0)], genre)
+
+    windows = (serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE)
+               .filter(_keep(wanted, length))
+               .map(fixed_windows, num_parallel_calls=tf.data.AUTOTUNE)
+               .unbatch())
+    if max_windows is not None:
+        windows = windows.take(max_windows)
+    return (windows.batch(batch_size, drop_remainder=drop_remainder)
+            .map(lambda w, g: _split_inputs_targets(w, g, length, with_genre), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,560 @@
+"""One way to address data: local paths, `s3://bucket/key` and `minio://bucket/key` (KFP's scheme for the same thing).
+
+Object storage goes through the minio client (imported lazily), never through tensorflow-io's s3:// filesystem, whose
+reads are corrupt past 512 KiB on SeaweedFS and whose processes abort at exit (see STACK.md).
+
+Endpoint and keys come only from the environment, under the names Kubeflow and AWS tooling use:
+    endpoint  S3_ENDPOINT | AWS_ENDPOINT_URL_S3 | AWS_ENDPOINT_URL | MINIO_ENDPOINT   (host:port or http(s)://host:port;
+              a bare host:port uses https unless S3_USE_HTTPS=0)
+    keys      AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN) | MINIO_ACCESS_KEY + MINIO_SECRET_KEY |
+              accesskey + secretkey (KFP's Secret mlpipeline-minio-artifact exposed as env)
+    other     AWS_REGION | AWS_DEFAULT_REGION, S3_VERIFY_SSL=0, AWS_CA_BUNDLE,
+              WAVEFORMS_S3_CONNECT_TIMEOUT (s, default 3), WAVEFORMS_S3_READ_TIMEOUT (s, default 60),
+              WAVEFORMS_S3_ATTEMPTS (default 5; backoff 0.25 s doubling)
+
+Writes are atomic for readers: an object appears under its final key only when complete (one PUT, or a multipart upload
+completed by its last request); a local file is written to a hidden temp file beside it and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO, TypeVar
+
+log = logging.getLogger(__name__)
+
+REMOTE_SCHEMES = ("s3", "minio")
+PART_SIZE = 8 * 1024 * 1024  # multipart part size; also the memory one upload holds
+READ_BUFFER = 1024 * 1024  # streaming reads: one buffer per open object
+COPY_OBJECT_LIMIT = 5 * 1024**3  # S3's limit for a single server-side copy
+TEMP_SUFFIX = ".waveforms-partial"  # local temp files; never listed
+AUTH_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "InvalidToken", "ExpiredToken",
+              "AuthorizationHeaderMalformed", "InvalidSecurity"}
+NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "ResourceNotFound", "NoSuchUpload"}
+TRANSIENT_CODES = {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed"}
+
+T = TypeVar("T")
+
+
+class StorageError(Exception):
+    """Any storage failure; the message names the URI and the reason."""
+
+
+class StorageConfigError(StorageError, ValueError):
+    """The environment does not say where object storage is or how to log in; or a URI is malformed."""
+
+
+class StorageAuthError(StorageError, PermissionError):
+    """The endpoint refused our access key (wrong key id or secret, or no permission)."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """No such object, file or bucket."""
+
+
+class StorageUnreachableError(StorageError, ConnectionError):
+    """The endpoint did not answer (refused, timed out, TLS mismatch) within the bounded retries."""
+
+
+# ---------------------------------------------------------------------------------------------------------------- URIs
+
+
+def parse(uri: str) -> tuple[str, str, str]:
+    """-> (scheme, bucket, key); local paths give ("file", "", path)."""
+    uri = os.fspath(uri)
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return "file", "", uri
+    scheme = scheme.lower()
+    if scheme == "file":
+        return "file", "", urllib.parse.unquote(rest)
+    if scheme not in REMOTE_SCHEMES:
+        raise StorageConfigError(f"{uri}: unsupported scheme {scheme!r} (use a local path, s3:// or minio://)")
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise StorageConfigError(f"{uri}: no bucket name")
+    return scheme, bucket, key
+
+
+def is_remote(uri: str) -> bool:
+    return parse(uri)[0] in REMOTE_SCHEMES
+
+
+def join(uri: str, *parts: str) -> str:
+    """Append path parts: `/`-joined for object storage and file:// URIs, os.path.join for plain paths."""
+    uri = os.fspath(uri)
+    if "://" not in uri:
+        return os.path.join(uri, *parts)
+    joined = uri.rstrip("/")
+    for part in parts:
+        part = part.strip("/")
+        if part:
+            joined += "/" + part
+    return joined
+
+
+def parent(uri: str) -> str:
+    """The directory (or key prefix) holding `uri`: join(parent(u), basename) == u."""
+    uri = os.fspath(uri)
+    if "://" not in uri:
+        return os.path.dirname(uri) or "."
+    head, _, _ = uri.rstrip("/").rpartition("/")
+    return head if not head.endswith(":/") else uri.rstrip("/")
+
+
+def _local_path(uri: str) -> str:
+    return parse(uri)[2]
+
+
+# ------------------------------------------------------------------------------------------------------ configuration
+
+
+def _first(environ, *names: str) -> str | None:
+    for name in names:
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where object storage is and how to log in; built only by from_env. Secrets never appear in repr or logs."""
+
+    endpoint: str  # host:port
+    secure: bool
+    access_key: str
+    secret_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    region: str | None = None
+    verify_ssl: bool = True
+    ca_bundle: str | None = None
+    connect_timeout: float = 3.0  # seconds; short so a wrong endpoint fails fast
+    read_timeout: float = 60.0  # seconds without a byte before a read counts as failed
+    attempts: int = 5  # tries per operation (transient errors only), backoff 0.25 s doubling
+
+    @property
+    def url(self) -> str:
+        return ("https://" if self.secure else "http://") + self.endpoint
+
+    @classmethod
+    def from_env(cls, environ=None) -> S3Settings:
+        environ = os.environ if environ is None else environ
+        raw_endpoint = _first(environ, "S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MINIO_ENDPOINT")
+        if raw_endpoint is None:
+            raise StorageConfigError(
+                "object storage endpoint not configured: set S3_ENDPOINT (or AWS_ENDPOINT_URL / MINIO_ENDPOINT), "
+                "e.g. S3_ENDPOINT=http://minio-service.kubeflow:9000")
+        if "://" in raw_endpoint:
+            url = urllib.parse.urlparse(raw_endpoint)
+            if url.scheme not in ("http", "https") or not url.netloc or url.path not in ("", "/"):
+                raise StorageConfigError(f"S3 endpoint {raw_endpoint!r}: expected http(s)://host[:port] with no path")
+            endpoint, secure = url.netloc, url.scheme == "https"
+        else:
+            endpoint, secure = raw_endpoint.rstrip("/"), _flag(environ.get("S3_USE_HTTPS"), True)
+        for key_name, secret_name in (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+                                      ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"), ("accesskey", "secretkey")):
+            access_key = _first(environ, key_name)
+            if access_key:
+                secret_key = _first(environ, secret_name)
+                if not secret_key:
+                    raise StorageConfigError(f"{key_name} is set but {secret_name} is not")
+                break
+        else:
+            raise StorageConfigError(
+                "object storage credentials not configured: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or MINIO_ACCESS_KEY/MINIO_SECRET_KEY, accesskey/secretkey)")
+        try:
+            connect_timeout = float(environ.get("WAVEFORMS_S3_CONNECT_TIMEOUT", 3.0))
+            read_timeout = float(environ.get("WAVEFORMS_S3_READ_TIMEOUT", 60.0))
+            attempts = max(1, int(environ.get("WAVEFORMS_S3_ATTEMPTS", 5)))
+        except ValueError as error:
+            raise StorageConfigError(f"WAVEFORMS_S3_* timeouts/attempts must be numbers: {error}") from None
+        return cls(endpoint=endpoint, secure=secure, access_key=access_key, secret_key=secret_key,
+                   session_token=_first(environ, "AWS_SESSION_TOKEN") if key_name == "AWS_ACCESS_KEY_ID" else None,
+                   region=_first(environ, "AWS_REGION", "AWS_DEFAULT_REGION"),
+                   verify_ssl=_flag(environ.get("S3_VERIFY_SSL"), True), ca_bundle=_first(environ, "AWS_CA_BUNDLE"),
+                   connect_timeout=connect_timeout, read_timeout=read_timeout, attempts=attempts)
+
+
+_clients: dict[tuple[S3Settings, int], object] = {}
+
+
+def _client(settings: S3Settings):
+    """One minio client per settings and process (pooled connections must not cross a fork)."""
+    key = (settings, os.getpid())
+    if key not in _clients:
+        import certifi
+        import urllib3
+        from minio import Minio
+
+        # urllib3 retries nothing itself: every retry goes through _call's bounded backoff, so the total time is known.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
+            retries=urllib3.Retry(total=0, redirect=0, raise_on_status=False), maxsize=16,
+            cert_reqs="CERT_REQUIRED" if settings.verify_ssl else "CERT_NONE",
+            ca_certs=settings.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where())
+        _clients[key] = Minio(settings.endpoint, access_key=settings.access_key, secret_key=settings.secret_key,
+                              session_token=settings.session_token, secure=settings.secure, region=settings.region,
+                              http_client=http)
+    return _clients[key]
+
+
+# ---------------------------------------------------------------------------------------------------- error handling
+
+
+def _is_transient(error: BaseException) -> bool:
+    import urllib3
+    from minio.error import InvalidResponseError, S3Error, ServerError
+
+    reason = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    if isinstance(reason, urllib3.exceptions.SSLError):
+        return False  # a TLS mismatch does not heal by retrying
+    if isinstance(error, S3Error):
+        return error.code in TRANSIENT_CODES
+    if isinstance(error, ServerError):
+        return error.status_code >= 500
+    if isinstance(error, InvalidResponseError):
+        return True  # a non-S3 answer (proxy error page, server restarting)
+    return isinstance(error, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def _translate(error: BaseException, settings: S3Settings, action: str, uri: str, attempts: int) -> StorageError:
+    import urllib3
+    from minio.error import S3Error
+
+    if isinstance(error, StorageError):
+        return error
+    where = f"{action} {uri} at {settings.url}"
+    if isinstance(error, S3Error):
+        if error.code in AUTH_CODES:
+            return StorageAuthError(
+                f"{settings.url} refused access key id {settings.access_key!r} ({error.code}) while trying to "
+                f"{action} {uri}; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy")
+        if error.code in NOT_FOUND_CODES:
+            what = f"bucket {error.bucket_name!r}" if error.code == "NoSuchBucket" else uri
+            return StorageNotFoundError(f"{what} does not exist at {settings.url} ({error.code})")
+        return StorageError(f"cannot {where}: {error.code}: {error.message}")
+    reason = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    if isinstance(reason, urllib3.exceptions.SSLError):
+        return StorageUnreachableError(
+            f"cannot {where}: TLS failed ({reason}); if the endpoint speaks plain http, give it as http://host:port "
+            "or set S3_USE_HTTPS=0")
+    if _is_transient(error):
+        return StorageUnreachableError(f"cannot {where}: no answer after {attempts} attempt(s): {reason}")
+    return StorageError(f"cannot {where}: {type(error).__name__}: {error}")
+
+
+def _call(settings: S3Settings, action: str, uri: str, operation: Callable[[], T]) -> T:
+    """Run one S3 operation with bounded retries on transient errors; raise one StorageError subclass otherwise."""
+    delay = 0.25
+    for attempt in range(1, settings.attempts + 1):
+        try:
+            return operation()
+        except Exception as error:
+            if attempt == settings.attempts or not _is_transient(error):
+                raise _translate(error, settings, action, uri, attempt) from error
+            log.warning("%s %s failed (%s: %s); retry %d/%d in %.2f s", action, uri, type(error).__name__,
+                        str(error)[:200], attempt, settings.attempts - 1, delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _remote(uri: str) -> tuple[S3Settings, object, str, str]:
+    _, bucket, key = parse(uri)
+    settings = S3Settings.from_env()
+    return settings, _client(settings), bucket, key
+
+
+def _object_key(uri: str) -> str:
+    key = parse(uri)[2]
+    if not key or key.endswith("/"):
+        raise StorageConfigError(f"{uri}: names a prefix, not an object")
+    return key
+
+
+# ------------------------------------------------------------------------------------------------------- local files
+
+
+def _atomic_local_write(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a hidden temp file in the same directory and rename it over `path` when complete."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix="." + os.path.basename(path) + ".",
+                                         suffix=TEMP_SUFFIX, delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        try:
+            os.unlink(handle.name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _copy_stream(source: BinaryIO, destination: BinaryIO) -> None:
+    shutil.copyfileobj(source, destination, READ_BUFFER)
+
+
+# ------------------------------------------------------------------------------------------------------ remote reads
+
+
+class _ObjectStream(io.RawIOBase):
+    """Raw reader over one object; a dropped connection resumes with a Range GET at the current offset."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.settings, self.client, self.bucket, self.key = _remote(uri)
+        _object_key(uri)
+        stat = _call(self.settings, "open", uri, lambda: self.client.stat_object(self.bucket, self.key))
+        self.size = stat.size
+        self.position = 0
+        self.response = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _open_at_position(self):
+        return self.client.get_object(self.bucket, self.key, offset=self.position)
+
+    def readinto(self, buffer) -> int:
+        if self.position >= self.size:
+            return 0
+        failures = 0
+        while True:
+            try:
+                if self.response is None:
+                    self.response = _call(self.settings, "read", self.uri, self._open_at_position)
+                count = self.response.readinto(buffer)
+                if count == 0:  # the server closed early: resume like any other drop
+                    raise ConnectionError(f"connection closed at byte {self.position} of {self.size}")
+                self.position += count
+                return count
+            except StorageError:
+                raise
+            except Exception as error:
+                self._release()
+                failures += 1
+                if failures >= self.settings.attempts or not _is_transient(error):
+                    raise _translate(error, self.settings, "read", self.uri, failures) from error
+                log.warning("reading %s dropped at byte %d (%s); resuming", self.uri, self.position, error)
+                time.sleep(0.25 * 2 ** (failures - 1))
+
+    def _release(self) -> None:
+        if self.response is not None:
+            self.response.close()
+            self.response.release_conn()
+            self.response = None
+
+    def close(self) -> None:
+        self._release()
+        super().close()
+
+
+def open_read(uri: str) -> BinaryIO:
+    """A streaming, buffered binary reader (use as a context manager); memory is one buffer whatever the size."""
+    if is_remote(uri):
+        return io.BufferedReader(_ObjectStream(uri), buffer_size=READ_BUFFER)
+    try:
+        return open(_local_path(uri), "rb")
+    except FileNotFoundError:
+        raise StorageNotFoundError(f"{uri} does not exist") from None
+
+
+def read_bytes(uri: str) -> bytes:
+    with open_read(uri) as stream:
+        return stream.read()
+
+
+def download_file(uri: str, local_path: str) -> None:
+    """Copy `uri` to a local file atomically (temp file + rename); the size is checked against the object's."""
+    def write(handle: BinaryIO) -> None:
+        with open_read(uri) as stream:
+            _copy_stream(stream, handle)
+            expected = stream.raw.size if isinstance(stream, io.BufferedReader) else None
+        if expected is not None and handle.tell() != expected:
+            raise StorageError(f"{uri}: downloaded {handle.tell()} bytes, the object has {expected}")
+
+    _atomic_local_write(local_path, write)
+
+
+# ----------------------------------------------------------------------------------------------------- remote writes
+
+
+def write_stream(uri: str, open_stream: Callable[[], BinaryIO], length: int) -> None:
+    """Write `length` bytes from a stream to `uri`. `open_stream()` is called again for every retry (from byte 0)."""
+    if not is_remote(uri):
+        def write(handle: BinaryIO) -> None:
+            with open_stream() as stream:
+                _copy_stream(stream, handle)
+        _atomic_local_write(_local_path(uri), write)
+        return
+    settings, client, bucket, key = _remote(uri)
+    _object_key(uri)
+
+    def put():
+        with open_stream() as stream:
+            # One PUT when length <= PART_SIZE, else a multipart upload the server publishes only on completion
+            # (minio aborts it on failure; an unfinished one is never listed or readable under the key).
+            return client.put_object(bucket, key, stream, length, part_size=PART_SIZE)
+
+    _call(settings, "write", uri, put)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    data = bytes(data)
+    write_stream(uri, lambda: io.BytesIO(data), len(data))
+
+
+def upload_file(local_path: str, uri: str) -> None:
+    try:
+        size = os.path.getsize(local_path)
+    except FileNotFoundError:
+        raise StorageNotFoundError(f"{local_path} does not exist") from None
+    write_stream(uri, lambda: open(local_path, "rb"), size)
+
+
+# --------------------------------------------------------------------------------------------- listing and metadata
+
+
+def exists(uri: str) -> bool:
+    if not is_remote(uri):
+        return os.path.exists(_local_path(uri))
+    settings, client, bucket, key = _remote(uri)
+    try:
+        _call(settings, "stat", uri, lambda: client.stat_object(bucket, _object_key(uri)))
+        return True
+    except StorageNotFoundError:
+        return False
+
+
+def list_files(prefix_uri: str, suffix: str | None = None) -> list[str]:
+    """Every file/object under a directory or key prefix (recursive), sorted, as URIs of the same form."""
+    if not is_remote(prefix_uri):
+        root = _local_path(prefix_uri)
+        found = []
+        for directory, _, names in os.walk(root):
+            for name in names:
+                if name.endswith(TEMP_SUFFIX) or (suffix and not name.endswith(suffix)):
+                    continue
+                relative = os.path.relpath(os.path.join(directory, name), root)
+                found.append(join(prefix_uri, *relative.split(os.sep)))
+        return sorted(found)
+    settings, client, bucket, key = _remote(prefix_uri)
+    scheme = parse(prefix_uri)[0]
+    directory = key if not key or key.endswith("/") else key + "/"
+    objects = _call(settings, "list", prefix_uri,
+                    lambda: list(client.list_objects(bucket, prefix=directory or None, recursive=True)))
+    names = (obj.object_name for obj in objects if not obj.is_dir and not obj.object_name.endswith("/"))
+    return sorted(f"{scheme}://{bucket}/{name}" for name in names if not suffix or name.endswith(suffix))
+
+
+def _fingerprint(uri: str) -> tuple[int, str] | None:
+    """(size, etag) of a file/object or None if absent; local files get the etag an S3 upload of them would have."""
+    if is_remote(uri):
+        settings, client, bucket, key = _remote(uri)
+        try:
+            stat = _call(settings, "stat", uri, lambda: client.stat_object(bucket, key))
+        except StorageNotFoundError:
+            return None
+        return stat.size, (stat.etag or "").strip('"')
+    path = _local_path(uri)
+    if not os.path.isfile(path):
+        return None
+    part_digests = []
+    with open(path, "rb") as handle:
+        while chunk := handle.read(PART_SIZE):
+            part_digests.append(hashlib.md5(chunk, usedforsecurity=False).digest())
+    size = os.path.getsize(path)
+    if len(part_digests) <= 1:
+        etag = (part_digests[0] if part_digests else hashlib.md5(b"", usedforsecurity=False).digest()).hex()
+    else:
+        etag = hashlib.md5(b"".join(part_digests), usedforsecurity=False).hexdigest() + f"-{len(part_digests)}"
+    return size, etag
+
+
+# --------------------------------------------------------------------------------------------- copy, delete, sync
+
+
+def copy(src: str, dst: str) -> None:
+    """Copy one file/object between any two locations; remote to remote is a server-side copy."""
+    if is_remote(src) and is_remote(dst):
+        src_settings, client, src_bucket, src_key = _remote(src)
+        _, _, dst_bucket, dst_key = _remote(dst)
+        from minio.commonconfig import CopySource
+
+        size = _call(src_settings, "stat", src, lambda: client.stat_object(src_bucket, src_key)).size
+        if size <= COPY_OBJECT_LIMIT:
+            _call(src_settings, "copy", f"{src} -> {dst}",
+                  lambda: client.copy_object(dst_bucket, _object_key(dst), CopySource(src_bucket, src_key)))
+            return
+    if is_remote(dst) and not is_remote(src):
+        upload_file(_local_path(src), dst)
+    elif is_remote(src) and not is_remote(dst):
+        download_file(src, _local_path(dst))
+    elif not is_remote(src):
+        write_stream(dst, lambda: open_read(src), os.path.getsize(_local_path(src)))
+    else:  # remote to remote beyond the single-copy limit: stream through a local temp file
+        with tempfile.TemporaryDirectory() as scratch:
+            download_file(src, os.path.join(scratch, "object"))
+            upload_file(os.path.join(scratch, "object"), dst)
+
+
+def delete(uri: str) -> None:
+    """Remove one file/object; removing what does not exist is not an error."""
+    if not is_remote(uri):
+        try:
+            os.remove(_local_path(uri))
+        except FileNotFoundError:
+            pass
+        return
+    settings, client, bucket, key = _remote(uri)
+    _call(settings, "delete", uri, lambda: client.remove_object(bucket, _object_key(uri)))
+
+
+def _sync(src_root: str, dst_root: str) -> list[str]:
+    copied = []
+    for src in list_files(src_root):
+        relative = src[len(src_root.rstrip("/")) + 1:] if "://" in src_root else os.path.relpath(
+            src, _local_path(src_root))
+        dst = join(dst_root, *relative.replace(os.sep, "/").split("/"))
+        if _fingerprint(src) != _fingerprint(dst):
+            copy(src, dst)
+            copied.append(dst)
+    return copied
+
+
+def sync_dir_up(local_dir: str, uri: str) -> list[str]:
+    """Copy every file under local_dir to uri/<relative path> unless an identical one is there; -> what was copied.
+
+    Each object is atomic, the set is not: write a marker (e.g. the checkpoint index) last when that matters.
+    """
+    if not os.path.isdir(_local_path(local_dir)):
+        raise StorageNotFoundError(f"{local_dir} is not a directory")
+    return _sync(local_dir, uri)
+
+
+def sync_dir_down(uri: str, local_dir: str) -> list[str]:
+    """Copy every object under uri to local_dir/<relative key> unless an identical file is there; -> local paths."""
+    return _sync(uri, local_dir)
+
