@@ -46,7 +46,7 @@ submit: compile
 bench: install
 	$(BIN)/python -m benchmarks.run --output docs/benchmarks.md
 
-lint: lint-python
+lint: lint-python lint-images manifests-check
 
 lint-python: install
 	$(BIN)/ruff check waveforms components pipelines tests
@@ -55,3 +55,39 @@ lint-python: install
 clean:
 	rm -rf build local_outputs .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# ---- images and manifests ----
+CONTAINER_ENGINE ?= $(firstword $(foreach engine,docker podman buildah,$(shell command -v $(engine) 2>/dev/null)))
+VERSION := $(firstword $(subst -, ,$(IMAGE_TAG)))
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+GPU_POOL ?= gke
+DEPLOY_DIR := build/deploy/$(GPU_POOL)
+
+.PHONY: lint-images print-image-tag manifests-check deploy-manifests
+
+print-image-tag:
+	@echo $(IMAGE_REPO):$(IMAGE_TAG)
+
+images:
+	@test -n "$(CONTAINER_ENGINE)" || { echo "error: no container engine found (docker, podman or buildah); install one or build in CI"; exit 1; }
+	@$(CONTAINER_ENGINE) info >/dev/null 2>&1 || { echo "error: $(CONTAINER_ENGINE) is installed but cannot reach its engine (is the daemon running?)"; exit 1; }
+	$(CONTAINER_ENGINE) build -f images/Dockerfile.cpu --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE_REPO):$(IMAGE_TAG) .
+	$(CONTAINER_ENGINE) build -f images/Dockerfile.gpu --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE_REPO):$(IMAGE_TAG)-gpu .
+	$(CONTAINER_ENGINE) push $(IMAGE_REPO):$(IMAGE_TAG)
+	$(CONTAINER_ENGINE) push $(IMAGE_REPO):$(IMAGE_TAG)-gpu
+	@echo "pushed $(IMAGE_REPO):$(IMAGE_TAG) and $(IMAGE_REPO):$(IMAGE_TAG)-gpu"
+
+lint-images: install
+	$(BIN)/hadolint --config images/hadolint.yaml images/Dockerfile.cpu images/Dockerfile.gpu
+
+manifests-check: install
+	$(BIN)/waveforms tune write-experiment --check
+
+# make deploy-manifests GPU_POOL=gke|eks: the Katib experiment and the TFJob for that pool with this commit's GPU image.
+deploy-manifests: install
+	@test -d manifests/overlays/$(GPU_POOL) || { echo "usage: make deploy-manifests GPU_POOL=gke|eks"; exit 2; }
+	mkdir -p $(DEPLOY_DIR)
+	printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../../manifests/overlays/%s\nimages:\n  - name: waveforms-gpu\n    newName: %s\n    newTag: %s-gpu\n' \
+	  "$(GPU_POOL)" "$(IMAGE_REPO)" "$(IMAGE_TAG)" > $(DEPLOY_DIR)/kustomization.yaml
+	$(BIN)/kubectl kustomize $(DEPLOY_DIR) > $(DEPLOY_DIR)/rendered.yaml
+	@echo "apply with: kubectl apply -k $(DEPLOY_DIR) [-l app.kubernetes.io/component=tuning|training]"

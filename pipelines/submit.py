@@ -2,7 +2,7 @@
 
 Goes through kfp.Client rather than `kfp run create`: the 2.13 CLI sends every parameter as a string, which KFP backends
 before 2.16 reject for int/float parameters (kubeflow/pipelines #11607). The endpoint comes from --endpoint, KFP_ENDPOINT
-or KF_PIPELINES_ENDPOINT; parameters are `key=value` with values parsed as JSON when they parse (numbers, booleans,
+or KF_PIPELINES_ENDPOINT, a bearer token from KFP_TOKEN; parameters are `key=value` with values parsed as JSON when they parse (numbers, booleans,
 objects), else kept as strings, and checked against the compiled pipeline's declared parameter types.
 """
 
@@ -61,7 +61,8 @@ def submit(pipeline_file: str, arguments: dict, *, endpoint: str, experiment: st
            namespace: str | None = None) -> str:
     import kfp
 
-    client = kfp.Client(host=endpoint, namespace=namespace or "kubeflow")
+    # multi-user Kubeflow wants a bearer token from outside the cluster (docs/cluster.md: kubectl create token)
+    client = kfp.Client(host=endpoint, namespace=namespace or "kubeflow", existing_token=os.environ.get("KFP_TOKEN"))
     result = client.create_run_from_pipeline_package(
         pipeline_file, arguments=arguments, run_name=run_name, experiment_name=experiment, namespace=namespace
     )

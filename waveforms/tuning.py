@@ -1,0 +1,532 @@
+"""Hyperparameter tuning: one search space, three ways to search it.
+
+- `render_experiment` turns the space into a Katib v1beta1 Experiment (TPE, median stopping, one GPU Job per trial running
+  `waveforms train`); `manifests/katib/experiment.yaml` is its default rendering (`waveforms tune write-experiment`).
+- `create_and_wait_experiment` submits such an Experiment from inside a pipeline and returns the best trial.
+- `local_search` samples the same space at random on this machine (`tuning=local`: the demo and the tests).
+
+Katib reads metrics from the trial's stdout: `waveforms train` prints `step=200 loss=2.31 val_bits=5.12` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OBJECTIVE_METRIC = "val_bits"  # validation negative log-likelihood, bits per sample: lower is better
+ADDITIONAL_METRICS = ("loss",)
+# Katib's default StdOut filter, written out so the contract with `waveforms train` output is visible and tested.
+METRICS_FORMAT = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+EXPERIMENT_PATH = Path(__file__).resolve().parent.parent / "manifests" / "katib" / "experiment.yaml"
+KATIB_GROUP, KATIB_VERSION, KATIB_PLURAL = "kubeflow.org", "v1beta1", "experiments"
+PRIMARY_CONTAINER = "training"
+IMAGE_PLACEHOLDER = "waveforms-gpu"  # replaced by the kustomize `images:` entry at deploy time (docs/cluster.md)
+CREDENTIALS_SECRET = "waveforms-s3-credentials"  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+GENERIC_GPU_SELECTOR = {"nvidia.com/gpu.present": "true"}  # set by NVIDIA GPU feature discovery / the GPU operator
+
+KINDS = ("double", "int", "discrete", "categorical")  # Katib parameterType values
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One tunable setting. `name` is also the config field it sets and, dashed, the `waveforms train` flag."""
+
+    name: str
+    kind: str  # one of KINDS
+    config: str  # "train" (TrainConfig) or "model" (WaveNetConfig)
+    low: float | None = None  # double/int bounds, inclusive
+    high: float | None = None
+    values: tuple[Any, ...] = ()  # discrete/categorical choices
+    log_scale: bool = False  # sample log-uniformly (double only)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"parameter {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.config not in ("train", "model"):
+            raise ValueError(f"parameter {self.name}: config must be 'train' or 'model', got {self.config!r}")
+        if self.kind in ("double", "int"):
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(f"parameter {self.name}: needs low < high, got {self.low}, {self.high}")
+            if self.log_scale and self.low <= 0:
+                raise ValueError(f"parameter {self.name}: log scale needs low > 0, got {self.low}")
+        elif not self.values:
+            raise ValueError(f"parameter {self.name}: a {self.kind} parameter needs values")
+        if self.log_scale and self.kind != "double":
+            raise ValueError(f"parameter {self.name}: log scale applies to double parameters only")
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def trial_parameter(self) -> str:
+        """camelCase name used in `${trialParameters.x}` substitutions."""
+        head, *rest = self.name.split("_")
+        return head + "".join(word.capitalize() for word in rest)
+
+    def sample(self, rng: random.Random) -> Any:
+        if self.kind == "double":
+            if self.log_scale:
+                return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+            return rng.uniform(self.low, self.high)
+        if self.kind == "int":
+            return rng.randint(int(self.low), int(self.high))
+        return rng.choice(self.values)
+
+    def parse(self, text: str) -> Any:
+        """A Katib assignment (always a string) as the typed value this parameter takes."""
+        try:
+            if self.kind == "double":
+                return float(text)
+            if self.kind == "int":
+                return int(float(text))
+            for value in self.values:
+                if str(value) == text or (self.kind == "discrete" and float(value) == float(text)):
+                    return value
+        except ValueError:
+            pass
+        raise ValueError(f"parameter {self.name}: {text!r} is not a valid {self.kind} value")
+
+    def katib_spec(self) -> dict:
+        if self.kind in ("double", "int"):
+            space = {"min": _katib_number(self.low, self.kind), "max": _katib_number(self.high, self.kind)}
+            if self.kind == "double":
+                space["distribution"] = "logUniform" if self.log_scale else "uniform"
+        else:
+            space = {"list": [str(value) for value in self.values]}
+        return {"name": self.name, "parameterType": self.kind, "feasibleSpace": space}
+
+
+def _katib_number(value: float, kind: str) -> str:
+    return str(int(value)) if kind == "int" else repr(float(value))
+
+
+# The one search space. Lengths are in samples at 16 kHz; channels and batch sizes stay powers of two for the GPU.
+SEARCH_SPACE: tuple[Parameter, ...] = (
+    Parameter("learning_rate", "double", "train", low=1e-4, high=3e-3, log_scale=True),
+    Parameter("residual_channels", "discrete", "model", values=(16, 32, 64)),
+    Parameter("layers_per_stack", "int", "model", low=6, high=10),
+    Parameter("batch_size", "discrete", "train", values=(4, 8, 16)),
+    Parameter("target_length", "discrete", "train", values=(4000, 8000, 16000)),
+)
+
+
+def parameters_from_assignments(assignments: Sequence[Mapping[str, str]], space=SEARCH_SPACE) -> dict[str, Any]:
+    """Katib `parameterAssignments` ([{name, value}]) as typed values; every parameter of the space must be there."""
+    by_name = {parameter.name: parameter for parameter in space}
+    given = {item["name"]: item["value"] for item in assignments}
+    unknown, missing = set(given) - set(by_name), set(by_name) - set(given)
+    if unknown or missing:
+        raise ValueError(
+            f"parameter assignments do not match the search space: unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
+    return {name: by_name[name].parse(str(value)) for name, value in given.items()}
+
+
+def apply_parameters(model_config, train_config, params: Mapping[str, Any], space=SEARCH_SPACE):
+    """(model_config, train_config) with the tuned values replaced (both are frozen dataclasses)."""
+    by_name = {parameter.name: parameter for parameter in space}
+    model_changes = {name: value for name, value in params.items() if by_name[name].config == "model"}
+    train_changes = {name: value for name, value in params.items() if by_name[name].config == "train"}
+    return dataclasses.replace(model_config, **model_changes), dataclasses.replace(train_config, **train_changes)
+
+
+# ---------------------------------------------------------------------------------------------------------- Katib
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    name: str = "waveforms-tune"
+    namespace: str = "waveforms"
+    image: str = IMAGE_PLACEHOLDER  # the project's GPU image, immutable tag
+    dataset_uri: str = "s3://waveforms/datasets/default"
+    model_uri_root: str = "s3://waveforms/katib"  # each trial writes under <root>/<experiment>/<trial name>
+    model_preset: str = "small"  # `waveforms train --config`
+    steps: int = 2000  # training steps per trial
+    eval_every: int = 200  # one `val_bits=` line per evaluation: median stopping compares these
+    max_trial_count: int = 24
+    parallel_trial_count: int = 3
+    max_failed_trial_count: int = 3
+    gpus_per_trial: int = 1
+    cpu_request: str = "4"
+    memory: str = "16Gi"
+    node_selector: Mapping[str, str] = field(default_factory=lambda: dict(GENERIC_GPU_SELECTOR))
+    s3_endpoint: str = "minio-service.kubeflow:9000"  # Kubeflow's in-cluster MinIO
+    s3_use_https: bool = False
+    aws_region: str = "us-east-1"
+    credentials_secret: str = CREDENTIALS_SECRET
+    seed: int = 0
+
+
+def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SEARCH_SPACE) -> dict:
+    """The Katib Experiment for `space` as a plain dict (kubeflow.org/v1beta1)."""
+    trial_name = "trialName"
+    command = [
+        "waveforms", "train", options.dataset_uri,
+        f"{options.model_uri_root}/{options.name}/${{trialParameters.{trial_name}}}",
+        "--config", options.model_preset, "--steps", str(options.steps), "--eval-every", str(options.eval_every),
+        "--seed", str(options.seed),
+    ]  # fmt: skip
+    for parameter in space:
+        command += [parameter.flag, f"${{trialParameters.{parameter.trial_parameter}}}"]
+    secret_env = [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": options.credentials_secret, "key": key}}}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ]
+    container = {
+        "name": PRIMARY_CONTAINER,
+        "image": options.image,
+        "command": command,
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},  # metric lines must reach the collector as they are printed
+            {"name": "S3_ENDPOINT", "value": options.s3_endpoint},
+            {"name": "S3_USE_HTTPS", "value": "1" if options.s3_use_https else "0"},
+            {"name": "AWS_REGION", "value": options.aws_region},
+            *secret_env,
+        ],
+        "resources": {
+            "requests": {"cpu": options.cpu_request, "memory": options.memory},
+            "limits": {"memory": options.memory, "nvidia.com/gpu": str(options.gpus_per_trial)},
+        },
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "backoffLimit": 0,  # a failed trial is reported to Katib, not retried behind its back
+            "template": {
+                # Istio sidecars keep the pod running after training ends, so the Job would never complete.
+                "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "nodeSelector": dict(options.node_selector),
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [container],
+                },
+            },
+        },
+    }
+    trial_parameters = [
+        {
+            "name": trial_name,
+            "description": "Trial name: each trial writes its own model",
+            "reference": "${trialSpec.Name}",
+        }
+    ] + [
+        {"name": p.trial_parameter, "description": f"{p.config} config field {p.name}", "reference": p.name}
+        for p in space
+    ]
+    return {
+        "apiVersion": f"{KATIB_GROUP}/{KATIB_VERSION}",
+        "kind": "Experiment",
+        "metadata": {"name": options.name, "namespace": options.namespace},
+        "spec": {
+            "objective": {
+                "type": "minimize",
+                "objectiveMetricName": OBJECTIVE_METRIC,
+                "additionalMetricNames": list(ADDITIONAL_METRICS),
+            },
+            "algorithm": {
+                "algorithmName": "tpe",
+                "algorithmSettings": [
+                    {"name": "n_startup_trials", "value": str(min(5, options.max_trial_count))},
+                    {"name": "random_state", "value": str(options.seed)},
+                ],
+            },
+            "earlyStopping": {
+                "algorithmName": "medianstop",
+                "algorithmSettings": [
+                    {"name": "min_trials_required", "value": "3"},
+                    {"name": "start_step", "value": "3"},  # evaluations before a trial can be stopped
+                ],
+            },
+            "parallelTrialCount": options.parallel_trial_count,
+            "maxTrialCount": options.max_trial_count,
+            "maxFailedTrialCount": options.max_failed_trial_count,
+            "metricsCollectorSpec": {
+                "collector": {"kind": "StdOut"},
+                "source": {"filter": {"metricsFormat": [METRICS_FORMAT]}},
+            },
+            "parameters": [parameter.katib_spec() for parameter in space],
+            "trialTemplate": {
+                "primaryContainerName": PRIMARY_CONTAINER,
+                "trialParameters": trial_parameters,
+                "trialSpec": job,
+            },
+        },
+    }
+
+
+def check_experiment(experiment: dict) -> None:
+    """Load into Katib's SDK model and back; a field the model drops or changes is a typo Katib would ignore.
+
+    The Experiment CRD has no schema (Katib's webhook validates on a cluster), so this is the offline check.
+    """
+    from types import SimpleNamespace
+
+    from kubeflow.katib import ApiClient
+
+    client = ApiClient()
+    name = experiment.get("metadata", {}).get("name", "?")
+    try:
+        model = client.deserialize(SimpleNamespace(data=json.dumps(experiment)), "V1beta1Experiment")
+    except (AttributeError, TypeError, ValueError) as error:  # the generated deserializer fails on wrong types
+        raise ValueError(f"experiment {name} does not load into Katib's V1beta1Experiment: {error!r}") from error
+    round_trip = client.sanitize_for_serialization(model)
+    difference = _first_difference(experiment, round_trip, "")
+    if difference:
+        raise ValueError(f"experiment {name} does not match Katib's v1beta1 Experiment model: {difference}")
+
+
+def _first_difference(expected: Any, actual: Any, path: str) -> str:
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in expected:
+            if key not in actual:
+                return f"field {path}.{key} is unknown"
+            found = _first_difference(expected[key], actual[key], f"{path}.{key}")
+            if found:
+                return found
+        return ""
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
+            found = _first_difference(left, right, f"{path}[{index}]")
+            if found:
+                return found
+        return ""
+    return "" if expected == actual and type(expected) is type(actual) else f"field {path} changed: {expected!r}"
+
+
+def experiment_yaml(experiment: dict) -> str:
+    header = "# Generated by `waveforms tune write-experiment` from waveforms/tuning.py. Do not edit by hand.\n"
+    return header + yaml.safe_dump(experiment, sort_keys=False, width=120)
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    name: str
+    parameters: dict[str, Any]  # typed values, keyed by parameter name
+    metrics: dict[str, float]  # latest value of each metric of the best trial
+
+
+class ExperimentError(RuntimeError):
+    pass
+
+
+def current_namespace(default: str = "waveforms") -> str:
+    """The pod's own namespace inside Kubernetes (where a pipeline step runs), else `default`."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else default
+
+
+def _custom_objects_api(api_client):
+    from kubernetes import client, config
+
+    if api_client is None:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api_client = client.ApiClient()
+    return client.CustomObjectsApi(api_client)
+
+
+def create_and_wait_experiment(
+    experiment: dict,
+    *,
+    timeout_seconds: float = 6 * 3600,
+    poll_seconds: float = 30,
+    api_client=None,
+    space=SEARCH_SPACE,
+    log: Callable[[str], None] = print,
+) -> BestTrial:
+    """Create the Experiment, poll until it succeeds, return its best trial. Raises ExperimentError, TimeoutError."""
+    from kubernetes.client.exceptions import ApiException
+
+    api = _custom_objects_api(api_client)
+    name, namespace = experiment["metadata"]["name"], experiment["metadata"]["namespace"]
+    where = f"experiment {namespace}/{name}"
+    try:
+        api.create_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, namespace, KATIB_PLURAL, experiment)
+    except ApiException as error:
+        reasons = {
+            409: "it already exists: choose a new name",
+            403: "forbidden: the service account may not create Katib experiments here",
+            404: "the Experiment CRD is not installed (is Katib deployed?)",
+        }
+        raise ExperimentError(f"cannot create {where}: {reasons.get(error.status, error.reason)}") from error
+    log(f"created {where}")
+    deadline = time.monotonic() + timeout_seconds
+    last_summary = None
+    while True:
+        status = api.get_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, namespace, KATIB_PLURAL, name).get(
+            "status", {}
+        )
+        conditions = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
+        summary = (
+            f"{where}: {status.get('trialsSucceeded', 0)} succeeded, {status.get('trialsRunning', 0)} running, "
+            f"{status.get('trialsFailed', 0)} failed, {status.get('trialsEarlyStopped', 0)} early-stopped"
+        )
+        if summary != last_summary:
+            log(summary)
+            last_summary = summary
+        if "Failed" in conditions:
+            raise ExperimentError(f"{where} failed: {conditions['Failed'].get('message', 'no message')}")
+        if "Succeeded" in conditions:
+            return _best_trial(status, where, space)
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"{where} did not finish within {timeout_seconds:g} s (it keeps running; "
+                f"`kubectl -n {namespace} delete experiment {name}` stops it)"
+            )
+        time.sleep(poll_seconds)
+
+
+def _best_trial(status: dict, where: str, space) -> BestTrial:
+    optimal = status.get("currentOptimalTrial") or {}
+    if not optimal.get("bestTrialName") or not optimal.get("parameterAssignments"):
+        raise ExperimentError(
+            f"{where} succeeded without a best trial (did every trial fail to report {OBJECTIVE_METRIC}?)"
+        )
+    metrics = {m["name"]: float(m["latest"]) for m in optimal.get("observation", {}).get("metrics", [])}
+    return BestTrial(
+        optimal["bestTrialName"], parameters_from_assignments(optimal["parameterAssignments"], space), metrics
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- local
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    parameters: dict[str, Any]
+    value: float | None  # the objective; None when the trial failed
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    best: Trial
+    trials: tuple[Trial, ...]
+
+    @property
+    def best_parameters(self) -> dict[str, Any]:
+        return dict(self.best.parameters)
+
+
+def local_search(
+    objective: Callable[[dict[str, Any]], float],
+    trials: int = 4,
+    seed: int = 0,
+    space: Sequence[Parameter] = SEARCH_SPACE,
+    log: Callable[[str], None] = print,
+) -> SearchResult:
+    """Random search: `trials` samples of `space`, each scored by `objective(params)` (lower is better).
+
+    The real objective is `training_objective(dataset_uri, model_uri_root)`. A trial whose objective raises or returns
+    a non-finite value is recorded as failed; all failing is an error.
+    """
+    if trials < 1:
+        raise ValueError(f"local_search: trials must be >= 1, got {trials}")
+    rng = random.Random(seed)
+    results = []
+    for index in range(trials):
+        params = {parameter.name: parameter.sample(rng) for parameter in space}
+        try:
+            value = float(objective(params))
+            if not math.isfinite(value):
+                raise ValueError(f"objective returned {value}")
+            results.append(Trial(index, params, value))
+            log(f"trial {index}: {OBJECTIVE_METRIC}={value:.4f} {params}")
+        except Exception as error:  # noqa: BLE001 -- a bad trial must not end the search
+            results.append(Trial(index, params, None, f"{type(error).__name__}: {error}"))
+            log(f"trial {index} failed: {type(error).__name__}: {error}")
+    scored = [trial for trial in results if trial.value is not None]
+    if not scored:
+        raise RuntimeError(f"local_search: all {trials} trials failed; first error: {results[0].error}")
+    return SearchResult(min(scored, key=lambda trial: trial.value), tuple(results))
+
+
+def training_objective(
+    dataset_uri: str,
+    model_uri_root: str,
+    model_config=None,
+    train_config=None,
+    space=SEARCH_SPACE,
+) -> Callable[[dict[str, Any]], float]:
+    """The real objective: train with the sampled parameters and return the final validation bits/sample."""
+    if not dataset_uri or not model_uri_root:
+        raise ValueError("training_objective needs dataset_uri and model_uri_root")
+    counter = itertools.count()
+
+    def objective(params: dict[str, Any]) -> float:
+        from waveforms import model, train
+
+        base_model = model_config or model.load_config("small")  # what `waveforms train` uses by default
+        base_train = train_config or train.TrainConfig()
+        tuned_model, tuned_train = apply_parameters(base_model, base_train, params, space)
+        trial_uri = f"{model_uri_root}/trial-{next(counter):03d}"
+        metrics = train.train(dataset_uri, trial_uri, tuned_model, tuned_train, progress=False)
+        return metrics[OBJECTIVE_METRIC]
+
+    return objective
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="tune_command", metavar="ACTION", required=True)
+    write = sub.add_parser("write-experiment", help="render the Katib Experiment from the search space")
+    write.add_argument("--output", type=Path, default=EXPERIMENT_PATH, help="default: manifests/katib/experiment.yaml")
+    write.add_argument("--image", default=IMAGE_PLACEHOLDER, help="GPU image with an immutable tag")
+    write.add_argument("--check", action="store_true", help="exit 1 if the file differs from the rendering")
+
+    local = sub.add_parser("local", help="random search over the same space on this machine")
+    local.add_argument("dataset_uri")
+    local.add_argument("model_uri_root", help="each trial trains into MODEL_URI_ROOT/trial-NNN")
+    local.add_argument("--trials", type=int, default=4)
+    local.add_argument("--seed", type=int, default=0)
+    local.add_argument("--steps", type=int, default=None, help="training steps per trial (default: TrainConfig's)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tune_command == "write-experiment":
+        text = experiment_yaml(render_experiment(ExperimentOptions(image=args.image)))
+        if args.check:
+            current = args.output.read_text() if args.output.exists() else ""
+            if current != text:
+                print(f"{args.output} is stale: run `waveforms tune write-experiment`", file=sys.stderr)
+                return 1
+            print(f"{args.output} is up to date")
+            return 0
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+        return 0
+    train_config = None
+    if args.steps is not None:
+        from waveforms import train
+
+        train_config = train.TrainConfig(steps=args.steps)
+    objective = training_objective(args.dataset_uri, args.model_uri_root, train_config=train_config)
+    result = local_search(objective, trials=args.trials, seed=args.seed, log=lambda line: print(line, file=sys.stderr))
+    print(
+        json.dumps(
+            {"best": dataclasses.asdict(result.best), "trials": [dataclasses.asdict(trial) for trial in result.trials]},
+            indent=2,
+        )
+    )
+    return 0
