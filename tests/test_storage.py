@@ -239,12 +239,16 @@ def test_server_killed_mid_upload_leaves_old_object_intact(own_server, monkeypat
     with pytest.raises(storage.StorageUnreachableError, match="weights.bin"):
         storage.write_stream(uri, lambda: KillAfter(new, storage.PART_SIZE + MIB, own_server.kill), len(new))
     own_server.start()  # same data directory and ports: what did the crash leave behind?
+    # a restarted server may answer InternalError until its volume is back: retry longer than during the kill
+    monkeypatch.setenv("WAVEFORMS_S3_ATTEMPTS", "8")
     assert storage.read_bytes(uri) == old
     assert storage.list_files(f"s3://{own_server.bucket}/models") == [uri]
     fresh = f"s3://{own_server.bucket}/models/fresh.bin"  # a key that never existed stays absent
+    monkeypatch.setenv("WAVEFORMS_S3_ATTEMPTS", "3")
     with pytest.raises(storage.StorageUnreachableError):
         storage.write_stream(fresh, lambda: KillAfter(new, storage.PART_SIZE + MIB, own_server.kill), len(new))
     own_server.start()
+    monkeypatch.setenv("WAVEFORMS_S3_ATTEMPTS", "8")
     assert not storage.exists(fresh)
     assert storage.list_files(f"s3://{own_server.bucket}/models") == [uri]
 
