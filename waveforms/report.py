@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import html
+import io
+import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -59,7 +62,9 @@ class Report:
         self.sections.append((heading, f"<table><tr>{head}</tr>{body}</table>", markdown))
 
     def add_image(self, heading: str, png: bytes, alt: str) -> None:
-        self.sections.append((heading, f'<img alt="{html.escape(alt)}" src="{data_uri(png, "image/png")}">', f"({alt})"))
+        self.sections.append(
+            (heading, f'<img alt="{html.escape(alt)}" src="{data_uri(png, "image/png")}">', f"({alt})")
+        )
 
     def add_clips(self, heading: str, clips: list[Clip]) -> None:
         cards = []
@@ -164,8 +169,12 @@ def dataset_report(dataset_uri: str, stage_seconds: dict[str, float], *, max_cli
         "Genres",
         ["genre", "songs", "minutes", "validation songs"],
         [
-            [g, songs_per_genre[g], round(seconds_per_genre[g] / 60, 2),
-             sum(1 for s in manifest["songs"] if s["genre"] == g and s["split"] == "validation")]
+            [
+                g,
+                songs_per_genre[g],
+                round(seconds_per_genre[g] / 60, 2),
+                sum(1 for s in manifest["songs"] if s["genre"] == g and s["split"] == "validation"),
+            ]
             for g in manifest["genres"]
         ],
     )
@@ -176,3 +185,218 @@ def dataset_report(dataset_uri: str, stage_seconds: dict[str, float], *, max_cli
         report.add_table("Skipped and flagged files", ["source", "reason"], rows)
     report.add_clips("Clips", pick_clips(manifest, manifest_uri, max_clips))
     return report, metrics
+
+
+# --- training ---
+
+LOSS_CURVE_INCHES = (6.4, 3.0)  # at LOSS_CURVE_DPI: a 640x300 PNG of about 30 KB
+LOSS_CURVE_DPI = 100
+
+
+def _cell(value):
+    """A table cell: small magnitudes keep 3 significant digits (the default shows 3 decimals); booleans as words."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value != 0 and math.isfinite(value) and abs(value) < 0.01:
+        return f"{value:.3g}"
+    return value
+
+
+def _read_json(uri: str, what: str) -> dict:
+    if not storage.exists(uri):
+        raise ValueError(f"{uri}: not found; is it {what}?")
+    try:
+        data = json.loads(storage.read_bytes(uri))
+    except ValueError as error:
+        raise ValueError(f"{uri}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{uri}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_training_output(model_uri: str) -> tuple[list[dict], dict, dict]:
+    """-> (evaluation history, final metrics, run configuration) of MODEL_URI, local or in object storage.
+
+    The configuration is the exported config.json, or, while a run is still going, checkpoints/run_config.json.
+    """
+    from waveforms import checkpoints, train
+
+    metrics_uri = storage.join(model_uri, train.METRICS_FILE)
+    record = _read_json(metrics_uri, "the MODEL_URI of a `waveforms train` run")
+    history = [entry for entry in record.get("history", []) if isinstance(entry, dict) and "step" in entry]
+    final = record.get("final") or (history[-1] if history else None)
+    if not final:
+        raise ValueError(f"{metrics_uri}: no evaluation recorded yet (empty history); run more than --eval-every steps")
+    config_uri = storage.join(model_uri, train.CONFIG_FILE)
+    if storage.exists(config_uri):
+        config = _read_json(config_uri, "an exported model configuration")
+    else:
+        config = checkpoints.read_run_config(model_uri)
+        if config is None:
+            raise ValueError(f"{model_uri}: neither {train.CONFIG_FILE} nor a checkpoint run configuration; "
+                             f"not written by `waveforms train`")  # fmt: skip
+    for key in ("model_kind", "model", "train"):
+        if key not in config:
+            raise ValueError(f"{config_uri}: no {key!r}; not written by `waveforms train`")
+    return history, final, config
+
+
+def _receptive_field(config: dict, final: dict) -> int:
+    """As recorded by the run; derived from the model configuration only when an unfinished run recorded none."""
+    recorded = config.get("receptive_field", final.get("receptive_field"))
+    if recorded is not None:
+        return int(recorded)
+    from waveforms import train
+
+    task = train.TASKS[config["model_kind"]]
+    return int(task.config_from_dict(config["model"]).receptive_field)
+
+
+def loss_curve_png(history: list[dict], uniform_bits: float | None = None) -> bytes:
+    """Train loss and validation NLL, both in bits/sample, against step; a dashed line at the uniform-guess cost."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def series(key: str, scale: float = 1.0) -> tuple[list[int], list[float]]:
+        points = [
+            (e["step"], e[key] * scale)
+            for e in history
+            if isinstance(e.get(key), int | float) and math.isfinite(e[key])
+        ]
+        return [step for step, _ in points], [value for _, value in points]
+
+    figure = Figure(figsize=LOSS_CURVE_INCHES, dpi=LOSS_CURVE_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(*series("loss", 1.0 / math.log(2)), marker=".", label="train loss")  # metrics.json holds nats
+    axes.plot(*series("val_bits"), marker="o", label="validation")
+    if uniform_bits:
+        axes.axhline(uniform_bits, color="grey", linestyle="--", linewidth=1, label=f"uniform guess ({uniform_bits:g})")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_xlabel("step")
+    axes.set_ylabel("bits / sample")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper right", fontsize="small")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})  # no tEXt chunk naming a web address
+    return buffer.getvalue()
+
+
+def training_report(model_uri: str) -> tuple[Report, dict[str, float]]:
+    """The report of a training run in MODEL_URI: loss curve, configuration, final metrics, receptive field.
+
+    -> (report, final metrics as flat name -> finite float, for a KFP Metrics artifact). `loss` is in nats (as in
+    metrics.json); `train_bits` is the same in bits/sample, comparable with `val_bits`.
+    """
+    history, final, config = read_training_output(model_uri)
+    model, train_settings = config["model"], config["train"]
+    metrics = {name: float(value) for name, value in final.items()
+               if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)}  # fmt: skip
+    if "loss" in metrics:
+        metrics["train_bits"] = metrics["loss"] / math.log(2)
+    receptive_field = _receptive_field(config, final)
+    metrics["receptive_field"] = float(receptive_field)
+
+    report = Report("waveforms training report")
+    exported = "step" in config
+    status = (f"exported at step {config['step']}" if exported
+              else f"in progress: step {final.get('step')} of {train_settings.get('steps')}")  # fmt: skip
+    summary = [["model", model_uri], ["model kind", config["model_kind"]], ["status", status]]
+    if "sample_rate" in config:
+        summary.append(["sample rate (Hz)", int(config["sample_rate"])])
+    if config.get("genres"):
+        summary.append(["genres", ", ".join(map(str, config["genres"]))])
+    report.add_table("Run", ["property", "value"], summary)
+
+    quantization = model.get("quantization_channels")
+    uniform_bits = math.log2(quantization) if isinstance(quantization, int) and quantization > 1 else None
+    if history:
+        report.add_image("Loss curve", loss_curve_png(history, uniform_bits),
+                         "train loss and validation NLL in bits/sample against step")  # fmt: skip
+    values = {**final, **({"train_bits": metrics["train_bits"]} if "train_bits" in metrics else {})}
+    leading = {name: values[name] for name in ("step", "val_bits", "train_bits", "loss") if name in values}
+    report.add_table("Final metrics", ["metric", "value"],
+                     [[name, _cell(value)] for name, value in (leading | values).items()])  # fmt: skip
+    rate = config.get("sample_rate")
+    span = f" = {1000.0 * receptive_field / rate:.1f} ms at {rate} Hz" if rate else ""
+    report.add_text(
+        "Receptive field", f"{receptive_field:,} samples{span}: each prediction sees that many past samples."
+    )
+    rows = [["model", key, _cell(value)] for key, value in model.items()]
+    rows += [["train", key, _cell(value)] for key, value in train_settings.items()]
+    report.add_table("Configuration", ["section", "setting", "value"], rows)
+    return report, metrics
+
+
+# --- generation ---
+
+MAX_REPORT_AUDIO_BYTES = 1_600_000  # WAV bytes embedded in one page; base64 (4/3) and spectrograms make it about 2.5 MB
+
+
+def clip_statistics(clip: Clip) -> dict[str, float]:
+    """Duration, peak, RMS, spectral flatness (~0 tonal, ~1 noise) and spectral centroid of one clip."""
+    samples = np.asarray(clip.samples, dtype=np.float32)
+    if samples.ndim != 1 or samples.size == 0:
+        raise ValueError(f"clip {clip.title!r}: expected mono audio of shape (samples,), got shape {samples.shape}")
+    if not isinstance(clip.sample_rate, int | np.integer) or clip.sample_rate <= 0:
+        raise ValueError(f"clip {clip.title!r}: sample_rate must be a positive integer, got {clip.sample_rate!r}")
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return {
+        "seconds": samples.size / clip.sample_rate,
+        "peak": float(np.max(np.abs(samples))),
+        "rms": rms,
+        "rms_dbfs": 20.0 * math.log10(max(rms, 1e-10)),
+        "spectral_flatness": spectral.spectral_flatness(samples),
+        "spectral_centroid_hz": spectral.spectral_centroid(samples, int(clip.sample_rate)),
+    }
+
+
+def _embedded_wav_bytes(clip: Clip) -> int:
+    return 44 + 2 * min(len(clip.samples), int(MAX_CLIP_SECONDS * clip.sample_rate))
+
+
+def generation_report(clips: list[Clip], model_uri: str | None = None, settings: dict | None = None) -> Report:
+    """Generated clips as players with spectrograms, the settings, the model they came from and statistics per clip.
+
+    Every clip gets a statistics row; players are embedded while MAX_REPORT_AUDIO_BYTES lasts (at least one).
+    """
+    if not clips:
+        raise ValueError("generation_report: no clips")
+    statistics = [clip_statistics(clip) for clip in clips]  # validates every clip before any work
+    report = Report("waveforms generation report")
+    if model_uri is not None:
+        from waveforms import generate
+
+        export = generate.read_export_config(model_uri)
+        rows = [
+            ["model", model_uri],
+            ["model kind", export["model_kind"]],
+            ["sample rate (Hz)", int(export["sample_rate"])],
+        ]
+        for key, label in (("step", "trained steps"), ("val_bits", "validation bits/sample"),
+                           ("receptive_field", "receptive field (samples)")):  # fmt: skip
+            if key in export:
+                rows.append([label, _cell(export[key])])
+        report.add_table("Model", ["property", "value"], rows)
+    if settings:
+        report.add_table("Settings", ["setting", "value"],
+                         [[str(key), _cell(value) if isinstance(value, int | float) else str(value)]
+                          for key, value in settings.items()])  # fmt: skip
+    shown, budget = [], MAX_REPORT_AUDIO_BYTES
+    for clip in clips:
+        if shown and _embedded_wav_bytes(clip) > budget:
+            break
+        shown.append(clip)
+        budget -= _embedded_wav_bytes(clip)
+    report.add_clips("Clips", shown)
+    if len(shown) < len(clips):
+        report.add_text("Not embedded", f"{len(clips) - len(shown)} more clips are in the statistics below but not "
+                                        f"playable here: the page stays small enough for the Kubeflow UI.")  # fmt: skip
+    report.add_table(
+        "Statistics",
+        ["clip", "seconds", "peak", "RMS", "RMS dBFS", "spectral flatness", "spectral centroid (Hz)"],
+        [[clip.title, round(s["seconds"], 3), _cell(s["peak"]), _cell(s["rms"]), round(s["rms_dbfs"], 1),
+          _cell(s["spectral_flatness"]), round(s["spectral_centroid_hz"], 1)]
+         for clip, s in zip(clips, statistics, strict=True)],
+    )  # fmt: skip
+    return report
