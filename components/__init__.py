@@ -12,7 +12,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import convert, ingest, report
+from components import convert, generate, ingest, report, soundspace, train, tune
 
 
 @dataclass(frozen=True)
@@ -21,18 +21,30 @@ class Components:
     convert: Any
     merge_dataset: Any
     dataset_report: Any
+    tune: Any
+    train: Any
+    generate: Any
+    soundspace: Any
 
 
-def build(image: str) -> Components:
-    if not image or image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]:
-        raise ValueError(f"image {image!r} needs an immutable tag (version or git SHA), never :latest")
+def build(image: str, gpu_image: str | None = None) -> Components:
+    """Components on the project image; the model steps (tune, train, generate, soundspace) on gpu_image."""
+    gpu_image = gpu_image or image
+    for name in (image, gpu_image):
+        if not name or name.endswith(":latest") or ":" not in name.rsplit("/", 1)[-1]:
+            raise ValueError(f"image {name!r} needs an immutable tag (version or git SHA), never :latest")
 
-    def component(func):
-        return dsl.component(func, base_image=image, install_kfp_package=False)
+    def on(base_image: str):
+        return lambda func: dsl.component(func, base_image=base_image, install_kfp_package=False)
 
+    cpu, gpu = on(image), on(gpu_image)
     return Components(
-        ingest=component(ingest.ingest),
-        convert=component(convert.convert),
-        merge_dataset=component(convert.merge_dataset),
-        dataset_report=component(report.dataset_report),
+        ingest=cpu(ingest.ingest),
+        convert=cpu(convert.convert),
+        merge_dataset=cpu(convert.merge_dataset),
+        dataset_report=cpu(report.dataset_report),
+        tune=gpu(tune.tune),
+        train=gpu(train.train),
+        generate=gpu(generate.generate),
+        soundspace=gpu(soundspace.soundspace),
     )

@@ -14,21 +14,20 @@ import time
 
 from kfp import local
 
-from pipelines.waveforms_pipeline import PipelineOptions, build_pipeline
+from pipelines.waveforms_pipeline import build_pipeline, local_options
 
 LOCAL_IMAGE = "waveforms:local-venv"  # kfp.local runs components in this venv; the image string is only a label
 
 
-def run_demo(output_dir: str = "local_outputs", *, clips: int = 40, convert_shards: int = 2, seed: int = 0) -> str:
+def run_demo(output_dir: str = "local_outputs", *, clips: int = 40, convert_shards: int = 2, seed: int = 0,
+             **overrides) -> str:
     """Run the pipeline locally and return the folder of this run's artifacts."""
     output_dir = os.path.abspath(output_dir)
     pipeline_root = os.path.join(output_dir, "pipeline_root")
     os.makedirs(pipeline_root, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
-    options = PipelineOptions(
-        image=LOCAL_IMAGE, convert_shards=convert_shards, data_root=os.path.join(output_dir, "data"),
-        source_options={"count": clips, "seed": seed},
-    )
+    options = local_options(LOCAL_IMAGE, os.path.join(output_dir, "data"), convert_shards=convert_shards,
+                            source_options={"count": clips, "seed": seed}, **overrides)
     before = set(glob.glob(os.path.join(pipeline_root, "*")))
     started = time.monotonic()
     build_pipeline(options)()
@@ -37,8 +36,9 @@ def run_demo(output_dir: str = "local_outputs", *, clips: int = 40, convert_shar
         raise RuntimeError(f"kfp.local finished but wrote no run folder under {pipeline_root}")
     run_dir = runs[-1]
     print(f"\npipeline finished in {time.monotonic() - started:.0f} s; outputs in {run_dir}")
-    for page in sorted(glob.glob(os.path.join(run_dir, "*report*", "page"))):
-        print(f"  report: file://{page}   (open it in a browser)")
+    for page in sorted(glob.glob(os.path.join(run_dir, "*", "page"))):
+        print(f"  {os.path.basename(os.path.dirname(page)):<24} file://{page}")
+    print("open the pages in a browser: dataset report, training curves, generated audio, sound-space explorers")
     return run_dir
 
 

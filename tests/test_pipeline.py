@@ -1,4 +1,5 @@
-"""The pipeline: compiled YAML has the expected tasks and images; the demo runs end to end under kfp.local."""
+"""The pipeline: the compiled YAML a cluster gets (tasks, images, GPUs, Secrets, retries, caching, timeouts, no
+credentials), and the demo running end to end under kfp.local."""
 
 import glob
 import json
@@ -8,62 +9,158 @@ import pytest
 import yaml
 
 from pipelines.compile import compile_pipeline
+from pipelines.compile import main as compile_main
 from pipelines.run_local import run_demo
 from pipelines.waveforms_pipeline import PipelineOptions
 
 IMAGE = "registry.example/waveforms/waveforms:0.1.0-abc123def456"
+GPU_STEPS = ("tune", "train", "train-2", "generate", "soundspace", "soundspace-2")
+NETWORK_STEPS = ("ingest", "convert", "convert-2", "convert-3", "merge-dataset")
+
+
+def _compile(tmp_path_factory, **options):
+    path = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
+    compile_pipeline(PipelineOptions(image=IMAGE, **options), str(path))
+    text = path.read_text()
+    pipeline, platform = yaml.safe_load_all(text)
+    return text, pipeline, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    path = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
-    compile_pipeline(PipelineOptions(image=IMAGE, convert_shards=3), str(path))
-    return yaml.safe_load(path.read_text())
+    return _compile(tmp_path_factory, convert_shards=3, tuning="local")
 
 
-def test_compiled_pipeline_has_every_task(compiled):
-    tasks = compiled["root"]["dag"]["tasks"]
-    assert {"ingest", "convert", "convert-2", "convert-3", "merge-dataset", "dataset-report"} <= set(tasks)
+def _executor(pipeline, task):
+    return pipeline["root"]["dag"]["tasks"][task]["componentRef"]["name"].replace("comp-", "exec-")
+
+
+def test_every_task_is_present_and_wired(compiled):
+    _, pipeline, _ = compiled
+    tasks = pipeline["root"]["dag"]["tasks"]
+    assert set(tasks) == {"ingest", "convert", "convert-2", "convert-3", "merge-dataset", "dataset-report", "tune",
+                          "train", "train-2", "generate", "soundspace", "soundspace-2"}
     assert set(tasks["merge-dataset"]["dependentTasks"]) == {"convert", "convert-2", "convert-3"}
-    shard_indexes = sorted(
-        tasks[name]["inputs"]["parameters"]["shard_index"]["runtimeValue"]["constant"] for name in ("convert", "convert-2", "convert-3")
-    )
-    assert shard_indexes == [0, 1, 2]
+    shards = sorted(tasks[t]["inputs"]["parameters"]["shard_index"]["runtimeValue"]["constant"]
+                    for t in ("convert", "convert-2", "convert-3"))
+    assert shards == [0, 1, 2]
+    assert tasks["train"]["inputs"]["parameters"]["tuned"]["taskOutputParameter"]["producerTask"] == "tune"
+    assert tasks["generate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train"
+    for space in ("soundspace", "soundspace-2"):
+        assert tasks[space]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-2"
 
 
-def test_compiled_pipeline_runs_on_the_project_image_only(compiled):
-    executors = compiled["deploymentSpec"]["executors"]
-    images = {executor["container"]["image"] for executor in executors.values()}
-    assert images == {IMAGE}
+def test_images_are_immutable_and_pods_never_pip_install(compiled):
+    _, pipeline, _ = compiled
+    executors = pipeline["deploymentSpec"]["executors"]
+    images = {name: executor["container"]["image"] for name, executor in executors.items()}
+    assert set(images.values()) == {IMAGE, IMAGE + "-gpu"}
+    for task in GPU_STEPS:
+        assert images[_executor(pipeline, task)] == IMAGE + "-gpu"
     for executor in executors.values():
-        command = " ".join(executor["container"]["command"])
-        assert "pip install" not in command  # pods never install at run time
+        assert "pip install" not in " ".join(executor["container"]["command"])
+        assert not executor["container"]["image"].endswith(":latest")
 
 
-def test_scraping_is_never_served_from_cache(compiled):
-    tasks = compiled["root"]["dag"]["tasks"]
-    assert tasks["ingest"]["cachingOptions"] == {}
+def test_gpu_steps_request_gpus_on_the_gpu_pool(compiled):
+    _, pipeline, platform = compiled
+    executors = pipeline["deploymentSpec"]["executors"]
+    for task in GPU_STEPS:
+        name = _executor(pipeline, task)
+        resources = executors[name]["container"]["resources"]
+        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        assert int(resources["accelerator"]["resourceCount"]) == 1
+        assert platform[name]["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in platform[name]["tolerations"]
+    for task in NETWORK_STEPS + ("dataset-report",):
+        name = _executor(pipeline, task)
+        assert "accelerator" not in executors[name]["container"].get("resources", {})
+        assert "nodeSelector" not in platform[name]
+
+
+def test_storage_credentials_come_from_the_secret_only(compiled):
+    text, pipeline, platform = compiled
+    for name, executor in pipeline["deploymentSpec"]["executors"].items():
+        secret = platform[name]["secretAsEnv"][0]
+        assert secret["secretName"] == "waveforms-s3-credentials"
+        assert {k["envVar"] for k in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        assert env.get("S3_ENDPOINT") == "http://minio-service.kubeflow:9000"
+        assert not set(env) & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    for parameter in pipeline["root"]["inputDefinitions"]["parameters"]:
+        assert "secret" not in parameter.lower() and "key" not in parameter.lower()
+    # no credential material anywhere: no AWS-style key ids, no environment secrets of this machine
+    assert "AKIA" not in text
+    for value in (os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_ACCESS_KEY_ID")):
+        assert not value or value not in text
+
+
+def test_retries_caching_and_timeouts(compiled):
+    _, pipeline, platform = compiled
+    tasks = pipeline["root"]["dag"]["tasks"]
+    for task in NETWORK_STEPS:
+        policy = tasks[task]["retryPolicy"]
+        assert policy["maxRetryCount"] == 3 and policy["backoffFactor"] == 2.0
+    assert "retryPolicy" not in tasks["train"]  # training resumes from checkpoints; a retry is the operator's call
+    assert tasks["ingest"]["cachingOptions"] == {}  # scraping is never served from cache
     assert tasks["convert"]["cachingOptions"] == {"enableCache": True}
+    for task in tasks:
+        timeout = int(platform[_executor(pipeline, task)]["activeDeadlineSeconds"])
+        assert timeout == (48 * 3600 if task in ("tune", "train", "train-2") else 6 * 3600)
 
 
-def test_mutable_image_tags_are_refused(tmp_path):
+def test_katib_tuning_runs_on_cpu_and_off_removes_the_step(tmp_path_factory):
+    _, pipeline, platform = _compile(tmp_path_factory, tuning="katib")
+    tune = _executor(pipeline, "tune")
+    assert "accelerator" not in pipeline["deploymentSpec"]["executors"][tune]["container"].get("resources", {})
+    assert pipeline["root"]["dag"]["tasks"]["tune"]["inputs"]["parameters"]["mode"]["runtimeValue"]["constant"] == "katib"
+    _, pipeline, _ = _compile(tmp_path_factory, tuning="off")
+    assert "tune" not in pipeline["root"]["dag"]["tasks"]
+
+
+def test_eks_pool_and_cpu_only_options(tmp_path_factory):
+    _, pipeline, platform = _compile(tmp_path_factory, gpu_pool="eks", gpu_pool_value="gpu", gpu_count=2)
+    name = _executor(pipeline, "train")
+    assert platform[name]["nodeSelector"]["labels"] == {"karpenter.sh/nodepool": "gpu"}
+    assert int(pipeline["deploymentSpec"]["executors"][name]["container"]["resources"]["accelerator"]["resourceCount"]) == 2
+    _, pipeline, platform = _compile(tmp_path_factory, gpu_count=0)
+    for executor in pipeline["deploymentSpec"]["executors"].values():
+        assert "accelerator" not in executor["container"].get("resources", {})
+
+
+def test_mutable_image_tags_and_bad_options_are_refused(tmp_path):
     for image in ("waveforms/waveforms:latest", "waveforms/waveforms"):
         with pytest.raises(ValueError, match="immutable tag"):
             compile_pipeline(PipelineOptions(image=image), str(tmp_path / "p.yaml"))
+    with pytest.raises(ValueError, match="tuning"):
+        compile_pipeline(PipelineOptions(image=IMAGE, tuning="grid"), str(tmp_path / "p.yaml"))
+
+
+def test_make_compile_entry_point(tmp_path, capsys):
+    output = tmp_path / "build" / "waveforms_pipeline.yaml"
+    assert compile_main(["--image", IMAGE, "--output", str(output), "--convert-shards", "4"]) == 0
+    tasks = yaml.safe_load_all(output.read_text()).__next__()["root"]["dag"]["tasks"]
+    assert "convert-4" in tasks and "compiled" in capsys.readouterr().out
 
 
 def test_demo_pipeline_runs_locally(tmp_path):
     run_dir = run_demo(str(tmp_path), clips=10, convert_shards=2)
-    page = glob.glob(os.path.join(run_dir, "dataset-report", "page"))
-    assert page, os.listdir(run_dir)
-    html = open(page[0]).read()
+    outputs = lambda task, name: glob.glob(os.path.join(run_dir, task, name))  # noqa: E731
+    html = open(outputs("dataset-report", "page")[0]).read()
     assert html.startswith("<!DOCTYPE html>") and html.count("<audio") == 8 and "data:image/png;base64," in html
     assert "convert-0" in html and "convert-1" in html and "ingest" in html  # the timing table
-    assert os.path.getsize(page[0]) < 5 * 2**20
-    summary = open(glob.glob(os.path.join(run_dir, "dataset-report", "summary"))[0]).read()
-    assert summary.startswith("# waveforms dataset report")
+    assert os.path.getsize(outputs("dataset-report", "page")[0]) < 5 * 2**20
     manifest = json.load(open(os.path.join(run_dir, "merge-dataset", "dataset", "manifest.json")))
-    assert manifest["totals"]["songs"] == 10
-    assert manifest["splits"]["validation"]["records"] >= 1
+    assert manifest["totals"]["songs"] == 10 and manifest["splits"]["validation"]["records"] >= 1
     for split in manifest["splits"].values():  # the artifact points at the shards, wherever they are
         assert all(os.path.isabs(shard["file"]) and os.path.exists(shard["file"]) for shard in split["shards"])
+    # trained models with their configuration, generated audio, both sound spaces with their explorer pages
+    for train_task in ("train", "train-2"):
+        assert outputs(train_task, "model/config.json") and outputs(train_task, "model/model.keras")
+        assert "<img" in open(outputs(train_task, "page")[0]).read()
+    assert len(outputs("generate", "clips/*.wav")) == 2 and len(outputs("generate", "clips/*.mp3")) == 2
+    for space_task, points in (("soundspace", 5), ("soundspace-2", 9)):
+        space = json.load(open(outputs(space_task, "space/manifest.json")[0]))
+        assert len(space["points"]) == points
+        assert len(outputs(space_task, "space/*.wav")) == points
+        assert "<audio" in open(outputs(space_task, "page")[0]).read() or "data:audio" in open(outputs(space_task, "page")[0]).read()

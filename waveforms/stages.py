@@ -1,0 +1,122 @@
+"""The pipeline's model stages as plain library calls: tune, train, generate, soundspace.
+
+Each function takes URIs, folders and plain values, does one stage, writes its files and returns what a KFP component
+records (a Report for the HTML/Markdown artifacts and flat metrics). components/ only unpack artifacts and call these,
+so every stage also runs and is tested without KFP.
+
+Training writes to a work URI (object storage on a cluster) rather than straight into the Model artifact: a pod that is
+killed and retried resumes from the checkpoints there, and the finished export is then copied into the artifact.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from waveforms import report, storage
+
+
+def model_and_train_configs(model_kind: str, config: str, train_options: dict, tuned: dict | None = None):
+    """(model config, TrainConfig) from a preset name or file, TrainConfig fields, and tuned search-space values."""
+    from waveforms import train, tuning
+
+    model_config = train.TASKS[model_kind].load_config(config)
+    train_config = train.TrainConfig.from_dict(_whole_numbers(train_options, train.TrainConfig), "train_options")
+    if tuned:
+        model_config, train_config = tuning.apply_parameters(model_config, train_config, _typed_tuned(tuned))
+    return model_config, train_config
+
+
+def tune_stage(mode: str, dataset_uri: str, work_uri: str, *, config: str = "small", train_options: dict | None = None,
+               trials: int = 3, seed: int = 0, fixed: dict | None = None, katib: dict | None = None) -> dict[str, Any]:
+    """Best search-space parameters for the dataset (see tuning.tune); {} when tuning is off."""
+    from waveforms import tuning
+
+    model_config, train_config = model_and_train_configs("wavenet", config, train_options or {})
+    experiment = tuning.ExperimentOptions(**katib) if katib else None
+    return tuning.tune(mode, dataset_uri, work_uri, model_config=model_config, train_config=train_config,
+                       trials=int(trials), seed=int(seed), fixed=_typed_tuned(fixed or {}), experiment=experiment)
+
+
+def train_stage(dataset_uri: str, work_uri: str, model_dir: str, *, model_kind: str = "wavenet", config: str = "small",
+                train_options: dict | None = None, tuned: dict | None = None) -> tuple[report.Report, dict[str, float]]:
+    """Train (resuming from work_uri's checkpoints), copy the exported model into model_dir, report on the run."""
+    from waveforms import train
+
+    model_config, train_config = model_and_train_configs(model_kind, config, train_options or {}, tuned)
+    train.train(dataset_uri, work_uri, model_config, train_config, model_kind=model_kind, progress=False)
+    storage.sync_dir_down(work_uri, model_dir)
+    return report.training_report(model_dir)
+
+
+def generate_stage(model_dir: str, out_dir: str, *, seconds: float = 2.0, batch: int = 2, temperature: float = 1.0,
+                   seed: int = 0) -> tuple[report.Report, dict[str, float]]:
+    """Generate `batch` clips of `seconds`, write them as WAV and mp3 into out_dir, report them."""
+    import numpy as np
+
+    from waveforms import audio, generate
+
+    clips = generate.generate(model_dir, seconds, batch=int(batch), temperature=temperature, seed=int(seed))
+    sample_rate = int(generate.read_export_config(model_dir)["sample_rate"])
+    os.makedirs(out_dir, exist_ok=True)
+    report_clips = []
+    for index, clip in enumerate(clips):
+        for extension in ("wav", "mp3"):
+            audio.write_audio(os.path.join(out_dir, f"generated-{index:02d}.{extension}"), clip, sample_rate)
+        report_clips.append(report.Clip(f"generated-{index:02d}", clip, sample_rate))
+    settings = {"seconds": seconds, "batch": batch, "temperature": temperature, "seed": seed}
+    page = report.generation_report(report_clips, model_uri=model_dir, settings=settings)
+    statistics = [report.clip_statistics(clip) for clip in report_clips]
+    metrics = {f"mean_{name}": float(np.mean([s[name] for s in statistics])) for name in ("rms", "spectral_flatness")}
+    metrics["clips"] = float(len(report_clips))
+    return page, metrics
+
+
+def corner_files(songs_dir: str, genres: list[str]) -> list[str]:
+    """One sound per corner: the first song (in listing order) of each named genre."""
+    from waveforms.convert import list_songs
+
+    songs = list_songs(songs_dir, 0.0)
+    chosen = []
+    for genre in genres:
+        matches = [song.source for song in songs if song.genre == genre]
+        if not matches:
+            raise ValueError(f"no song of genre {genre!r} under {songs_dir} (genres: {sorted({s.genre for s in songs})})")
+        chosen.append(matches[0])
+    return chosen
+
+
+def soundspace_stage(model_dir: str, songs_dir: str, out_dir: str, *, corner_genres: list[str], resolution: int,
+                     seconds: float = 1.0, weighting: str = "bilinear", seed: int = 0) -> dict:
+    """A sound space between the first sounds of 2 or 4 genres; -> its manifest (explorer.html is in out_dir)."""
+    from waveforms import soundspace
+
+    corners = tuple((path,) for path in corner_files(songs_dir, list(corner_genres)))
+    spec = soundspace.SoundSpaceSpec(corners=corners, resolution=int(resolution), weighting=weighting,
+                                     seconds=float(seconds), seed=int(seed), formats="wav")
+    return soundspace.make_soundspace(model_dir, out_dir, spec).manifest
+
+
+def _whole_numbers(options: dict, dataclass_type) -> dict:
+    """KFP dict parameters arrive through JSON, where every number may be a float: give int fields ints again."""
+    fields = dataclass_type.__dataclass_fields__
+    typed = {}
+    for name, value in options.items():
+        default = fields[name].default if name in fields else None
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        typed[name] = value
+    return typed
+
+
+def _typed_tuned(params: dict) -> dict:
+    """Search-space values as their parameter's type (JSON may have turned 32 into 32.0)."""
+    from waveforms.tuning import SEARCH_SPACE
+
+    kinds = {parameter.name: parameter.kind for parameter in SEARCH_SPACE}
+    typed = {}
+    for name, value in params.items():
+        if kinds.get(name) in ("int", "discrete") and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        typed[name] = value
+    return typed
