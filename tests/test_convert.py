@@ -108,7 +108,9 @@ def test_bad_inputs_are_skipped_with_reasons(tmp_path):
     _ffmpeg("-f", "lavfi", "-i", tone, "-ar", "8000", "-c:a", "pcm_u8", str(songs / "eight_bit.wav"))
     _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-t", "2", str(songs / "silent.wav"))
     (songs / "notes.txt").write_text("not audio, not listed")
-    manifest = convert(str(tmp_path / "in"), str(tmp_path / "out"), ConvertConfig(validation_fraction=0), progress=False)
+    manifest = convert(
+        str(tmp_path / "in"), str(tmp_path / "out"), ConvertConfig(validation_fraction=0), progress=False
+    )
     skipped = {os.path.basename(item["source"]): item["reason"] for item in manifest["skipped"]}
     kept = {s["song_id"] for s in manifest["songs"]}
     assert kept == {"rock/good.mp3", "rock/six_channels_96k.wav", "rock/eight_bit.wav", "rock/truncated.mp3"} or (
@@ -125,14 +127,24 @@ def test_bad_inputs_are_skipped_with_reasons(tmp_path):
 def test_silent_songs_can_be_kept_and_flagged(tmp_path):
     (tmp_path / "in").mkdir()
     _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "1", str(tmp_path / "in" / "quiet.wav"))
-    manifest = convert(str(tmp_path / "in"), str(tmp_path / "out"), ConvertConfig(drop_silent=False, validation_fraction=0), progress=False)
+    manifest = convert(
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        ConvertConfig(drop_silent=False, validation_fraction=0),
+        progress=False,
+    )
     assert manifest["songs"][0]["silent"] is True and not manifest["skipped"]
 
 
 def test_long_file_is_streamed_in_two_passes(tmp_path):
     (tmp_path / "in").mkdir()
     _ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=5", "-ar", "44100", str(tmp_path / "in" / "long.flac"))
-    streamed = convert(str(tmp_path / "in"), str(tmp_path / "s"), ConvertConfig(max_in_memory_seconds=1, validation_fraction=0), progress=False)
+    streamed = convert(
+        str(tmp_path / "in"),
+        str(tmp_path / "s"),
+        ConvertConfig(max_in_memory_seconds=1, validation_fraction=0),
+        progress=False,
+    )
     whole = convert(str(tmp_path / "in"), str(tmp_path / "w"), ConvertConfig(validation_fraction=0), progress=False)
     assert streamed["songs"][0]["samples"] == whole["songs"][0]["samples"] == 80000
     a = np.frombuffer(open(tmp_path / "s" / streamed["splits"]["train"]["shards"][0]["file"], "rb").read(), np.uint8)
@@ -144,3 +156,65 @@ def test_empty_input_folder_is_an_error(tmp_path):
     (tmp_path / "in").mkdir()
     with pytest.raises(ValueError, match="no audio files"):
         convert(str(tmp_path / "in"), str(tmp_path / "out"), progress=False)
+
+
+def test_mu_law_table_equals_audio_mu_law_encode_bit_for_bit():
+    from waveforms.convert import MuLawTable
+
+    table = MuLawTable.get()
+    rng = np.random.default_rng(7)
+    ordered = np.arange(-(2**20), 2**20, dtype=np.int64)  # the 2 Mi float32 closest to 0 (subnormal), both signs
+    tiny = np.where(ordered < 0, (-ordered) | 0x80000000, ordered).astype(np.uint32).view(np.float32)
+    grid = np.linspace(-1, 1, 2_000_001, dtype=np.float32)
+    # the float32 neighbourhood of every code boundary, where a table could be off by one
+    boundaries = table.boundary[np.isfinite(table.boundary)] / np.float32(MuLawTable.SCALE)  # (255,) in [-1, 1]
+    steps = np.arange(-300, 301, dtype=np.int32)
+    around = (boundaries.view(np.int32)[:, None] + steps[None, :]).ravel().view(np.float32)  # +-300 ulps of each
+    for x in (tiny, grid, around, np.float32([-1.0, -0.5, 0.0, 0.5, 1.0])):
+        assert np.array_equal(table.encode(x, np.float32(1.0)), audio.mu_law_encode(x))
+    # songs of any loudness: the gain audio.peak_normalize would apply, then the codes it would give
+    for peak in (1.0, 0.891, 0.3, 1e-3, 2e-8):
+        x = np.clip(rng.standard_normal(200_000).astype(np.float32) * peak / 3, -peak, peak)
+        x[rng.integers(0, x.size)] = peak
+        assert np.array_equal(
+            table.encode(x, np.float32(10 ** (-1 / 20) / float(np.max(np.abs(x))))),
+            audio.mu_law_encode(audio.peak_normalize(x)),
+        )
+
+
+def test_songs_longer_than_the_memory_budget_give_the_same_bytes(tmp_path):
+    """Past max_in_memory_seconds the song is decoded a second time instead of held: same records, byte for byte."""
+    (tmp_path / "in").mkdir()
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=3", "-ar", "44100", str(tmp_path / "in" / "a.mp3"))
+    config = ConvertConfig(validation_fraction=0, segment_seconds=1.0)
+    held = convert(str(tmp_path / "in"), str(tmp_path / "held"), config, progress=False)
+    import dataclasses
+
+    budget = dataclasses.replace(config, max_in_memory_seconds=0.5)  # smaller than one 1 Mi-sample decode block too
+    twice = convert(str(tmp_path / "in"), str(tmp_path / "twice"), budget, progress=False)
+    assert held["songs"] == twice["songs"] and held["songs"][0]["samples"] >= 47000
+    assert _tree_digest(tmp_path / "held") == _tree_digest(tmp_path / "twice")
+
+
+def test_workers_never_run_far_ahead_of_the_writer():
+    """Results are consumed in order; a slow first song must not let the pool decode (and hold) the whole listing."""
+    import concurrent.futures
+    import threading
+    import time
+
+    from waveforms.convert import _ordered_map
+
+    started, lock = [], threading.Lock()
+
+    def work(item):
+        with lock:
+            started.append(item)
+        if item == 0:
+            time.sleep(0.3)
+        return item
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = _ordered_map(pool, work, list(range(50)), ahead=4)
+        assert next(results) == 0
+        assert len(started) <= 6  # ahead + the one being consumed + one in flight
+        assert list(results) == list(range(1, 50))

@@ -196,3 +196,145 @@ def test_check_mp3(base_mp3, tmp_path):
         check_mp3(cut)
     with pytest.raises(FetchError, match="not-mp3"):
         check_mp3(text)
+
+
+class _HostRecordingServer:
+    """A loopback server (plain or TLS) answering every GET with a small HTML page; records Host headers and the TLS
+    server names (SNI) it was sent."""
+
+    def __init__(self, tls_context=None):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.hosts: list[str] = []
+        self.server_names: list[str | None] = []
+        hosts = self.hosts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                hosts.append(self.headers.get("Host", ""))
+                body = b"<html><body>pinned</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls_context is not None:
+            tls_context.sni_callback = lambda sock, name, context: self.server_names.append(name)
+            self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def host_header_server():
+    server = _HostRecordingServer()
+    yield server.port, server.hosts
+    server.close()
+
+
+def _self_signed_certificate(folder, host: str):
+    """A throwaway certificate and key for `host`, made in the test."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def _rebinding_resolver(monkeypatch, port: int) -> list[str]:
+    """rebinding.test answers 127.0.0.1 once (the check), then a private address; every answer is recorded."""
+    import socket
+
+    real_getaddrinfo, answers = socket.getaddrinfo, []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebinding.test":
+            return real_getaddrinfo(host, *args, **kwargs)
+        answers.append("127.0.0.1" if not answers else "10.0.0.7")  # allowed first, private afterwards
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[-1], port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    return answers
+
+
+def test_connection_goes_to_the_checked_address_not_a_rebound_dns_answer(
+    monkeypatch, loopback_only, host_header_server
+):
+    """DNS rebinding: the name resolves to an allowed address when checked and to a private one a moment later. The
+    connection must go to the checked address (the guard records any other attempt), with the name kept as Host."""
+    port, hosts = host_header_server
+    answers = _rebinding_resolver(monkeypatch, port)
+    fetcher = PoliteFetcher(fast_policy(allowed_hosts=("rebinding.test",), respect_robots=False, max_retries=0))
+    page = fetcher.get_text(f"http://rebinding.test:{port}/page")
+    assert page.text == "<html><body>pinned</body></html>"
+    assert hosts == [f"rebinding.test:{port}"]
+    assert loopback_only == [] and answers == ["127.0.0.1"]  # resolved once, by the check; never again to connect
+    # a fresh check that now sees the private answer refuses before connecting
+    with pytest.raises(FetchError) as refused:
+        fetcher.get_text(f"http://rebinding.test:{port}/again")
+    assert refused.value.reason == "address-not-allowed" and hosts == [f"rebinding.test:{port}"]
+
+
+def test_a_request_that_skipped_the_check_is_refused(host_header_server):
+    import requests
+
+    port, hosts = host_header_server
+    fetcher = PoliteFetcher(fast_policy())
+    with pytest.raises(requests.ConnectionError, match="never checked"):
+        fetcher.session.get(f"http://127.0.0.1:{port}/unchecked", timeout=2)
+    assert hosts == []
+
+
+def test_tls_connection_to_the_pinned_address_keeps_the_name_for_sni_and_the_certificate(
+    monkeypatch, loopback_only, tmp_path
+):
+    import ssl
+
+    cert_path, key_path = _self_signed_certificate(tmp_path, "rebinding.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    server = _HostRecordingServer(context)
+    try:
+        answers = _rebinding_resolver(monkeypatch, server.port)
+        fetcher = PoliteFetcher(fast_policy(allowed_hosts=("rebinding.test",), respect_robots=False, max_retries=0))
+        fetcher.session.verify = str(cert_path)  # trust only the throwaway certificate, issued to the name
+        page = fetcher.get_text(f"https://rebinding.test:{server.port}/secure")
+    finally:
+        server.close()
+    assert page.text == "<html><body>pinned</body></html>"
+    assert server.server_names == ["rebinding.test"] and server.hosts == [f"rebinding.test:{server.port}"]
+    assert loopback_only == [] and answers == ["127.0.0.1"]

@@ -2,7 +2,9 @@
 
 Rules every request obeys:
 - only configured hosts, and only if they resolve to public addresses (loopback only when explicitly allowed, as tests do);
-  redirects are followed by hand so each hop is checked the same way before any connection is made;
+  redirects are followed by hand so each hop is checked the same way before any connection is made; connections go to
+  the address that was checked (pinned, with the host name kept for the Host header and TLS), never to a second DNS
+  answer, so a rebinding DNS server cannot swap in a private address between the check and the connect;
 - robots.txt of each host, fetched through the same rules; a per-host rate limit (robots Crawl-delay can only slow it);
 - connect and read timeouts; retries with exponential backoff and jitter; Retry-After honoured on 429/503 (capped);
 - size caps (Content-Length up front, bytes counted while streaming) and a content-type check;
@@ -29,6 +31,8 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -144,6 +148,68 @@ def _content_length(response: requests.Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+class _PinnedAddresses:
+    """(host, port) -> the address check_url vetted last; the only place connections are allowed to go."""
+
+    def __init__(self):
+        self._addresses: dict[tuple[str, int], str] = {}
+        self._lock = threading.Lock()
+
+    def pin(self, host: str, port: int, address: str) -> None:
+        with self._lock:
+            self._addresses[(host.lower(), port)] = address
+
+    def address(self, host: str, port: int) -> str | None:
+        with self._lock:
+            return self._addresses.get((host.lower(), port))
+
+
+def _pinned_adapter(pins: _PinnedAddresses) -> HTTPAdapter:
+    """A requests adapter whose connections dial the pinned address; the URL's host stays the Host header, the TLS
+    server name and the name the certificate is checked against."""
+
+    def new_conn(connection):
+        address = pins.address(connection.host, connection.port)
+        if address is None:  # a request that bypassed check_url: refuse rather than resolve unchecked
+            raise urllib3.exceptions.NewConnectionError(
+                connection, f"{connection.host}:{connection.port} was never checked; refusing to connect"
+            )
+        try:
+            return urllib3.util.connection.create_connection(
+                (address, connection.port),
+                connection.timeout,
+                source_address=connection.source_address,
+                socket_options=connection.socket_options,
+            )
+        except TimeoutError as err:
+            raise urllib3.exceptions.ConnectTimeoutError(
+                connection, f"connection to {connection.host} ({address}) timed out"
+            ) from err
+        except OSError as err:
+            raise urllib3.exceptions.NewConnectionError(
+                connection, f"cannot connect to {connection.host} ({address}): {err}"
+            ) from err
+
+    class PinnedHTTPConnection(urllib3.connection.HTTPConnection):
+        _new_conn = new_conn
+
+    class PinnedHTTPSConnection(urllib3.connection.HTTPSConnection):
+        _new_conn = new_conn
+
+    class PinnedHTTPPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = PinnedHTTPConnection
+
+    class PinnedHTTPSPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = PinnedHTTPSConnection
+
+    class PinnedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}
+
+    return PinnedAdapter()
+
+
 class PoliteFetcher:
     """Fetch pages and files under a FetchPolicy. Raises FetchError per item; never retries forever."""
 
@@ -152,6 +218,9 @@ class PoliteFetcher:
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = policy.user_agent
         self.session.trust_env = False  # proxies from the environment would bypass the address checks
+        self._pins = _PinnedAddresses()
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, _pinned_adapter(self._pins))
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.limiter = RateLimiter(1.0 / policy.requests_per_second, sleep=sleep)
@@ -172,7 +241,8 @@ class PoliteFetcher:
 
     # --- what may be fetched -------------------------------------------------------------------------------------
     def check_url(self, url: str) -> None:
-        """Refuse URLs outside the policy before any connection: scheme, host list, resolved addresses."""
+        """Refuse URLs outside the policy before any connection: scheme, host list, resolved addresses. Every
+        address the name resolves to must pass; the first is pinned, and the next connection to this host goes there."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise FetchError(url, "scheme-not-allowed", f"scheme {parts.scheme!r}")
@@ -181,10 +251,9 @@ class PoliteFetcher:
             raise FetchError(
                 url, "host-not-allowed", f"{host!r} is not a configured host {sorted(self._allowed_hosts)}"
             )
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            infos = socket.getaddrinfo(
-                host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-            )
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as err:
             raise FetchError(url, "dns", str(err), retryable=True) from err
         for info in infos:
@@ -196,6 +265,9 @@ class PoliteFetcher:
                     raise FetchError(url, "address-not-allowed", f"{host} resolves to loopback {address}")
             elif not address.is_global and not self.policy.allow_private:
                 raise FetchError(url, "address-not-allowed", f"{host} resolves to non-public {address}")
+        if not infos:
+            raise FetchError(url, "dns", f"{host} resolves to no address", retryable=True)
+        self._pins.pin(host, port, infos[0][4][0])
 
     def allowed_by_robots(self, url: str) -> bool:
         if not self.policy.respect_robots:
