@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from waveforms import storage
+from waveforms.jsonfields import whole_number
 from waveforms.scrape import AUDIO_SUFFIXES, FAILURES_NAME, INDEX_NAME, Failure, Output, join_uri, slugify
 from waveforms.scrape.http import FetchPolicy, PoliteFetcher, file_digests
 
@@ -111,12 +112,7 @@ def _coerce(name: str, value):
         return tuple(value)
     if name in ("genres", "allow_hosts") and isinstance(value, str):
         return (value,)  # one name, not its characters
-    default = IngestOptions.__dataclass_fields__[name].default
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"ingest: option {name} must be a whole number, got {value}")
-        return int(value)
-    return value
+    return whole_number(IngestOptions, name, value, "ingest option")
 
 
 def _run_source(source: str, opts: IngestOptions, output: Output) -> dict[str, int]:

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from waveforms import report, storage
+from waveforms.jsonfields import whole_number
 
 
 def model_and_train_configs(model_kind: str, config: str, train_options: dict, tuned: dict | None = None):
@@ -98,15 +99,7 @@ def soundspace_stage(model_dir: str, songs_dir: str, out_dir: str, *, corner_gen
 
 
 def _whole_numbers(options: dict, dataclass_type) -> dict:
-    """KFP dict parameters arrive through JSON, where every number may be a float: give int fields ints again."""
-    fields = dataclass_type.__dataclass_fields__
-    typed = {}
-    for name, value in options.items():
-        default = fields[name].default if name in fields else None
-        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        typed[name] = value
-    return typed
+    return {name: whole_number(dataclass_type, name, value, "train_options") for name, value in options.items()}
 
 
 def _typed_tuned(params: dict) -> dict:
