@@ -1,0 +1,114 @@
+"""Generation: the library call and the `waveforms generate` command on tiny models trained here for two steps."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from waveforms import audio, cli, convert, synth
+from waveforms.generate import generate, load_model, output_paths
+from waveforms.model import WaveNetConfig
+from waveforms.train import TrainConfig, train
+
+TINY = WaveNetConfig(stacks=1, layers_per_stack=4, kernel_size=2, residual_channels=8, dilation_channels=8,
+                     skip_channels=16)  # fmt: skip
+SAMPLE_RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("synth")
+    synth.write_dataset(root / "wav", count=8, seed=1, seconds=1.0)
+    convert.convert(
+        str(root / "wav"), str(root / "data"), convert.ConvertConfig(validation_fraction=0.25), progress=False
+    )
+    return str(root / "data")
+
+
+@pytest.fixture(scope="module")
+def model_dir(data_dir, tmp_path_factory) -> str:
+    model_dir = str(tmp_path_factory.mktemp("model") / "tiny")
+    config = TrainConfig(steps=2, batch_size=2, target_length=300, warmup_steps=0, eval_windows=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        train(data_dir, model_dir, TINY, config, progress=False)
+    return model_dir
+
+
+def test_generate_returns_seeded_reproducible_audio_of_the_requested_length(model_dir):
+    clips = generate(model_dir, seconds=0.05, batch=2, seed=3)
+    assert clips.shape == (2, 800) and clips.dtype == np.float32
+    assert np.all(np.abs(clips) <= 1.0)
+    np.testing.assert_array_equal(clips, generate(model_dir, seconds=0.05, batch=2, seed=3))
+    assert not np.array_equal(clips, generate(model_dir, seconds=0.05, batch=2, seed=4))
+    assert not np.array_equal(clips[0], clips[1]), "batch rows must be sampled independently"
+
+
+def test_generation_can_start_from_a_clip(model_dir, tmp_path):
+    seed_clip = tmp_path / "seed.wav"
+    audio.write_wav(seed_clip, 0.5 * np.sin(np.arange(4000) * 2 * np.pi * 440 / SAMPLE_RATE), SAMPLE_RATE)
+    # at a low temperature the model's own preferences decide, not the sampling noise (the same for both: seed 0)
+    from_clip = generate(model_dir, seconds=0.02, seed_audio=str(seed_clip), seed=0, temperature=1e-4)
+    from_silence = generate(model_dir, seconds=0.02, seed=0, temperature=1e-4)
+    assert from_clip.shape == from_silence.shape == (1, 320)
+    assert not np.array_equal(from_clip, from_silence), "the seed clip must condition what follows"
+    short_clip = tmp_path / "short.wav"  # shorter than the receptive field: padded with silence in front
+    audio.write_wav(short_clip, np.full(5, 0.3, np.float32), SAMPLE_RATE)
+    assert generate(model_dir, seconds=0.01, seed_audio=str(short_clip)).shape == (1, 160)
+
+
+def test_load_model_rebuilds_the_exported_model(model_dir):
+    model, config = load_model(model_dir)
+    assert config == TINY
+    assert model.get_layer("output_logits").get_weights()[0].shape == (16, 256)
+    with pytest.raises(ValueError, match="no config.json; is it the MODEL_URI of a finished `waveforms train` run"):
+        load_model(str(Path(model_dir) / "missing"))
+
+
+def test_cli_writes_one_file_per_batch_row_as_wav_or_mp3(model_dir, tmp_path, capsys):
+    out = tmp_path / "song.wav"
+    assert cli.main(["generate", model_dir, str(out), "--seconds", "0.1", "--batch", "2", "--no-progress"]) == 0
+    for path in output_paths(str(out), 2):
+        assert path.endswith(("song-0.wav", "song-1.wav"))
+        with wave.open(path) as clip:
+            assert (clip.getframerate(), clip.getnframes(), clip.getnchannels()) == (SAMPLE_RATE, 1600, 1)
+    assert not out.exists()
+    mp3 = tmp_path / "song.mp3"
+    assert cli.main(["generate", model_dir, str(mp3), "--seconds", "0.5", "--no-progress"]) == 0
+    assert audio.probe(mp3).duration == pytest.approx(0.5, abs=0.1)  # mp3 frames pad the end
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_refuses_bad_requests_with_one_clear_line(model_dir, tmp_path, capsys):
+    assert cli.main(["generate", model_dir, str(tmp_path / "x.aiff"), "--seconds", "1"]) == 2
+    assert "unknown extension '.aiff'" in capsys.readouterr().err
+    assert cli.main(["generate", model_dir, str(tmp_path / "x.wav"), "--seconds", "1", "--genre", "bell"]) == 1
+    assert "not genre-conditioned" in capsys.readouterr().err
+    assert cli.main(["generate", model_dir, str(tmp_path / "x.wav"), "--seconds", "0"]) == 1
+    assert "seconds must be > 0" in capsys.readouterr().err
+    assert cli.main(["generate", model_dir, str(tmp_path / "x.wav"), "--seconds", "1", "--seed-audio", "nope.wav"]) == 1
+    assert "nope.wav: file not found" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_genre_conditioned_training_and_generation(data_dir, tmp_path, capsys):
+    model_dir = tmp_path / "conditioned"
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(TINY.to_dict()))
+    code = cli.main(["train", data_dir, str(model_dir), "--config", str(config_file), "--genre-conditioning",
+                     "--steps", "2", "--batch-size", "2", "--target-length", "300", "--eval-windows", "2",
+                     "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    exported = json.loads((model_dir / "config.json").read_text())
+    assert exported["model"]["global_condition_classes"] == len(exported["genres"]) == 5
+    bell = generate(str(model_dir), seconds=0.02, genre="bell", seed=0, temperature=1e-4)
+    drum = generate(str(model_dir), seconds=0.02, genre="drum", seed=0, temperature=1e-4)
+    assert bell.shape == drum.shape == (1, 320)
+    assert not np.array_equal(bell, drum), "the genre must reach the model"
+    with pytest.raises(ValueError, match="the model is genre-conditioned: pass --genre"):
+        generate(str(model_dir), seconds=0.02)

@@ -1,0 +1,293 @@
+"""Training: outputs (Katib lines, TensorBoard, metrics, checkpoints, export), resume after a real SIGKILL, config
+mismatch, divergence, two workers training one model, and object storage as MODEL_URI.
+
+Models are tiny (receptive field 16) and runs a few steps, so each test takes seconds; the learning itself is tested in
+test_quality.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from waveforms import checkpoints, cli, convert, dataset, storage, synth
+from waveforms.model import WaveNetConfig
+from waveforms.train import TrainConfig, TrainingDivergedError, train
+
+TINY = WaveNetConfig(stacks=1, layers_per_stack=4, kernel_size=2, residual_channels=8, dilation_channels=8,
+                     skip_channels=16)  # fmt: skip
+KATIB_LINE = re.compile(r"^step=(\d+) loss=(\S+) val_bits=(\S+) ")
+
+
+def tiny_train_config(**changes) -> TrainConfig:
+    values = dict(steps=6, batch_size=4, target_length=500, warmup_steps=2, checkpoint_every=3, eval_every=3,
+                  eval_windows=4, keep_checkpoints=3)  # fmt: skip
+    return TrainConfig(**{**values, **changes})
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+    """The embedded synth dataset, 12 one-second notes, converted to shards + manifest.json."""
+    root = tmp_path_factory.mktemp("synth")
+    synth.write_dataset(root / "wav", count=12, seed=0, seconds=1.0)
+    convert.convert(
+        str(root / "wav"), str(root / "data"), convert.ConvertConfig(validation_fraction=0.25), progress=False
+    )
+    return str(root / "data")
+
+
+@pytest.fixture(scope="module")
+def tiny_config_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("config") / "tiny.json"
+    path.write_text(json.dumps(TINY.to_dict()))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    """One in-process run: 6 steps, checkpoints and evaluations at 3 and 6; -> (model dir, result, stdout)."""
+    model_dir = str(tmp_path_factory.mktemp("run") / "model")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        result = train(data_dir, model_dir, TINY, tiny_train_config(), progress=False)
+    return model_dir, result, stdout.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "waveforms.cli", *args]
+
+
+# ----------------------------------------------------------------------------------------------------- configuration
+
+
+def test_train_config_round_trips_and_rejects_unknown_or_bad_fields():
+    config = tiny_train_config(decay="exponential", seed=7)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\) \['stepz'\]"):
+        TrainConfig.from_dict({"stepz": 5})
+    with pytest.raises(ValueError, match="TrainConfig.steps must be a positive integer"):
+        TrainConfig(steps=0).validate()
+    with pytest.raises(ValueError, match="TrainConfig.learning_rate"):
+        TrainConfig(learning_rate=float("nan")).validate()
+    with pytest.raises(ValueError, match="TrainConfig.decay"):
+        TrainConfig(decay="linear").validate()
+
+
+def test_clips_shorter_than_a_window_fail_before_any_work(data_dir, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    # 1 s clips = 16,000 samples; a window of 16 + 20,000 - 1 cannot fit
+    with pytest.raises(ValueError, match=r"no train clip is long enough.*receptive field 16.*--target-length"):
+        train(data_dir, str(model_dir), TINY, tiny_train_config(target_length=20_000), progress=False)
+    assert not model_dir.exists()
+    # the same through the command line: one line, exit code 1, nothing written
+    code = cli.main(["train", data_dir, str(model_dir), "--config", "small", "--target-length", "20000"])
+    assert code == 1
+    assert "receptive field 2047" in capsys.readouterr().err
+    assert not model_dir.exists()
+    assert (
+        cli.main(["train", data_dir, str(model_dir), "--config", str(_write(tmp_path / "bad.json", {"stackz": 1}))])
+        == 1
+    )
+    assert "unknown WaveNetConfig field(s) ['stackz']" in capsys.readouterr().err
+    assert cli.main(["train", str(tmp_path / "nowhere"), str(model_dir)]) == 1
+    assert "manifest not found" in capsys.readouterr().err
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------- outputs
+
+
+def test_run_writes_katib_lines_metrics_tensorboard_checkpoints_and_export(trained, data_dir):
+    model_dir, result, stdout = trained
+    lines = [KATIB_LINE.match(line) for line in stdout.splitlines()]
+    assert [int(m.group(1)) for m in lines if m] == [3, 6], stdout
+    assert result["step"] == 6 and result["receptive_field"] == 16 and result["window_length"] == 515
+
+    metrics = json.loads(Path(model_dir, "metrics.json").read_text())
+    assert [entry["step"] for entry in metrics["history"]] == [3, 6]
+    assert metrics["final"]["val_bits"] == pytest.approx(result["val_bits"])
+
+    import tensorflow as tf
+
+    tags = set()
+    for event_file in Path(model_dir, "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"train/loss_nats", "train/learning_rate", "validation/bits_per_sample"} <= tags
+
+    names = sorted(os.listdir(Path(model_dir, "checkpoints")))
+    assert {"ckpt-3.index", "ckpt-6.index", "checkpoint", "run_config.json"} <= set(names)
+    run_config = json.loads(Path(model_dir, "checkpoints", "run_config.json").read_text())
+    assert run_config == {"model_kind": "wavenet", "model": TINY.to_dict(), "train": tiny_train_config().to_dict()}
+
+    # the export holds the final checkpoint's weights, and val_bits is nats / ln 2 over the full-context positions
+    from waveforms.generate import load_model
+
+    model, config = load_model(model_dir)
+    assert config == TINY
+    restored = TINY_model()
+    tf.train.Checkpoint(model=restored).restore(str(Path(model_dir, "checkpoints", "ckpt-6"))).expect_partial()
+    for exported, saved in zip(model.get_weights(), restored.get_weights(), strict=True):
+        np.testing.assert_array_equal(exported, saved)
+    manifest_uri = str(Path(data_dir, "manifest.json"))
+    nats, count = 0.0, 0
+    for x, y in dataset.make_eval_dataset(manifest_uri, 515, 4, max_windows=4):
+        logits = model({"audio": x}).numpy()[:, -500:].astype(np.float64)  # (B, T, Q)
+        log_probs = (
+            logits
+            - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+            - logits.max(-1, keepdims=True)
+        )
+        picked = np.take_along_axis(log_probs, y.numpy()[:, -500:, None], axis=-1)[..., 0]  # (B, T)
+        nats += -picked.mean(axis=1).sum()
+        count += len(x)
+    assert result["val_bits"] == pytest.approx(nats / count / math.log(2), rel=1e-4)
+
+
+def TINY_model():
+    from waveforms.model import build_wavenet
+
+    return build_wavenet(TINY)
+
+
+def test_resuming_with_another_configuration_is_a_clear_error_but_more_steps_are_fine(trained, data_dir, tmp_path):
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(trained[0], model_dir)
+    with pytest.raises(checkpoints.ConfigMismatchError, match=r"train.learning_rate: checkpoint 0.001, requested 0.5"):
+        train(data_dir, model_dir, TINY, tiny_train_config(learning_rate=0.5), progress=False)
+    wider = WaveNetConfig(**{**TINY.to_dict(), "residual_channels": 16})
+    with pytest.raises(checkpoints.ConfigMismatchError, match=r"model.residual_channels: checkpoint 8, requested 16"):
+        train(data_dir, model_dir, wider, tiny_train_config(), progress=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = train(data_dir, model_dir, TINY, tiny_train_config(steps=7, eval_every=5), progress=False)
+    assert result["resumed_from"] == 6 and result["step"] == 7
+    history = json.loads(Path(model_dir, "metrics.json").read_text())["history"]
+    assert [entry["step"] for entry in history] == [3, 6, 7]
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, tiny_config_file,
+                                                                                capsys):  # fmt: skip
+    # A real divergence: Adam moves every weight by about the learning rate on its first step, so with 1e30 the second
+    # forward pass overflows. Checkpoints every step: the one of step 1 is the last good one.
+    model_dir = tmp_path / "model"
+    code = cli.main(["train", data_dir, str(model_dir), "--config", tiny_config_file, "--steps", "5",
+                     "--batch-size", "4", "--target-length", "500", "--learning-rate", "1e30", "--warmup-steps", "0",
+                     "--checkpoint-every", "1", "--no-progress"])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "training diverged at step 2: loss=nan" in err and "last good checkpoint (step 1) is kept" in err
+    assert Path(model_dir, "checkpoints", "checkpoint").read_text().startswith('model_checkpoint_path: "ckpt-1"')
+    assert not Path(model_dir, "checkpoints", "ckpt-2.index").exists()
+    assert not Path(model_dir, "model.keras").exists()
+    with pytest.raises(TrainingDivergedError):  # and the library raises its own error type
+        train(data_dir, str(tmp_path / "again"), TINY,
+              tiny_train_config(learning_rate=1e30, warmup_steps=0, checkpoint_every=1), progress=False)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ resume after SIGKILL
+
+
+def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(data_dir, tiny_config_file, tmp_path):
+    model_dir = tmp_path / "model"
+    command = cli_command("train", data_dir, str(model_dir), "--config", tiny_config_file, "--steps", "60",
+                          "--batch-size", "4", "--target-length", "1000", "--checkpoint-every", "10",
+                          "--eval-every", "30", "--no-progress")  # fmt: skip
+    index = model_dir / "checkpoints" / "checkpoint"
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not index.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate()
+    assert first.returncode == -signal.SIGKILL, "the first run ended before it could be killed"
+    assert not (model_dir / "model.keras").exists()
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    resumed = re.search(r"resumed from \S+ckpt-(\d+): step=(\d+) optimizer_iterations=(\d+)", second.stderr)
+    assert resumed, second.stderr[-3000:]
+    checkpoint_step, step, iterations = (int(group) for group in resumed.groups())
+    assert checkpoint_step == step == iterations and step % 10 == 0 and 10 <= step < 60
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["final"]["step"] == 60 and metrics["final"]["resumed_from"] == step
+    steps = [entry["step"] for entry in metrics["history"]]
+    assert steps == sorted(set(steps)) and steps[-1] == 60
+    assert json.loads((model_dir / "config.json").read_text())["step"] == 60
+
+
+# ------------------------------------------------------------------------------------------------------ two workers
+
+
+def test_two_workers_with_tf_config_train_one_model(data_dir, tiny_config_file, tmp_path):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    model_dir = tmp_path / "model"
+    command = cli_command("train", data_dir, str(model_dir), "--config", tiny_config_file, "--steps", "8",
+                          "--batch-size", "4", "--target-length", "500", "--checkpoint-every", "4",
+                          "--eval-every", "4", "--no-progress")  # fmt: skip
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+               "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
+        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [worker.communicate(timeout=400) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+        assert "heartbeat" not in err.lower(), err[-3000:]
+    digests = [re.search(r"worker worker:(\d) finished at step 8; weights sha256 (\w+)", err).groups()
+               for _, err in outputs]  # fmt: skip
+    assert [index for index, _ in digests] == ["0", "1"]
+    assert digests[0][1] == digests[1][1], "the workers ended with different weights"
+    # only the chief reports and writes: Katib lines from worker 0 alone, one TensorBoard writer, its checkpoints
+    assert [int(m.group(1)) for m in map(KATIB_LINE.match, outputs[0][0].splitlines()) if m] == [4, 8]
+    assert outputs[1][0] == ""
+    assert len(list((model_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert (model_dir / "model.keras").exists() and (model_dir / "checkpoints" / "ckpt-8.index").exists()
+    from waveforms.generate import load_model
+    from waveforms.train import weights_digest
+
+    assert weights_digest(load_model(str(model_dir))[0]) == digests[0][1]
+
+
+# -------------------------------------------------------------------------------------------- object storage as MODEL_URI
+
+
+def test_checkpoints_and_model_go_to_object_storage_and_resume_from_there(data_dir, s3_env, s3_prefix):
+    model_uri = f"{s3_prefix}/model"
+    with contextlib.redirect_stdout(io.StringIO()):
+        train(data_dir, model_uri, TINY, tiny_train_config(steps=4, checkpoint_every=2, eval_every=2, keep_checkpoints=1),
+              progress=False)  # fmt: skip
+    names = {uri.rsplit(f"{model_uri}/", 1)[1] for uri in storage.list_files(model_uri)}
+    assert {"checkpoints/checkpoint", "checkpoints/run_config.json", "checkpoints/ckpt-4.index", "model.keras",
+            "config.json", "metrics.json"} <= names  # fmt: skip
+    assert not any(name.startswith("checkpoints/ckpt-2.") for name in names), "rotated checkpoints stay remote"
+    assert any(name.startswith("tensorboard/events.out.tfevents.") for name in names)
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = train(data_dir, model_uri, TINY, tiny_train_config(steps=5, checkpoint_every=2, eval_every=2,
+                                                                    keep_checkpoints=1), progress=False)  # fmt: skip
+    assert result["resumed_from"] == 4 and result["step"] == 5
+    assert storage.exists(f"{model_uri}/checkpoints/ckpt-5.index")

@@ -1,0 +1,194 @@
+"""Generation (`waveforms generate MODEL_URI OUT.wav --seconds S`): load an exported model, sample with FastGenerator.
+
+An exported model is MODEL_URI/config.json (model kind, model and train configuration, sample rate, genres) plus
+MODEL_URI/model.keras (weights), both written by `waveforms train`. The model is rebuilt from its configuration and the
+weights loaded into it (nanoGPT style), so the configuration, not pickled code, decides the architecture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from waveforms import storage
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+
+
+def read_export_config(model_uri: str) -> dict:
+    """config.json of an exported model; a clear error when MODEL_URI holds no finished model."""
+    uri = storage.join(model_uri, CONFIG_FILE)
+    if not storage.exists(uri):
+        raise ValueError(
+            f"model {model_uri}: no {CONFIG_FILE}; is it the MODEL_URI of a finished `waveforms train` run?"
+        )
+    try:
+        config = json.loads(storage.read_bytes(uri))
+    except ValueError as error:
+        raise ValueError(f"model {uri}: not valid JSON ({error})") from error
+    for key in ("model_kind", "model", "sample_rate"):
+        if key not in config:
+            raise ValueError(f"model {uri}: no {key!r}; not written by `waveforms train`")
+    return config
+
+
+def load_model(model_uri: str):
+    """-> (keras model, model configuration) of an exported model, local or in object storage."""
+    from waveforms import train
+
+    export = read_export_config(model_uri)
+    kind = export["model_kind"]
+    if kind not in train.TASKS:
+        raise ValueError(f"model {model_uri}: unknown model kind {kind!r} (known: {', '.join(train.TASKS)})")
+    task = train.TASKS[kind]
+    config = task.config_from_dict(export["model"], source=storage.join(model_uri, CONFIG_FILE))
+    model = task(config).build_model()
+    weights = storage.join(model_uri, MODEL_FILE)
+    if not storage.exists(weights):
+        raise ValueError(f"model {model_uri}: {MODEL_FILE} is missing")
+    if storage.is_remote(weights):
+        with tempfile.TemporaryDirectory(prefix="waveforms-model-") as scratch:
+            local = os.path.join(scratch, MODEL_FILE)
+            storage.download_file(weights, local)
+            model.load_weights(local)
+    else:
+        model.load_weights(weights)
+    return model, config
+
+
+def _seed_codes(seed_audio: str, sample_rate: int, length: int, batch: int) -> np.ndarray:
+    """The last `length` samples of a clip as mu-law codes (B, length); a shorter clip is left-padded with silence."""
+    from waveforms import audio
+    from waveforms.fastgen import SILENCE_CODE
+
+    signal = audio.decode(seed_audio, sample_rate)
+    if signal.size == 0:
+        raise ValueError(f"--seed-audio {seed_audio}: no audio decoded")
+    codes = audio.mu_law_encode(signal[-length:]).astype(np.int32)
+    codes = np.concatenate([np.full(length - codes.size, SILENCE_CODE, np.int32), codes])
+    return np.tile(codes[None, :], (batch, 1))  # (B, length)
+
+
+def _genre_id(genre: str | int | None, export: dict) -> int | None:
+    classes = export["model"].get("global_condition_classes", 0)
+    genres = export.get("genres", [])
+    if not classes:
+        if genre is not None:
+            raise ValueError("--genre given but the model is not genre-conditioned")
+        return None
+    if genre is None:
+        raise ValueError(f"the model is genre-conditioned: pass --genre (one of {genres} or an id below {classes})")
+    if str(genre) in genres:
+        return genres.index(str(genre))
+    if str(genre).isdigit() and int(genre) < classes:
+        return int(genre)
+    raise ValueError(f"--genre {genre!r}: choose one of {genres} or an id below {classes}")
+
+
+def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float = 1.0, seed_audio: str | None = None,
+             seed: int = 0, genre: str | int | None = None, progress: bool = False) -> np.ndarray:  # fmt: skip
+    """Sample `seconds` of new audio per batch row; -> float32 audio (batch, samples) in [-1, 1]."""
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if seed_audio is not None and not Path(seed_audio).is_file():
+        raise ValueError(f"--seed-audio {seed_audio}: file not found")
+    export = read_export_config(model_uri)
+    if export["model_kind"] != "wavenet":
+        raise ValueError(f"model {model_uri}: generate handles WaveNet models, not {export['model_kind']!r}")
+    genre_id = _genre_id(genre, export)
+    sample_rate = int(export["sample_rate"])
+    num_samples = max(1, int(round(seconds * sample_rate)))
+
+    from waveforms import audio
+    from waveforms.fastgen import FastGenerator
+
+    model, config = load_model(model_uri)
+    seed_codes = _seed_codes(seed_audio, sample_rate, config.receptive_field, batch) if seed_audio else None
+    generator = FastGenerator(model, config, batch_size=batch)
+    report = None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_samples, unit="sample", unit_scale=True, file=sys.stderr, desc="generate")
+
+        def report(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+
+    try:
+        codes = generator.generate(
+            num_samples, temperature=temperature, seed=seed, seed_codes=seed_codes,
+            global_condition=None if genre_id is None else np.full((batch,), genre_id, np.int32), progress=report,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    return audio.mu_law_decode(np.asarray(codes))  # (B, N)
+
+
+def output_paths(out: str, batch: int) -> list[str]:
+    """OUT.wav for one clip; OUT-0.wav, OUT-1.wav ... for a batch."""
+    if batch == 1:
+        return [out]
+    stem, suffix = os.path.splitext(out)
+    return [f"{stem}-{index}{suffix}" for index in range(batch)]
+
+
+def write_outputs(clips: np.ndarray, out: str, sample_rate: int) -> list[str]:
+    """Write each clip as WAV/mp3/flac/ogg by extension, locally or to object storage; -> the URIs written."""
+    from waveforms import audio
+
+    written = []
+    with tempfile.TemporaryDirectory(prefix="waveforms-generate-") as scratch:
+        for index, uri in enumerate(output_paths(out, len(clips))):
+            if storage.is_remote(uri):
+                local = os.path.join(scratch, os.path.basename(uri))
+                audio.write_audio(local, clips[index], sample_rate)
+                storage.upload_file(local, uri)
+            else:
+                audio.write_audio(uri, clips[index], sample_rate)
+            written.append(uri)
+    return written
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_uri", metavar="MODEL_URI", help="MODEL_URI of a finished `waveforms train` run")
+    parser.add_argument("out", metavar="OUT", help="output file: .wav, .mp3, .flac or .ogg (a batch adds -0, -1, ...)")
+    parser.add_argument("--seconds", type=float, required=True, help="seconds of audio per clip")
+    parser.add_argument("--batch", type=int, default=1, help="clips generated together (default 1)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument(
+        "--seed-audio", help="a clip whose last receptive field starts the generation (default silence)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same audio")
+    parser.add_argument("--genre", help="genre name or id, for genre-conditioned models")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    suffix = os.path.splitext(args.out)[1].lower()
+    if suffix not in (".wav", ".mp3", ".flac", ".ogg"):
+        print(f"error: {args.out}: unknown extension {suffix!r} (use .wav, .mp3, .flac or .ogg)", file=sys.stderr)
+        return 2
+    try:
+        sample_rate = int(read_export_config(args.model_uri)["sample_rate"])
+        clips = generate(args.model_uri, args.seconds, batch=args.batch, temperature=args.temperature,
+                         seed_audio=args.seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress)  # fmt: skip
+        written = write_outputs(clips, args.out, sample_rate)
+    except (ValueError, storage.StorageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for uri in written:
+        print(f"wrote {uri} ({clips.shape[1] / sample_rate:.2f} s at {sample_rate} Hz)")
+    return 0

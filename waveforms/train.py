@@ -1,0 +1,622 @@
+"""Training (`waveforms train DATASET_URI MODEL_URI`): a custom, compiled, distributable loop that resumes after any crash.
+
+    manifest ──dataset.make_dataset──▶ windows (B, receptive_field + target_length - 1) and next-sample targets
+      ──task.per_example_loss──▶ mean NLL over the last target_length positions (full receptive field only)
+      ──all-reduce, clip by global norm, Adam with warm-up + decay──▶ weights
+    every checkpoint_every steps: tf.train.Checkpoint(model, optimizer, step) + run config   (checkpoints.py)
+    every eval_every steps: validation NLL in bits/sample on a fixed set; `step=.. loss=.. val_bits=..` on stdout
+    at the end: MODEL_URI/model.keras + MODEL_URI/config.json (generate.load_model reads them), metrics.json
+
+The loop is custom rather than Keras `fit` for two measured reasons (STACK.md): `fit` fails under
+MultiWorkerMirroredStrategy (what Kubeflow's TFJob needs), and an XLA-compiled step is over twice as fast on CPU.
+It is model-agnostic: a task (TASKS) builds a Keras model and a per-example loss on (inputs, targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from waveforms import checkpoints, storage
+
+MANIFEST = "manifest.json"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+TENSORBOARD_DIR = "tensorboard"
+DECAYS = ("cosine", "exponential", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000  # optimizer steps in total (a resumed run continues up to this)
+    batch_size: int = 4  # windows per step, global (split across replicas and workers)
+    target_length: int = 8192  # predicted samples per window; the window adds receptive_field - 1 of context
+    learning_rate: float = 1e-3  # peak, reached after warm-up
+    warmup_steps: int = 100  # linear ramp from learning_rate / warmup_steps
+    decay: str = "cosine"  # after warm-up: cosine | exponential | constant, down to final_learning_rate_ratio
+    final_learning_rate_ratio: float = 0.05  # learning rate at the last step, relative to the peak
+    clip_norm: float = 1.0  # global gradient norm clip
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end
+    keep_checkpoints: int = 3
+    eval_every: int = 500  # steps; an evaluation is also run at the end
+    eval_windows: int = 16  # validation windows (fixed set)
+    seed: int = 0
+    jit_compile: bool = True  # XLA-compile the forward/backward pass (2x faster on CPU, measured)
+
+    def validate(self) -> TrainConfig:
+        positive = ("steps", "batch_size", "target_length", "checkpoint_every", "keep_checkpoints", "eval_every",
+                    "eval_windows")  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"TrainConfig.{name} must be a non-negative integer, got {value!r}")
+        for name in ("learning_rate", "clip_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not (0 < value < math.inf):
+                raise ValueError(f"TrainConfig.{name} must be a positive finite number, got {value!r}")
+        if not isinstance(self.final_learning_rate_ratio, int | float) or not 0 < self.final_learning_rate_ratio <= 1:
+            raise ValueError(
+                f"TrainConfig.final_learning_rate_ratio must be in (0, 1], got {self.final_learning_rate_ratio!r}"
+            )
+        if self.decay not in DECAYS:
+            raise ValueError(f"TrainConfig.decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
+        if not isinstance(self.jit_compile, bool):
+            raise ValueError(f"TrainConfig.jit_compile must be true or false, got {self.jit_compile!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "train config") -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a mapping of TrainConfig fields, got {type(data).__name__}")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown TrainConfig field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**data).validate()
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; nothing after the last good checkpoint was saved."""
+
+
+# ------------------------------------------------------------------------------------------------------------ tasks
+
+
+class WaveNetTask:
+    """Next-sample prediction with a WaveNet: logits[:, t] predicts codes[:, t + 1] (model.py)."""
+
+    kind = "wavenet"
+
+    def __init__(self, config):
+        self.config = config.validate()
+
+    @staticmethod
+    def load_config(name_or_path: str, **overrides):
+        from waveforms.model import load_config
+
+        return load_config(name_or_path, **overrides)
+
+    @staticmethod
+    def config_from_dict(data: dict, source: str = "model config"):
+        from waveforms.model import WaveNetConfig
+
+        return WaveNetConfig.from_dict(data, source=source)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.config.receptive_field
+
+    @property
+    def conditioned(self) -> bool:
+        return self.config.global_condition_classes > 0
+
+    def window_length(self, target_length: int) -> int:
+        """The first receptive_field - 1 positions only give context: their outputs see the zero padding."""
+        return self.receptive_field + target_length - 1
+
+    def build_model(self):
+        from waveforms.model import build_wavenet
+
+        return build_wavenet(self.config)
+
+    def model_inputs(self, codes, genre=None) -> dict:
+        return {"audio": codes} if genre is None else {"audio": codes, "global_condition": genre}
+
+    def per_example_loss(self, model, inputs: dict, targets, target_length: int, training: bool):
+        """Mean NLL in nats over the last target_length positions of each window: (B,)."""
+        import tensorflow as tf
+
+        logits = model(inputs, training=training)[:, -target_length:]  # (B, T, Q)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets[:, -target_length:], logits)  # (B, T)
+        return tf.reduce_mean(nll, axis=1)  # (B,)
+
+    def export(self, model, directory: str) -> list[str]:
+        """Files a generator needs besides config.json, written into `directory`; -> their names."""
+        model.save(os.path.join(directory, MODEL_FILE))
+        return [MODEL_FILE]
+
+
+TASKS: dict[str, type] = {"wavenet": WaveNetTask}
+
+
+def make_task(model_kind: str, model_config):
+    if model_kind not in TASKS:
+        raise ValueError(f"unknown model kind {model_kind!r}; choose from {', '.join(TASKS)}")
+    return TASKS[model_kind](model_config)
+
+
+# ------------------------------------------------------------------------------------------- checks before any work
+
+
+def manifest_uri_of(dataset_uri: str) -> str:
+    return dataset_uri if dataset_uri.endswith(".json") else storage.join(dataset_uri, MANIFEST)
+
+
+def check_dataset(manifest: dict, manifest_uri: str, window_length: int, receptive_field: int) -> None:
+    """One clear error when a split has no clip long enough for one window; a note when some clips are skipped."""
+    from waveforms import dataset
+
+    for split in ("train", "validation"):
+        count = dataset.count_windows(manifest, split, window_length)
+        if count.windows == 0:
+            raise ValueError(
+                f"dataset {manifest_uri}: no {split} clip is long enough: a window needs {window_length + 1} samples "
+                f"({(window_length + 1) / manifest['sample_rate']:.3f} s = receptive field {receptive_field} + "
+                f"target_length, + 1 target) and all {count.records} {split} clips are shorter; lower --target-length "
+                f"or choose a model with a smaller receptive field"
+            )
+        if count.short_records:
+            print(f"note: {count.short_records} of {count.records} {split} clips are shorter than a window "
+                  f"({window_length + 1} samples) and are skipped", file=sys.stderr)  # fmt: skip
+
+
+def run_config_of(task, train_config: TrainConfig) -> dict:
+    return {"model_kind": task.kind, "model": task.config.to_dict(), "train": train_config.to_dict()}
+
+
+# ------------------------------------------------------------------------------------------------- the TF pieces
+
+
+def learning_rate_schedule(config: TrainConfig):
+    """Linear warm-up to the peak, then cosine / exponential decay to peak · final_learning_rate_ratio at `steps`."""
+    import keras
+    import tensorflow as tf
+
+    class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            warmup = float(max(config.warmup_steps, 1))
+            progress = tf.clip_by_value(
+                (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1), 0.0, 1.0
+            )
+            floor = config.final_learning_rate_ratio
+            if config.decay == "cosine":
+                decayed = floor + (1.0 - floor) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+            elif config.decay == "exponential":
+                decayed = tf.pow(floor, progress)
+            else:
+                decayed = tf.ones_like(progress)
+            ramp = tf.minimum((step + 1.0) / warmup, 1.0) if config.warmup_steps else 1.0
+            return config.learning_rate * ramp * decayed
+
+        def get_config(self):
+            return config.to_dict()
+
+    return WarmupThenDecay()
+
+
+def select_strategy():
+    """MultiWorkerMirrored under TF_CONFIG (Kubeflow TFJob), Mirrored on several GPUs, else the default strategy."""
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster or resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
+class _Output:
+    """Everything a run writes besides checkpoints: Katib lines, progress, TensorBoard, metrics.json (chief only)."""
+
+    def __init__(self, workdir: str, enabled: bool, history: list[dict], progress: bool, start: int, steps: int):
+        import tensorflow as tf
+        from tqdm import tqdm
+
+        self.enabled = enabled
+        self.workdir = workdir
+        self.history = history
+        self.writer = tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_DIR)) if enabled else None
+        self.bar = tqdm(total=steps, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0,
+                        disable=not (enabled and progress), desc="train")  # fmt: skip
+
+    def step(self, step: int, loss: float, grad_norm: float, learning_rate: float) -> None:
+        if not self.enabled:
+            return
+        import tensorflow as tf
+
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("train/loss_nats", loss)
+            tf.summary.scalar("train/grad_norm", grad_norm)
+            tf.summary.scalar("train/learning_rate", learning_rate)
+
+    def evaluation(self, entry: dict) -> None:
+        if not self.enabled:
+            return
+        import tensorflow as tf
+
+        self.history.append(entry)
+        # Katib's StdOut collector reads name=value pairs from this line.
+        line = " ".join(
+            f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}" for key, value in entry.items()
+        )
+        self.bar.write(line, file=sys.stdout)
+        sys.stdout.flush()
+        with self.writer.as_default(step=entry["step"]):
+            tf.summary.scalar("validation/bits_per_sample", entry["val_bits"])
+            tf.summary.scalar("train/samples_per_second", entry["samples_per_second"])
+        self.writer.flush()
+        self.write_metrics()
+
+    def write_metrics(self, final: dict | None = None) -> None:
+        if not self.enabled:
+            return
+        data = {"history": self.history, **({"final": final} if final else {})}
+        checkpoints._write_json_atomically(os.path.join(self.workdir, METRICS_FILE), data)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.close()
+            self.writer.close()
+
+
+def _read_history(model_uri: str, up_to_step: int) -> list[dict]:
+    uri = storage.join(model_uri, METRICS_FILE)
+    if up_to_step == 0 or not storage.exists(uri):
+        return []
+    history = json.loads(storage.read_bytes(uri)).get("history", [])
+    return [entry for entry in history if entry.get("step", 0) <= up_to_step]
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------- the loop
+
+
+def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainConfig, *, model_kind: str = "wavenet",
+          progress: bool = True) -> dict:  # fmt: skip
+    """Train (or resume training of) a model; -> the final metrics. Raises ValueError before any work on bad input,
+    checkpoints.ConfigMismatchError when MODEL_URI holds another configuration, TrainingDivergedError on NaN/Inf."""
+    train_config.validate()
+    task = make_task(model_kind, model_config)
+    from waveforms import dataset
+
+    manifest_uri = manifest_uri_of(dataset_uri)
+    manifest = dataset.load_manifest(manifest_uri)
+    window_length = task.window_length(train_config.target_length)
+    check_dataset(manifest, manifest_uri, window_length, task.receptive_field)
+    genres = manifest.get("genres", [])
+    if task.conditioned and task.config.global_condition_classes < len(genres):
+        raise ValueError(f"model config: global_condition_classes={task.config.global_condition_classes} but the "
+                         f"dataset has {len(genres)} genres")  # fmt: skip
+    run_config = run_config_of(task, train_config)
+    saved = checkpoints.read_run_config(model_uri)
+    if saved is not None:
+        checkpoints.check_resumable(saved, run_config, model_uri)
+
+    import tensorflow as tf
+
+    strategy = select_strategy()  # first TF call: MultiWorkerMirroredStrategy must come before any other op
+    chief = is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if train_config.batch_size % replicas:
+        raise ValueError(f"--batch-size {train_config.batch_size} must be a multiple of the {replicas} replicas")
+    remote = storage.is_remote(model_uri)
+    workdir = model_uri if chief and not remote else tempfile.mkdtemp(prefix="waveforms-train-")
+    os.makedirs(workdir, exist_ok=True)
+    out = None
+    try:
+        with strategy.scope():
+            model = task.build_model()
+            optimizer = _make_optimizer(train_config)
+            optimizer.build(model.trainable_variables)  # slots exist before restore, so restore fills them
+            step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        store = checkpoints.CheckpointStore(
+            checkpoint, model_uri, workdir, run_config, train_config.keep_checkpoints, writer=chief
+        )
+        restored = store.restore_latest() if (chief or remote) else _restore_shared(store, model_uri)
+        start = int(step.numpy())
+        if restored:
+            iterations = int(optimizer.iterations.numpy())
+            _say(chief, f"resumed from {restored}: step={start} optimizer_iterations={iterations}")
+        out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps)
+        result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
+                       window_length, start)  # fmt: skip
+        if chief:
+            _export(task, model, workdir, run_config, manifest, result)
+            out.write_metrics(final=result)
+            if remote:
+                storage.sync_dir_up(workdir, model_uri)
+        _barrier(strategy)  # all workers leave together: no coordination-service heartbeat errors
+        name, digest = _worker_name(strategy), weights_digest(model)
+        _say(True, f"{name} finished at step {result['step']}; weights sha256 {digest}")
+        return result
+    finally:
+        if out is not None:
+            out.close()
+        if workdir != model_uri:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _restore_shared(store, model_uri: str):
+    """A non-chief worker restores the chief's local checkpoints (a shared volume), if there are any."""
+    import tensorflow as tf
+
+    path = tf.train.latest_checkpoint(os.path.join(model_uri, checkpoints.CHECKPOINT_DIR))
+    if path:
+        store.checkpoint.restore(path).assert_existing_objects_matched()
+    return path
+
+
+def _make_optimizer(config: TrainConfig):
+    import keras
+
+    return keras.optimizers.Adam(learning_rate=learning_rate_schedule(config))
+
+
+def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig):
+    """-> train_step(distributed iterator) -> (global mean loss in nats, gradient norm); one optimizer step.
+
+    The forward/backward pass is XLA-compiled on its own: collectives (all-reduce across workers) stay outside XLA.
+    """
+    import tensorflow as tf
+
+    T, G = config.target_length, config.batch_size
+    replicas = strategy.num_replicas_in_sync
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=config.jit_compile)
+    def loss_and_gradients(inputs, targets):
+        with tf.GradientTape() as tape:
+            per_example = task.per_example_loss(model, inputs, targets, T, training=True)  # (B/replicas,)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=G)
+        # embedding gradients come as IndexedSlices: dense ones (256 x channels) all-reduce and clip simply
+        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+
+    def replica_step(batch):
+        inputs, targets = _split_batch(task, batch)
+        loss, gradients = loss_and_gradients(inputs, targets)
+        context = tf.distribute.get_replica_context()
+        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)  # the global batch's gradient
+        gradients, norm = tf.clip_by_global_norm(gradients, config.clip_norm)
+        # Keras all-reduces (sums) the gradients it applies once more: hand it each replica's share of the clipped one.
+        optimizer.apply([g / replicas for g in gradients], variables)
+        return loss, norm
+
+    @tf.function
+    def train_step(iterator):
+        loss, norm = strategy.run(replica_step, args=(next(iterator),))
+        step.assign_add(1)
+        return strategy.reduce("SUM", loss, axis=None), strategy.reduce("MEAN", norm, axis=None)
+
+    return train_step
+
+
+def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, config: TrainConfig, window_length, start):
+    import tensorflow as tf
+
+    from waveforms import dataset
+
+    T, G = config.target_length, config.batch_size
+
+    def input_pipeline(context):  # one per worker: its own shards (or records), its replicas' share of the batch
+        # a resumed run starts a fresh stream: seeding it by the step avoids replaying the first windows
+        return dataset.make_dataset(manifest_uri, split="train", window_length=window_length,
+                                    batch_size=context.get_per_replica_batch_size(G), seed=config.seed + start,
+                                    with_genre=task.conditioned, worker_index=context.input_pipeline_id,
+                                    num_workers=context.num_input_pipelines)  # fmt: skip
+
+    iterator = iter(strategy.distribute_datasets_from_function(input_pipeline))
+    eval_batches = list(dataset.make_eval_dataset(manifest_uri, window_length, G, max_windows=config.eval_windows,
+                                                  with_genre=task.conditioned))  # fmt: skip
+    if not eval_batches:
+        raise ValueError(f"dataset {manifest_uri}: no validation windows of {window_length} samples")
+    train_step = make_train_step(task, model, optimizer, step, strategy, config)
+
+    @tf.function(jit_compile=config.jit_compile)
+    def eval_nats(inputs, targets):
+        return tf.reduce_sum(task.per_example_loss(model, inputs, targets, T, training=False))
+
+    def evaluate() -> float:
+        total, count = 0.0, 0
+        for batch in eval_batches:
+            inputs, targets = _split_batch(task, batch)
+            total += float(eval_nats(inputs, targets))
+            count += int(targets.shape[0])
+        return total / count / math.log(2)
+
+    current = start
+    losses, interval_start, interval_steps, eval_seconds = [], time.perf_counter(), 0, 0.0
+    last_saved = start
+    result = {}
+    while current < config.steps:
+        loss, norm = (float(value) for value in train_step(iterator))
+        current += 1
+        interval_steps += 1
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            last = (
+                f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was written"
+            )
+            raise TrainingDivergedError(
+                f"training diverged at step {current}: loss={loss} gradient_norm={norm}; stopped, {last}. "
+                f"Lower --learning-rate (now {config.learning_rate}) or the clip norm (now {config.clip_norm})"
+            )
+        if current == start + 1:  # the first step traced and compiled: keep it out of the speed figure
+            interval_start, interval_steps = time.perf_counter(), 0
+        losses.append(loss)
+        learning_rate = float(optimizer.learning_rate)
+        out.step(current, loss, norm, learning_rate)
+        last_step = current == config.steps
+        if current % config.eval_every == 0 or last_step:
+            elapsed = time.perf_counter() - interval_start
+            began = time.perf_counter()
+            val_bits = evaluate()
+            eval_seconds = time.perf_counter() - began
+            speed = interval_steps * G * T / elapsed if interval_steps else 0.0
+            result = {"step": current, "loss": sum(losses) / len(losses), "val_bits": val_bits,
+                      "learning_rate": learning_rate, "samples_per_second": speed}  # fmt: skip
+            out.evaluation(result)
+            losses, interval_start, interval_steps = [], time.perf_counter(), 0
+        if current % config.checkpoint_every == 0 or last_step:
+            store.save(current)
+            last_saved = current
+    if not result:  # resumed at the last step: report without training
+        result = {"step": current, "loss": float("nan"), "val_bits": evaluate(), "learning_rate": float(optimizer.learning_rate),
+                  "samples_per_second": 0.0}  # fmt: skip
+    return {**result, "receptive_field": task.receptive_field, "window_length": window_length,
+            "resumed_from": start, "eval_seconds": eval_seconds}  # fmt: skip
+
+
+def _split_batch(task, batch):
+    """Dataset elements -> (model inputs, targets): (codes, targets) or ((codes, genre), targets)."""
+    features, targets = batch
+    if isinstance(features, tuple | list):
+        return task.model_inputs(*features), targets
+    if isinstance(features, dict):
+        return task.model_inputs(features["audio"], features.get("genre")), targets
+    return task.model_inputs(features), targets
+
+
+def _export(task, model, workdir: str, run_config: dict, manifest: dict, result: dict) -> None:
+    """A fresh single-device copy of the trained model, saved with its configuration (generate.load_model)."""
+    fresh = task.build_model()
+    fresh.set_weights([variable.numpy() for variable in model.weights])
+    task.export(fresh, workdir)
+    config = {**run_config, "sample_rate": int(manifest["sample_rate"]), "genres": manifest.get("genres", []),
+              "receptive_field": task.receptive_field, "step": result["step"], "val_bits": result["val_bits"]}  # fmt: skip
+    checkpoints._write_json_atomically(os.path.join(workdir, CONFIG_FILE), config)
+
+
+def weights_digest(model) -> str:
+    """sha256 of all weights in order: workers of one distributed run must print the same digest."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        digest.update(variable.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _worker_name(strategy) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return "worker"
+    return f"worker {resolver.task_type}:{resolver.task_id}"
+
+
+def _barrier(strategy) -> None:
+    """A collective every worker must join: returns only when all have finished their work."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+# ------------------------------------------------------------------------------------------------------------- CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument(
+        "dataset_uri", metavar="DATASET_URI", help="a manifest.json (or its folder), local or s3://, minio://"
+    )
+    parser.add_argument(
+        "model_uri", metavar="MODEL_URI", help="folder for checkpoints, TensorBoard, metrics and the model"
+    )
+    parser.add_argument("--model", default="wavenet", choices=sorted(TASKS), help="model kind (default wavenet)")
+    parser.add_argument("--config", default="small", help="named model configuration (small, ibab) or a JSON/YAML file")
+    parser.add_argument("--residual-channels", type=int, help="override the model configuration's residual_channels")
+    parser.add_argument("--layers-per-stack", type=int, help="override the model configuration's layers_per_stack")
+    parser.add_argument(
+        "--genre-conditioning",
+        action="store_true",
+        help="condition on the genre (global_condition_classes = the dataset's genre count)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=defaults.steps, help=f"total optimizer steps (default {defaults.steps})"
+    )
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global windows per step")
+    parser.add_argument(
+        "--target-length", type=int, default=defaults.target_length, help="predicted samples per window"
+    )
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="peak learning rate")
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--decay", default=defaults.decay, choices=DECAYS)
+    parser.add_argument("--clip-norm", type=float, default=defaults.clip_norm, help="global gradient norm clip")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps between checkpoints"
+    )
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps between validations")
+    parser.add_argument("--eval-windows", type=int, default=defaults.eval_windows, help="validation windows")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--no-jit", action="store_true", help="do not XLA-compile the training step")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        task_class = TASKS[args.model]
+        overrides = {name: getattr(args, name) for name in ("residual_channels", "layers_per_stack")
+                     if getattr(args, name) is not None}  # fmt: skip
+        if args.genre_conditioning:
+            from waveforms import dataset
+
+            genres = dataset.load_manifest(manifest_uri_of(args.dataset_uri))["genres"]
+            overrides["global_condition_classes"] = max(1, len(genres))
+        model_config = task_class.load_config(args.config, **overrides)
+        train_config = TrainConfig(
+            steps=args.steps, batch_size=args.batch_size, target_length=args.target_length,
+            learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, decay=args.decay, clip_norm=args.clip_norm,
+            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_windows=args.eval_windows,
+            seed=args.seed, jit_compile=not args.no_jit,
+        )  # fmt: skip
+        result = train(args.dataset_uri, args.model_uri, model_config, train_config, model_kind=args.model,
+                       progress=not args.no_progress)  # fmt: skip
+    except (ValueError, TrainingDivergedError, storage.StorageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"trained to step {result['step']}: val_bits={result['val_bits']:.4f}; model in {args.model_uri}",
+        file=sys.stderr,
+    )
+    return 0
