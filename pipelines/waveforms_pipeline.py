@@ -46,7 +46,7 @@ class PipelineOptions:
     wavenet_config: str = "small"
     wavenet_train: dict = field(default_factory=lambda: {"steps": 20000, "batch_size": 16, "target_length": 8000,
                                                          "checkpoint_every": 1000, "eval_every": 1000})
-    autoencoder_config: str = "small"
+    autoencoder_config: str = "default"
     autoencoder_train: dict = field(default_factory=lambda: {"steps": 20000, "batch_size": 16, "target_length": 8000,
                                                              "checkpoint_every": 1000, "eval_every": 1000})
     tuning_trials: int = 12  # local search only; Katib's count is in the Experiment

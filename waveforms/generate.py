@@ -47,7 +47,7 @@ def load_model(model_uri: str):
     kind = export["model_kind"]
     if kind not in train.TASKS:
         raise ValueError(f"model {model_uri}: unknown model kind {kind!r} (known: {', '.join(train.TASKS)})")
-    task = train.TASKS[kind]
+    task = train.task_class(kind)
     config = task.config_from_dict(export["model"], source=storage.join(model_uri, CONFIG_FILE))
     model = task(config).build_model()
     weights = storage.join(model_uri, MODEL_FILE)

@@ -248,7 +248,7 @@ def _receptive_field(config: dict, final: dict) -> int:
         return int(recorded)
     from waveforms import train
 
-    task = train.TASKS[config["model_kind"]]
+    task = train.task_class(config["model_kind"])
     return int(task.config_from_dict(config["model"]).receptive_field)
 
 

@@ -21,7 +21,7 @@ def model_and_train_configs(model_kind: str, config: str, train_options: dict, t
     """(model config, TrainConfig) from a preset name or file, TrainConfig fields, and tuned search-space values."""
     from waveforms import train, tuning
 
-    model_config = train.TASKS[model_kind].load_config(config)
+    model_config = train.task_class(model_kind).load_config(config)
     train_config = train.TrainConfig.from_dict(_whole_numbers(train_options, train.TrainConfig), "train_options")
     if tuned:
         model_config, train_config = tuning.apply_parameters(model_config, train_config, _typed_tuned(tuned))

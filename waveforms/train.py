@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -25,9 +26,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from waveforms import checkpoints, storage
+from waveforms import checkpoints, convert, storage
 
-MANIFEST = "manifest.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -152,20 +152,25 @@ class WaveNetTask:
         return [MODEL_FILE]
 
 
-TASKS: dict[str, type] = {"wavenet": WaveNetTask}
+# model kind -> "module:class"; imported on use, so the CLI does not import keras to list the kinds
+TASKS: dict[str, str] = {"wavenet": "waveforms.train:WaveNetTask", "autoencoder": "waveforms.autoencoder:AutoencoderTask"}
+
+
+DEFAULT_CONFIGS = {"wavenet": "small", "autoencoder": "default"}
+
+
+def task_class(model_kind: str) -> type:
+    if model_kind not in TASKS:
+        raise ValueError(f"unknown model kind {model_kind!r}; choose from {', '.join(TASKS)}")
+    module_name, class_name = TASKS[model_kind].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def make_task(model_kind: str, model_config):
-    if model_kind not in TASKS:
-        raise ValueError(f"unknown model kind {model_kind!r}; choose from {', '.join(TASKS)}")
-    return TASKS[model_kind](model_config)
+    return task_class(model_kind)(model_config)
 
 
 # ------------------------------------------------------------------------------------------- checks before any work
-
-
-def manifest_uri_of(dataset_uri: str) -> str:
-    return dataset_uri if dataset_uri.endswith(".json") else storage.join(dataset_uri, MANIFEST)
 
 
 def check_dataset(manifest: dict, manifest_uri: str, window_length: int, receptive_field: int) -> None:
@@ -320,7 +325,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     task = make_task(model_kind, model_config)
     from waveforms import dataset
 
-    manifest_uri = manifest_uri_of(dataset_uri)
+    manifest_uri = convert.manifest_uri(dataset_uri)
     manifest = dataset.load_manifest(manifest_uri)
     window_length = task.window_length(train_config.target_length)
     check_dataset(manifest, manifest_uri, window_length, task.receptive_field)
@@ -564,7 +569,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "model_uri", metavar="MODEL_URI", help="folder for checkpoints, TensorBoard, metrics and the model"
     )
     parser.add_argument("--model", default="wavenet", choices=sorted(TASKS), help="model kind (default wavenet)")
-    parser.add_argument("--config", default="small", help="named model configuration (small, ibab) or a JSON/YAML file")
+    parser.add_argument("--config", default=None,
+                        help="named configuration (wavenet: small, ibab; autoencoder: default) or a JSON/YAML file")
     parser.add_argument("--residual-channels", type=int, help="override the model configuration's residual_channels")
     parser.add_argument("--layers-per-stack", type=int, help="override the model configuration's layers_per_stack")
     parser.add_argument(
@@ -595,15 +601,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        task_class = TASKS[args.model]
+        task_type = task_class(args.model)
         overrides = {name: getattr(args, name) for name in ("residual_channels", "layers_per_stack")
                      if getattr(args, name) is not None}  # fmt: skip
         if args.genre_conditioning:
             from waveforms import dataset
 
-            genres = dataset.load_manifest(manifest_uri_of(args.dataset_uri))["genres"]
+            genres = dataset.load_manifest(convert.manifest_uri(args.dataset_uri))["genres"]
             overrides["global_condition_classes"] = max(1, len(genres))
-        model_config = task_class.load_config(args.config, **overrides)
+        model_config = task_type.load_config(args.config or DEFAULT_CONFIGS[args.model], **overrides)
         train_config = TrainConfig(
             steps=args.steps, batch_size=args.batch_size, target_length=args.target_length,
             learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, decay=args.decay, clip_norm=args.clip_norm,

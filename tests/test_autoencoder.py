@@ -1,0 +1,247 @@
+"""The NSynth-style autoencoder: shapes, (non-)causality, the shared fast generator, saving, and interpolation quality."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from waveforms.autoencoder import (
+    AutoencoderConfig,
+    build_autoencoder,
+    load_autoencoder,
+    load_autoencoder_config,
+    save_autoencoder,
+    upsample_embedding,
+)
+from waveforms.model import WaveNetConfig, layer_names
+
+TINY = AutoencoderConfig(
+    hop_length=64,
+    embedding_channels=4,
+    encoder_layers=3,
+    encoder_channels=8,
+    decoder=WaveNetConfig(stacks=1, layers_per_stack=4, residual_channels=8, dilation_channels=8, skip_channels=16),
+)
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation with average ranks for ties (numpy only)."""
+
+    def ranks(values):
+        values = np.asarray(values, np.float64)
+        order = np.argsort(values, kind="stable")
+        r = np.empty(len(values))
+        r[order] = np.arange(len(values), dtype=np.float64)
+        for value in np.unique(values):  # ties share their mean rank
+            tied = values == value
+            r[tied] = r[tied].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra @ rb) / np.sqrt((ra @ ra) * (rb @ rb)))
+
+
+def test_spearman_matches_hand_computed_values():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)  # 1 - 6*4/(5*24)
+    assert spearman([1, 2, 3, 4], [1, 1, 2, 2]) == pytest.approx(0.894427, abs=1e-6)  # ties: ranks 0.5 0.5 2.5 2.5
+
+
+def test_config_round_trip_and_clear_errors():
+    config = AutoencoderConfig()
+    assert config.hop_length == 512 and config.embedding_channels == 16  # NSynth's defaults
+    assert config.decoder_config.local_condition_channels == 16
+    assert AutoencoderConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert (
+        AutoencoderConfig.from_dict({"hop_length": 256, "decoder": {"layers_per_stack": 6}}).decoder.layers_per_stack
+        == 6
+    )
+    with pytest.raises(ValueError, match=r"unknown AutoencoderConfig field\(s\) \['hop'\]"):
+        AutoencoderConfig.from_dict({"hop": 256})
+    with pytest.raises(ValueError, match="hop_length must be >= 1"):
+        AutoencoderConfig.from_dict({"hop_length": 0})
+    with pytest.raises(ValueError, match="encoder_kernel_size must be odd"):
+        AutoencoderConfig.from_dict({"encoder_kernel_size": 4})
+    with pytest.raises(ValueError, match="unknown WaveNetConfig field"):
+        AutoencoderConfig.from_dict({"decoder": {"depth": 3}})
+    assert config.frames(16000) == 32 and config.frames(512) == 1 and config.frames(513) == 2
+
+
+def test_shapes_any_length_and_the_decoder_is_a_plain_wavenet():
+    ae = build_autoencoder(TINY)
+    for length in (256, 300):  # a partial last frame is fine
+        codes = np.random.default_rng(0).integers(0, 256, (2, length)).astype(np.int32)
+        assert tuple(ae.model({"audio": codes}).shape) == (2, length, 256)
+        assert tuple(ae.encoder({"audio": codes}).shape) == (2, -(-length // 64), 4)
+    weighted = [layer.name for layer in ae.decoder.layers if layer.weights]
+    assert sorted(weighted) == sorted(layer_names(TINY.decoder_config))
+    assert ae.decoder.input["local_condition"].shape[-1] == TINY.embedding_channels
+    np.testing.assert_array_equal(upsample_embedding(np.arange(6.0).reshape(1, 3, 2), 2, 5)[0, :, 0], [0, 0, 2, 2, 4])
+
+
+def test_encoder_sees_the_future_and_the_decoder_does_not():
+    ae = build_autoencoder(TINY)
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, (1, 256)).astype(np.int32)
+    changed = codes.copy()
+    changed[0, 100] = (changed[0, 100] + 128) % 256
+    # the frame that ends before sample 100 still changes: its encoder looks ahead (non-causal, kernel 3)
+    before = np.asarray(ae.encoder({"audio": codes}))
+    after = np.asarray(ae.encoder({"audio": changed}))
+    assert np.abs(before[0, 1] - after[0, 1]).max() > 1e-6  # frame 1 covers samples 64..127
+    # decoder: with the condition held fixed, logits before the change are untouched
+    condition = upsample_embedding(before, 64, 256)
+    a = np.asarray(ae.decoder({"audio": codes, "local_condition": condition}))
+    b = np.asarray(ae.decoder({"audio": changed, "local_condition": condition}))
+    np.testing.assert_array_equal(a[0, :100], b[0, :100])
+    assert np.abs(a[0, 100:] - b[0, 100:]).max() > 1e-6
+
+
+def test_fast_generator_reproduces_the_training_model_with_the_upsampled_embedding():
+    from waveforms.fastgen import FastGenerator
+
+    ae = build_autoencoder(TINY)
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 256, (3, 400)).astype(np.int32)
+    full = np.asarray(ae.model({"audio": codes}))  # (3, 400, 256): encoder + decoder, teacher-forced
+    embedding = np.asarray(ae.encoder({"audio": codes}))
+    condition = upsample_embedding(embedding, TINY.hop_length, 400)
+    fast = FastGenerator(ae.decoder, TINY.decoder_config, batch_size=3).step_logits(codes, local_condition=condition)
+    assert np.abs(fast - full).max() <= 1e-4
+
+
+def test_decode_batches_and_chunks_give_one_row_per_embedding():
+    ae = build_autoencoder(TINY)
+    embeddings = np.random.default_rng(3).normal(size=(5, 4, 4)).astype(np.float32)
+    codes = ae.decode(embeddings, 200, seed=1)
+    assert codes.shape == (5, 200) and codes.dtype == np.int32
+    assert codes.min() >= 0 and codes.max() < 256
+    chunked = ae.decode(embeddings, 200, seed=1, max_batch=2)  # 3 passes of a batch-2 generator
+    assert chunked.shape == (5, 200)
+    with pytest.raises(ValueError, match="fewer than 300 samples"):
+        ae.decode(embeddings, 300)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    ae = build_autoencoder(TINY)
+    codes = np.random.default_rng(4).integers(0, 256, (1, 128)).astype(np.int32)
+    save_autoencoder(ae, tmp_path / "m")
+    assert load_autoencoder_config(tmp_path / "m") == TINY
+    loaded = load_autoencoder(tmp_path / "m")
+    np.testing.assert_allclose(
+        np.asarray(loaded.model({"audio": codes})), np.asarray(ae.model({"audio": codes})), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="no autoencoder.json"):
+        load_autoencoder_config(tmp_path / "nothing")
+    (tmp_path / "m" / "autoencoder.json").write_text(json.dumps({"model": "wavenet"}))
+    with pytest.raises(ValueError, match="does not describe an autoencoder"):
+        load_autoencoder_config(tmp_path / "m")
+
+
+# ---------------------------------------------------------------- quality: interpolation moves timbre monotonically
+
+# Spectral centroid of the first second at MIDI 60: organ 650 Hz, bell at velocity 50 372 Hz. Both are free of noise
+# (the reed's breath noise decodes as broadband noise and brightens its end of the path), and MIDI 60's period
+# (61 samples) is longer than the decoder's receptive field (32), so the decoder has to take timbre from the embedding.
+BRIGHT, DULL = ("organ", 100), ("bell", 50)
+TRAIN_STEPS, TRAIN_BATCH, TRAIN_WINDOW = 300, 8, 2048
+PATH_RESOLUTION, REPLICAS, SECONDS, TEMPERATURE = 8, 6, 1.0, 0.9
+
+
+def train_briefly(ae, clips: np.ndarray, steps: int, seed: int = 0) -> float:
+    """A minimal teacher-forced training loop on random windows (train.py's job at scale); returns seconds taken."""
+    import keras
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.Adam(2e-3, global_clipnorm=5.0)  # the clip only catches rare gradient spikes
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function(jit_compile=True)
+    def step(codes):
+        with tf.GradientTape() as tape:
+            logits = ae.model({"audio": codes}, training=True)  # (B, T, Q)
+            loss = loss_fn(codes[:, 1:], logits[:, :-1])  # logits[:, t] predicts codes[:, t + 1]
+        gradients = tape.gradient(loss, ae.model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, ae.model.trainable_variables, strict=True))
+        return loss
+
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        rows = rng.integers(0, len(clips), TRAIN_BATCH)
+        offsets = rng.integers(0, clips.shape[1] - TRAIN_WINDOW, TRAIN_BATCH)
+        loss = step(np.stack([clips[r, o : o + TRAIN_WINDOW] for r, o in zip(rows, offsets, strict=True)]))
+    print(
+        f"trained {steps} steps of {TRAIN_BATCH}x{TRAIN_WINDOW} in {time.perf_counter() - start:.0f} s, last loss {float(loss):.2f}"
+    )
+    return time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_interpolating_two_timbres_moves_the_spectral_centroid_monotonically():
+    import keras
+
+    from waveforms.audio import mu_law_decode, mu_law_encode
+    from waveforms.soundspace import grid_points, interpolate, postprocess
+    from waveforms.spectral import spectral_centroid
+    from waveforms.synth import Note, render_note
+
+    keras.utils.set_random_seed(0)
+    ae = build_autoencoder(
+        AutoencoderConfig()
+    )  # the default configuration, as `waveforms train --model autoencoder` uses
+    # training notes: both families around middle C at three velocities (note seeds differ from the corner notes)
+    notes = [
+        Note(family, pitch, velocity, pitch)
+        for family in (BRIGHT[0], DULL[0])
+        for pitch in (57, 60, 63)
+        for velocity in (50, 75, 100)
+    ]
+    clips = np.stack([mu_law_encode(render_note(note, seconds=2.0)) for note in notes]).astype(np.int32)
+    train_briefly(ae, clips, TRAIN_STEPS)
+
+    sr = ae.config.sample_rate
+    bright = render_note(Note(BRIGHT[0], 60, BRIGHT[1], 999), sr, seconds=SECONDS)  # held-out notes as the corners
+    dull = render_note(Note(DULL[0], 60, DULL[1], 999), sr, seconds=SECONDS)
+    corners = ae.encode(np.stack([bright, dull]))  # (2, F, E)
+    points = grid_points(2, PATH_RESOLUTION)
+    path = interpolate(corners, np.array([p.weights for p in points], np.float32))  # (R+1, F, E)
+    # each point decoded REPLICAS times (different sampling noise) in the same single batch: (R+1)·REPLICAS rows
+    codes = ae.decode(np.repeat(path, REPLICAS, axis=0), int(SECONDS * sr), temperature=TEMPERATURE, seed=1)
+    centroids = np.array([spectral_centroid(postprocess(mu_law_decode(row), sr, len(row)), sr) for row in codes])
+    centroids = centroids.reshape(len(points), REPLICAS).mean(axis=1)  # (R+1,)
+    positions = [p.x for p in points]
+    rho = spearman(positions, centroids)
+    print(
+        f"source centroids {BRIGHT}: {spectral_centroid(bright, sr):.0f} Hz, {DULL}: {spectral_centroid(dull, sr):.0f} Hz"
+    )
+    print("decoded centroids along W->E:", " ".join(f"{c:.0f}" for c in centroids), f"Spearman rho {rho:.3f}")
+    assert centroids[0] > centroids[-1]  # the bright corner decodes brighter than the dull one
+    assert rho <= -0.9  # and the centroid falls monotonically from the bright to the dull corner
+
+
+def test_training_task_matches_train_py_interface(tmp_path):
+    from waveforms.autoencoder import AutoencoderTask
+
+    task = AutoencoderTask(TINY)
+    assert task.receptive_field == 16 and not task.conditioned
+    assert task.window_length(100) % TINY.hop_length == 0 and task.window_length(100) >= 115
+    assert AutoencoderTask.load_config("default", hop_length=256).hop_length == 256
+    (tmp_path / "ae.json").write_text(json.dumps({"embedding_channels": 8}))
+    assert AutoencoderTask.load_config(str(tmp_path / "ae.json")).embedding_channels == 8
+    with pytest.raises(ValueError, match="not a named configuration"):
+        AutoencoderTask.load_config("small")
+    model = task.build_model()
+    codes = np.random.default_rng(5).integers(0, 256, (2, 192)).astype(np.int32)
+    loss = task.per_example_loss(model, task.model_inputs(codes), codes, 64, training=False)
+    assert tuple(loss.shape) == (2,) and float(loss[0]) == pytest.approx(np.log(256), rel=0.1)  # untrained ~ uniform
+    assert task.export(model, str(tmp_path / "export")) == ["autoencoder.json", "autoencoder.weights.h5"]
+    loaded = load_autoencoder(tmp_path / "export")
+    np.testing.assert_allclose(
+        np.asarray(loaded.model({"audio": codes})), np.asarray(model({"audio": codes})), atol=1e-6
+    )

@@ -1,0 +1,147 @@
+"""The explorer page in headless Chromium: loads clean, every cell present, a click plays audio, also sandboxed."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pytest
+from playwright.sync_api import sync_playwright
+
+from waveforms.explorer import audio_mime, encode_all_for_page, encode_for_page, render_explorer
+from waveforms.soundspace import SoundSpaceSpec, grid_points, manifest_for, spaces_for
+from waveforms.spectral import spectrogram_png
+
+SR = 16000
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def nine_by_nine_space():
+    """A 9x9 manifest whose clip at (x, y) is a 1-s tone whose pitch grows east and brightness grows south."""
+    spec = SoundSpaceSpec(corners=(("nw.wav",), ("ne.wav",), ("sw.wav",), ("se.wav",)), resolution=9)
+    points = grid_points(4, 9)
+    manifest = manifest_for(spec, spaces_for(spec.corners, ()), points, sample_rate=SR, extensions=("mp3",))
+    t = np.arange(SR) / SR
+    clips = {}
+    for entry in manifest["points"]:
+        f0 = 200 * 2 ** (2 * entry["x"])
+        tone = sum((entry["y"] ** (k - 1)) * np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
+        clips[entry["name"]] = (0.5 * tone / np.max(np.abs(tone)) * np.exp(-2 * t)).astype(np.float32)
+    return manifest, clips
+
+
+@pytest.fixture(scope="module")
+def page_html():
+    manifest, clips = nine_by_nine_space()
+    audio = encode_all_for_page(clips, SR, "mp3")
+    thumbnails = {name: spectrogram_png(clip, SR, 96, 48) for name, clip in clips.items()}
+    return manifest, render_explorer(manifest, audio, thumbnails, title="test space")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, content):
+    page = browser.new_page()
+    problems = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.set_content(content, wait_until="load")
+    return page, problems, requests
+
+
+def assert_click_plays(root, page, name):
+    cell = root.locator(f'.cell[data-name="{name}"]')
+    cell.click()
+    audio_id = cell.get_attribute("data-audio")
+    audio = root.locator(f"#{audio_id}")
+    page.wait_for_timeout(600)
+    paused, current_time = audio.evaluate("a => [a.paused, a.currentTime]")
+    assert paused is False
+    assert current_time > 0.1
+    # the other cells stay silent
+    playing = root.locator("audio").evaluate_all("all => all.filter(a => !a.paused).length")
+    assert playing == 1
+
+
+def test_page_is_self_contained_and_small(page_html):
+    manifest, content = page_html
+    size_mb = len(content.encode()) / 1e6
+    print(f"9x9 explorer page of 1-s clips: {size_mb:.2f} MB")
+    assert size_mb < 2.0
+    for external in ("http://", "https://", 'src="//', '<link rel="stylesheet"', "localStorage", "window.open"):
+        assert external not in content
+    assert content.count('class="cell') == 81
+
+
+def test_grid_layout_click_plays_and_no_console_errors(browser, page_html):
+    manifest, content = page_html
+    page, problems, requests = open_page(browser, content)
+    cells = page.locator(".cell")
+    assert cells.count() == 81
+    # every point is there, at its spatial place: x grows east (left to right), y grows south (top to bottom)
+    boxes = {}
+    for entry in manifest["points"]:
+        cell = page.locator(f'.cell[data-name="{entry["name"]}"]')
+        assert cell.count() == 1
+        boxes[(entry["row"], entry["col"])] = cell.bounding_box()
+    assert boxes[(0, 0)]["x"] < boxes[(0, 8)]["x"] and boxes[(0, 0)]["y"] == boxes[(0, 8)]["y"]
+    assert boxes[(0, 0)]["y"] < boxes[(8, 0)]["y"] and boxes[(0, 0)]["x"] == boxes[(8, 0)]["x"]
+    labels = page.locator(".label").all_inner_texts()
+    assert [label.split()[0] if " " in label else label[:2] for label in labels] == ["NW", "NE", "SW", "SE"]
+    for name, label in zip(["nw.wav", "ne.wav", "sw.wav", "se.wav"], labels, strict=True):
+        assert name in label
+    # NW label sits above-left of the grid, SE below-right
+    nw, se = page.locator(".label").nth(0).bounding_box(), page.locator(".label").nth(3).bounding_box()
+    assert nw["y"] < boxes[(0, 0)]["y"] and se["y"] > boxes[(8, 8)]["y"]
+    assert_click_plays(page, page, "x0.500_y0.250")
+    assert_click_plays(page, page, "x1.000_y1.000")
+    assert page.locator(".cell.playing").get_attribute("data-name") == "x1.000_y1.000"
+    assert problems == []
+    assert all(url.startswith(("data:", "about:")) for url in requests)
+    page.close()
+
+
+def test_plays_inside_the_kubeflow_sandboxed_iframe(browser, page_html):
+    _, content = page_html
+    host = f'<!DOCTYPE html><html><body><iframe sandbox="allow-scripts" width="1400" height="1000" srcdoc="{html.escape(content, quote=True)}"></iframe></body></html>'
+    page, problems, requests = open_page(browser, host)
+    frame = page.frame_locator("iframe")
+    assert frame.locator(".cell").count() == 81
+    assert_click_plays(frame, page, "x0.250_y0.750")
+    # hover mode: tick the box, then moving over a cell plays it
+    frame.locator("#hover").check()
+    frame.locator('.cell[data-name="x0.000_y0.000"]').hover()
+    page.wait_for_timeout(500)
+    hovered = frame.locator(".cell.playing").get_attribute("data-name")
+    assert hovered == "x0.000_y0.000"
+    assert problems == []
+    page.close()
+
+
+def test_audio_mime_detection():
+    from waveforms.audio import wav_bytes
+
+    assert audio_mime(wav_bytes(np.zeros(100, np.float32), SR)) == "audio/wav"
+    assert audio_mime(encode_for_page(np.zeros(SR, np.float32), SR, "mp3")) == "audio/mpeg"
+    with pytest.raises(ValueError, match="WAV or mp3"):
+        audio_mime(b"OggS....")
+
+
+def test_missing_audio_is_a_clear_error():
+    manifest, clips = nine_by_nine_space()
+    with pytest.raises(ValueError, match="no audio for 81 point"):
+        render_explorer(manifest, {})

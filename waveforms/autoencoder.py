@@ -1,0 +1,350 @@
+"""NSynth-style autoencoder: a non-causal dilated-conv encoder, a time-pooled bottleneck, a WaveNet decoder.
+
+    codes (B, T) ──companded float──▶ (B, T, 1)
+      encoder_input (1×1) ──▶ for i < encoder_layers: x += encoder_i_mix(relu(encoder_i_dilated(relu(x))))
+        (kernel 3, dilation 2**i, "same" padding: sees past AND future)                         (B, T, C)
+      encoder_bottleneck (1×1) ──▶ (B, T, E) ──average pool, hop H──▶ embedding (B, ⌈T/H⌉, E)
+    embedding ──repeat H times──▶ (B, T, E) = local condition
+    decoder = waveforms.model.build_wavenet(decoder config with local_condition_channels = E)
+    logits (B, T, Q) = decoder(audio=codes, local_condition=...)    teacher-forced: logits[:, t] predicts codes[:, t+1]
+
+The decoder is a plain `build_wavenet` model, so a sound space decodes with the same compiled `FastGenerator`, the
+upsampled embedding passed as its `local_condition`. The default decoder is deliberately small (5 layers, receptive
+field 32 samples = 2 ms): it cannot copy the previous pitch period from its own past, so it has to read the timbre from
+the embedding — which is what makes interpolating embeddings move the sound (measured: with a 256-sample receptive
+field and the same training budget, the spectral centroid along a 2-corner path was not monotonic; with 32 it is). It
+also keeps decoding cheap on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from waveforms.model import WaveNetConfig
+
+CONFIG_FILE = "autoencoder.json"
+WEIGHTS_FILE = "autoencoder.weights.h5"
+MODEL_KIND = "autoencoder"
+
+
+def _default_decoder() -> WaveNetConfig:
+    # dilations 1..16: receptive field 32 samples (2 ms at 16 kHz), shorter than one period of any note below 500 Hz
+    return WaveNetConfig(
+        stacks=1, layers_per_stack=5, kernel_size=2, residual_channels=32, dilation_channels=32, skip_channels=64
+    )
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    sample_rate: int = 16000
+    hop_length: int = 512  # samples per embedding frame (NSynth: 512 = 32 ms at 16 kHz)
+    embedding_channels: int = 16  # E: bottleneck width (NSynth: 16)
+    encoder_layers: int = 8  # dilations 1 .. 2**(layers-1); kernel 3 → receptive field 2·(2**layers − 1) + 1
+    encoder_channels: int = 32  # C: width of the encoder's residual stream
+    encoder_kernel_size: int = 3
+    decoder: WaveNetConfig = field(default_factory=_default_decoder)  # its local_condition_channels is set to E
+
+    @property
+    def decoder_config(self) -> WaveNetConfig:
+        return dataclasses.replace(self.decoder, local_condition_channels=self.embedding_channels)
+
+    @property
+    def encoder_receptive_field(self) -> int:
+        return (self.encoder_kernel_size - 1) * (2**self.encoder_layers - 1) + 1
+
+    def frames(self, samples: int) -> int:
+        """Embedding frames for a clip of `samples` (the last frame may be partial)."""
+        return -(-samples // self.hop_length)
+
+    def validate(self) -> AutoencoderConfig:
+        minimums = {
+            "sample_rate": 1000,
+            "hop_length": 1,
+            "embedding_channels": 1,
+            "encoder_layers": 1,
+            "encoder_channels": 1,
+            "encoder_kernel_size": 1,
+        }
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"AutoencoderConfig.{name} must be an integer, got {value!r}")
+            if value < minimum:
+                raise ValueError(f"AutoencoderConfig.{name} must be >= {minimum}, got {value}")
+        if self.encoder_kernel_size % 2 == 0:
+            raise ValueError(
+                f"AutoencoderConfig.encoder_kernel_size must be odd (centred), got {self.encoder_kernel_size}"
+            )
+        self.decoder_config.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["decoder"] = self.decoder.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> AutoencoderConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a mapping of AutoencoderConfig fields, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown AutoencoderConfig field(s) {unknown}; known fields: {sorted(known)}")
+        values = dict(data)
+        if "decoder" in values:
+            decoder = dict(_default_decoder().to_dict(), **values["decoder"])
+            values["decoder"] = WaveNetConfig.from_dict(decoder, source=f"{source} (decoder)")
+        return cls(**values).validate()
+
+
+# ---------------------------------------------------------------- the Keras graphs
+
+
+def _build_encoder(config: AutoencoderConfig):
+    import keras
+    from keras import ops
+
+    C, E = config.encoder_channels, config.embedding_channels
+    codes = keras.Input(shape=(None,), dtype="int32", name="audio")
+    Q = config.decoder.quantization_channels
+    x = ops.expand_dims(ops.cast(codes, "float32") * (2.0 / (Q - 1)) - 1.0, -1)  # (B, T, 1), companded in [-1, 1]
+    x = keras.layers.Dense(C, name="encoder_input")(x)  # (B, T, C)
+    for i in range(config.encoder_layers):
+        h = keras.layers.Conv1D(
+            C, config.encoder_kernel_size, dilation_rate=2**i, padding="same", name=f"encoder_{i:02d}_dilated"
+        )(ops.relu(x))  # (B, T, C), non-causal
+        x = x + keras.layers.Dense(C, name=f"encoder_{i:02d}_mix")(ops.relu(h))  # (B, T, C)
+    z = keras.layers.Dense(E, name="encoder_bottleneck")(x)  # (B, T, E)
+    # "same" pooling keeps a partial last frame, so any length T gives ⌈T/H⌉ frames
+    embedding = keras.layers.AveragePooling1D(config.hop_length, padding="same", name="encoder_pool")(z)
+    return keras.Model(inputs={"audio": codes}, outputs=embedding, name="encoder")  # (B, ⌈T/H⌉, E)
+
+
+def upsample_embedding(embedding: np.ndarray, hop_length: int, length: int) -> np.ndarray:
+    """(B, F, E) frames -> (B, length, E) per-sample condition by repetition (the generation side)."""
+    return np.repeat(embedding, hop_length, axis=1)[:, :length]
+
+
+def _upsample_layer(hop_length: int):
+    """The training side of upsample_embedding, as a layer: the target length is only known when it runs."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="waveforms")
+    class UpsampleEmbedding(keras.layers.Layer):
+        def __init__(self, hop_length: int, **kwargs):
+            super().__init__(**kwargs)
+            self.hop_length = hop_length
+
+        def call(self, embedding, codes):  # (B, F, E), (B, T)
+            return ops.repeat(embedding, self.hop_length, axis=1)[:, : ops.shape(codes)[1]]  # (B, T, E)
+
+        def get_config(self):
+            return {**super().get_config(), "hop_length": self.hop_length}
+
+    return UpsampleEmbedding(hop_length, name="upsample_embedding")
+
+
+@dataclass
+class Autoencoder:
+    """The trainable model plus its parts; `model` is what train.py fits ("audio" (B, T) -> logits (B, T, Q))."""
+
+    config: AutoencoderConfig
+    model: object  # keras.Model
+    encoder: object  # keras.Model: "audio" (B, T) -> (B, ⌈T/H⌉, E)
+    decoder: object  # keras.Model from build_wavenet: "audio", "local_condition" -> logits
+    _generators: dict = field(default_factory=dict, repr=False)
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        """Float clips (N, T) in [-1, 1] -> embeddings (N, ⌈T/H⌉, E), float32."""
+        from waveforms.audio import mu_law_encode
+
+        codes = mu_law_encode(np.asarray(audio, np.float32)).astype(np.int32)  # (N, T)
+        return np.asarray(self.encoder({"audio": codes}), np.float32)
+
+    def decode(
+        self,
+        embeddings: np.ndarray,
+        num_samples: int,
+        *,
+        temperature: float = 1.0,
+        seed: int = 0,
+        max_batch: int | None = None,
+        progress=None,
+    ) -> np.ndarray:
+        """Embeddings (B, F, E) -> int32 codes (B, num_samples), all rows in one fast-generation pass (or passes of
+        `max_batch` rows when given and smaller than B). progress(done, total) is called between compiled chunks."""
+        from waveforms.fastgen import FastGenerator
+
+        embeddings = np.asarray(embeddings, np.float32)
+        needed = self.config.frames(num_samples)
+        if embeddings.shape[1] < needed:
+            raise ValueError(
+                f"{embeddings.shape[1]} embedding frames cover fewer than {num_samples} samples ({needed} frames)"
+            )
+        batch = len(embeddings) if not max_batch else min(max_batch, len(embeddings))
+        outputs = []
+        for start in range(0, len(embeddings), batch):
+            chunk = embeddings[start : start + batch]
+            if len(chunk) < batch:  # pad the last pass so one compiled generator serves every pass
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+            if batch not in self._generators:
+                self._generators[batch] = FastGenerator(self.decoder, self.config.decoder_config, batch)
+            condition = upsample_embedding(chunk, self.config.hop_length, num_samples)  # (b, N, E)
+            codes = self._generators[batch].generate(
+                num_samples, temperature=temperature, seed=seed + start, local_condition=condition, progress=progress
+            )
+            outputs.append(np.asarray(codes)[: len(embeddings) - start])
+        return np.concatenate(outputs).astype(np.int32)
+
+
+def build_autoencoder(config: AutoencoderConfig | None = None) -> Autoencoder:
+    import keras
+
+    from waveforms.model import build_wavenet
+
+    config = (config or AutoencoderConfig()).validate()
+    encoder = _build_encoder(config)
+    decoder = build_wavenet(config.decoder_config)
+    codes = keras.Input(shape=(None,), dtype="int32", name="audio")
+    embedding = encoder({"audio": codes})  # (B, F, E)
+    condition = _upsample_layer(config.hop_length)(embedding, codes)  # (B, T, E)
+    logits = decoder({"audio": codes, "local_condition": condition})  # (B, T, Q)
+    model = keras.Model(inputs={"audio": codes}, outputs=logits, name="autoencoder")
+    return Autoencoder(config, model, encoder, decoder)
+
+
+# ---------------------------------------------------------------- saving and loading
+
+
+def save_autoencoder(autoencoder: Autoencoder, directory: str | os.PathLike) -> Path:
+    """A local model directory: autoencoder.json (kind + config) and autoencoder.weights.h5 (all weights)."""
+    AutoencoderTask(autoencoder.config).export(autoencoder.model, str(directory))
+    return Path(directory)
+
+
+def _read_config_text(model_uri: str) -> str:
+    from waveforms import storage
+
+    uri = storage.join(model_uri, CONFIG_FILE)
+    if not storage.exists(uri):
+        raise ValueError(
+            f"model {model_uri}: no {CONFIG_FILE}; is this an autoencoder trained with --model autoencoder?"
+        )
+    return storage.read_bytes(uri).decode("utf-8")
+
+
+def load_autoencoder_config(model_uri: str | os.PathLike) -> AutoencoderConfig:
+    """The configuration of a model directory (local path, s3:// or minio://)."""
+    model_uri = str(model_uri)
+    text = _read_config_text(model_uri)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"model {model_uri}: {CONFIG_FILE} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("model") != MODEL_KIND:
+        raise ValueError(f"model {model_uri}: {CONFIG_FILE} does not describe an autoencoder")
+    return AutoencoderConfig.from_dict(data.get("config", {}), source=f"{model_uri}/{CONFIG_FILE}")
+
+
+def load_autoencoder(model_uri: str | os.PathLike) -> Autoencoder:
+    import tempfile
+
+    from waveforms import storage
+
+    model_uri = str(model_uri)
+    config = load_autoencoder_config(model_uri)
+    weights = storage.join(model_uri, WEIGHTS_FILE)
+    if not storage.exists(weights):
+        raise ValueError(f"model {model_uri}: {WEIGHTS_FILE} is missing")
+    autoencoder = build_autoencoder(config)
+    if storage.is_remote(weights):
+        with tempfile.TemporaryDirectory(prefix="waveforms-autoencoder-") as scratch:
+            local = os.path.join(scratch, WEIGHTS_FILE)
+            storage.download_file(weights, local)
+            autoencoder.model.load_weights(local)
+    else:
+        autoencoder.model.load_weights(weights)
+    return autoencoder
+
+
+# ---------------------------------------------------------------- the training task (train.py's interface)
+
+
+NAMED_CONFIGS: dict[str, AutoencoderConfig] = {"default": AutoencoderConfig()}
+
+
+class AutoencoderTask:
+    """`waveforms train --model autoencoder`: the same teacher-forced next-sample loss as WaveNetTask; the encoder
+    sees the whole window (it is non-causal by design; the 16-dim-per-512-samples bottleneck limits what leaks)."""
+
+    kind = MODEL_KIND
+
+    def __init__(self, config: AutoencoderConfig):
+        self.config = config.validate()
+
+    @staticmethod
+    def load_config(name_or_path: str, **overrides) -> AutoencoderConfig:
+        """ "default" or a .json/.yaml file of AutoencoderConfig fields (decoder fields nested under "decoder")."""
+        if name_or_path in NAMED_CONFIGS:
+            base = NAMED_CONFIGS[name_or_path].to_dict()
+        else:
+            import yaml
+
+            path = Path(name_or_path)
+            if path.suffix.lower() not in (".json", ".yaml", ".yml") or not path.is_file():
+                raise ValueError(
+                    f"autoencoder config {name_or_path!r}: not a named configuration ({', '.join(NAMED_CONFIGS)}) "
+                    "nor an existing .json/.yaml file"
+                )
+            try:
+                base = yaml.safe_load(path.read_text())  # JSON is YAML
+            except yaml.YAMLError as error:
+                raise ValueError(f"autoencoder config {name_or_path!r}: cannot parse: {error}") from error
+        return AutoencoderConfig.from_dict({**base, **overrides}, source=str(name_or_path))
+
+    @staticmethod
+    def config_from_dict(data: dict, source: str = "model config") -> AutoencoderConfig:
+        return AutoencoderConfig.from_dict(data, source=source)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.config.decoder_config.receptive_field
+
+    @property
+    def conditioned(self) -> bool:
+        return False
+
+    def window_length(self, target_length: int) -> int:
+        """Decoder context plus targets, rounded up to whole embedding frames (no partial frame in training)."""
+        length = self.receptive_field + target_length - 1
+        return self.config.frames(length) * self.config.hop_length
+
+    def build_model(self):
+        return build_autoencoder(self.config).model
+
+    def model_inputs(self, codes, genre=None) -> dict:
+        return {"audio": codes}
+
+    def per_example_loss(self, model, inputs: dict, targets, target_length: int, training: bool):
+        """Mean NLL in nats over the last target_length positions of each window: (B,)."""
+        import tensorflow as tf
+
+        logits = model(inputs, training=training)[:, -target_length:]  # (B, T, Q)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets[:, -target_length:], logits)  # (B, T)
+        return tf.reduce_mean(nll, axis=1)  # (B,)
+
+    def export(self, model, directory: str) -> list[str]:
+        """autoencoder.json + autoencoder.weights.h5: what `waveforms soundspace` loads."""
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        model.save_weights(os.path.join(directory, WEIGHTS_FILE))
+        config = {"model": MODEL_KIND, "config": self.config.to_dict()}
+        Path(directory, CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        return [CONFIG_FILE, WEIGHTS_FILE]

@@ -1,0 +1,524 @@
+"""Sound spaces: encode corner sounds with the autoencoder, interpolate their embeddings on a grid, decode every point.
+
+Coordinate convention (the only one; file names, manifest.json and the explorer page all use it):
+
+    NW (x=0, y=0) ─────── NE (x=1, y=0)          x grows east, y grows south, both in [0, 1].
+         │                     │                 4 corners are given in the order NW NE SW SE.
+    SW (x=0, y=1) ─────── SE (x=1, y=1)          2 corners are W E: the path y = 0 from x=0 to x=1.
+
+- 2 corners, resolution R: R+1 points x = i/R, weights (W, E) = (1−x, x).
+- 4 corners, resolution R: an R×R grid x = col/(R−1), y = row/(R−1) (row 0 is north). Weights are bilinear,
+  (NW, NE, SW, SE) = ((1−x)(1−y), x(1−y), (1−x)y, xy), or, with `--weighting nsynth`, NSynth Super's distance
+  weighting: each corner weighs max(0, 1 − its Euclidean distance to (x, y)), normalised to sum 1 (corners are exact,
+  the centre is 1/4 each, an edge midpoint ignores the far corners).
+- A point is named `x0.250_y0.500`; with several corner sounds (all combinations, as NSynth Super did) or a pitch axis
+  the name gains a prefix `c02_` (combination index) and/or `p+7_` (pitch shift in semitones).
+
+Pitch axis: corner sounds are pitch-shifted by resampling ("varispeed", like a tape played faster): duration and
+formants move with the pitch. That is simple and honest; it is not a formant-preserving shifter.
+
+Work order: validate everything (counts, ranges, files readable and long enough) before loading the model, encode every
+corner clip once, interpolate, decode ALL points in one batched fast-generation pass, post-process, write files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+MANIFEST_FORMAT = "waveforms/soundspace-v1"
+CONVENTION = (
+    "x grows east, y grows south, x and y in [0, 1]; corners NW=(0,0) NE=(1,0) SW=(0,1) SE=(1,1); "
+    "a 2-corner space is the line y=0 from W=(0,0) to E=(1,0)"
+)
+CORNER_NAMES: dict[int, tuple[str, ...]] = {2: ("W", "E"), 4: ("NW", "NE", "SW", "SE")}
+CORNER_XY: dict[str, tuple[float, float]] = {
+    "W": (0.0, 0.0),
+    "E": (1.0, 0.0),
+    "NW": (0.0, 0.0),
+    "NE": (1.0, 0.0),
+    "SW": (0.0, 1.0),
+    "SE": (1.0, 1.0),
+}
+WEIGHTINGS = ("bilinear", "nsynth")
+FORMATS = ("wav", "mp3", "both")
+MIN_RESOLUTION, MAX_RESOLUTION = 2, 64
+MAX_PITCH_SHIFT = 24  # semitones; varispeed beyond two octaves is no longer the same instrument
+
+
+class SoundSpaceError(ValueError):
+    """Bad sound-space parameters or corner files; raised before any model work."""
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    row: int  # 0 = north edge
+    col: int  # 0 = west edge
+    x: float
+    y: float
+    weights: tuple[float, ...]  # one per corner, in CORNER_NAMES order, sums to 1
+
+    @property
+    def name(self) -> str:
+        return f"x{self.x:.3f}_y{self.y:.3f}"
+
+
+@dataclass(frozen=True)
+class SoundSpaceSpec:
+    corners: tuple[tuple[str, ...], ...]  # per corner (NW NE SW SE or W E order), one or more source files
+    resolution: int
+    weighting: str = "bilinear"
+    seconds: float = 1.0  # length of every output clip
+    pitch_shifts: tuple[int, ...] = ()  # semitones; empty = no pitch axis
+    formats: str = "both"  # wav | mp3 | both
+    peak_dbfs: float = -1.0
+    fade_ms: float = 10.0
+    temperature: float = 1.0
+    seed: int = 0
+    max_batch: int = 1024  # memory guard: larger spaces decode in several passes of this many points
+    explorer: bool = True
+
+
+@dataclass(frozen=True)
+class Space:
+    """One grid: a choice of one source per corner at one pitch shift."""
+
+    index: int
+    combination: int
+    sources: tuple[str, ...]  # one file per corner
+    pitch_shift: int | None  # None when there is no pitch axis
+    prefix: str = ""
+
+    def point_name(self, point: GridPoint) -> str:
+        return self.prefix + point.name
+
+
+# ---------------------------------------------------------------- grid maths
+
+
+def bilinear_weights(x: float, y: float) -> tuple[float, float, float, float]:
+    """(NW, NE, SW, SE) weights of point (x, y)."""
+    return ((1 - x) * (1 - y), x * (1 - y), (1 - x) * y, x * y)
+
+
+def nsynth_weights(x: float, y: float) -> tuple[float, float, float, float]:
+    """NSynth Super's weighting: max(0, 1 − distance to corner), normalised. Never all zero inside the unit square
+    because the nearest corner is at most √2/2 away."""
+    raw = [max(0.0, 1.0 - math.hypot(x - cx, y - cy)) for cx, cy in (CORNER_XY[n] for n in CORNER_NAMES[4])]
+    total = sum(raw)
+    return tuple(w / total for w in raw)  # type: ignore[return-value]
+
+
+def grid_points(n_corners: int, resolution: int, weighting: str = "bilinear") -> list[GridPoint]:
+    """All points of a space in row-major order (north to south, west to east)."""
+    check_grid(n_corners, resolution, weighting)
+    if n_corners == 2:
+        return [
+            GridPoint(0, i, i / resolution, 0.0, (1 - i / resolution, i / resolution)) for i in range(resolution + 1)
+        ]
+    weigh = bilinear_weights if weighting == "bilinear" else nsynth_weights
+    points = []
+    for row in range(resolution):
+        for col in range(resolution):
+            x, y = col / (resolution - 1), row / (resolution - 1)
+            points.append(GridPoint(row, col, x, y, tuple(weigh(x, y))))
+    return points
+
+
+def interpolate(corner_embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(K, F, E) corner embeddings, (P, K) weights -> (P, F, E) weighted sums."""
+    return np.einsum("pk,kfe->pfe", weights.astype(np.float32), corner_embeddings.astype(np.float32))
+
+
+def check_grid(n_corners: int, resolution: int, weighting: str) -> None:
+    if n_corners not in CORNER_NAMES:
+        raise SoundSpaceError(
+            f"--corners: got {n_corners} corners; give 2 (W E) or 4 (NW NE SW SE), a comma-separated list of files each"
+        )
+    if not isinstance(resolution, int) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise SoundSpaceError(
+            f"--resolution: got {resolution}; it must be an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION}"
+        )
+    if weighting not in WEIGHTINGS:
+        raise SoundSpaceError(f"--weighting: got {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+    if n_corners == 2 and weighting != "bilinear":
+        raise SoundSpaceError("--weighting nsynth needs 4 corners; a 2-corner path always weighs (1-x, x)")
+
+
+def spaces_for(corners: Sequence[Sequence[str]], pitch_shifts: Sequence[int]) -> list[Space]:
+    """Every combination of one source per corner, at every pitch shift (NSynth Super's 'all combinations')."""
+    combos = list(itertools.product(*corners))
+    shifts: list[int | None] = list(pitch_shifts) if pitch_shifts else [None]
+    spaces = []
+    for c, combo in enumerate(combos):
+        for shift in shifts:
+            prefix = (f"c{c:02d}_" if len(combos) > 1 else "") + (f"p{shift:+d}_" if shift is not None else "")
+            spaces.append(Space(len(spaces), c, tuple(combo), shift, prefix))
+    return spaces
+
+
+# ---------------------------------------------------------------- validation and corner audio
+
+
+def parse_corners(corner_args: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """Command-line corner arguments ('a.wav,b.wav' per corner) -> a tuple of file tuples."""
+    corners = []
+    for i, arg in enumerate(corner_args):
+        files = tuple(f.strip() for f in arg.split(",") if f.strip())
+        if not files:
+            raise SoundSpaceError(f"--corners: corner {i + 1} is empty")
+        corners.append(files)
+    return tuple(corners)
+
+
+def validate_spec(spec: SoundSpaceSpec) -> None:
+    """Parameter checks that need no audio."""
+    check_grid(len(spec.corners), spec.resolution, spec.weighting)
+    if not spec.seconds > 0:
+        raise SoundSpaceError(f"--seconds: got {spec.seconds}; it must be positive")
+    if spec.formats not in FORMATS:
+        raise SoundSpaceError(f"--format: got {spec.formats!r}; choose one of {', '.join(FORMATS)}")
+    if len(set(spec.pitch_shifts)) != len(spec.pitch_shifts):
+        raise SoundSpaceError(f"--pitch-axis: repeated shifts in {list(spec.pitch_shifts)}")
+    for shift in spec.pitch_shifts:
+        if abs(shift) > MAX_PITCH_SHIFT:
+            raise SoundSpaceError(f"--pitch-axis: {shift} semitones is beyond ±{MAX_PITCH_SHIFT}")
+    if not spec.temperature > 0:
+        raise SoundSpaceError(f"--temperature: got {spec.temperature}; it must be positive")
+    if not spec.peak_dbfs <= 0:
+        raise SoundSpaceError(f"--peak-dbfs: got {spec.peak_dbfs}; it must be 0 or below")
+    if spec.max_batch < 1:
+        raise SoundSpaceError(f"--max-batch: got {spec.max_batch}; it must be at least 1")
+    for files in spec.corners:
+        for path in files:
+            if os.path.isdir(path):
+                raise SoundSpaceError(f"corner file {path}: is a directory, not an audio file")
+            if not os.path.isfile(path):
+                raise SoundSpaceError(f"corner file {path}: no such file")
+            if not os.access(path, os.R_OK):
+                raise SoundSpaceError(f"corner file {path}: not readable")
+
+
+def load_corner_audio(spec: SoundSpaceSpec, sample_rate: int, hop: int) -> dict[str, np.ndarray]:
+    """Decode every corner file once; reject unreadable files and clips shorter than one embedding hop (also after
+    the strongest upward pitch shift, which shortens the clip)."""
+    from waveforms.audio import AudioDecodeError, decode
+
+    clips: dict[str, np.ndarray] = {}
+    highest = max(spec.pitch_shifts, default=0)
+    for files in spec.corners:
+        for path in files:
+            if path in clips:
+                continue
+            try:
+                clip = decode(path, sample_rate)
+            except AudioDecodeError as exc:
+                raise SoundSpaceError(f"corner file {path}: cannot decode it ({exc})") from exc
+            shifted_length = int(len(clip) / 2 ** (max(highest, 0) / 12))
+            if shifted_length < hop:
+                detail = f" after a +{highest} semitone shift" if highest > 0 else ""
+                raise SoundSpaceError(
+                    f"corner file {path}: {len(clip)} samples{detail} is shorter than one embedding hop "
+                    f"({hop} samples = {hop / sample_rate * 1000:.0f} ms at {sample_rate} Hz)"
+                )
+            clips[path] = clip
+    return clips
+
+
+def pitch_shift(clip: np.ndarray, semitones: float) -> np.ndarray:
+    """Varispeed shift: play the clip 2^(s/12) times faster by linear interpolation (shorter when shifted up)."""
+    if semitones == 0:
+        return clip.astype(np.float32)
+    ratio = 2 ** (semitones / 12)
+    positions = np.arange(0, len(clip) - 1, ratio)
+    return np.interp(positions, np.arange(len(clip)), clip).astype(np.float32)
+
+
+def fit_length(clip: np.ndarray, length: int) -> np.ndarray:
+    """Trim or zero-pad (a note that ends early is followed by silence) to exactly `length` samples."""
+    out = np.zeros(length, np.float32)
+    out[: min(length, len(clip))] = clip[:length]
+    return out
+
+
+# ---------------------------------------------------------------- post-processing
+
+
+def remove_dc(audio: np.ndarray, sample_rate: int, cutoff_hz: float = 20.0) -> np.ndarray:
+    """High-pass by subtracting a centred moving average one `cutoff_hz` period long: removes the DC offset and slow
+    drift (a decoder's low-frequency wander) without a recursive filter's phase shift."""
+    x = audio.astype(np.float64)
+    window = max(1, min(len(x), int(sample_rate / cutoff_hz)))
+    kernel = np.ones(window)
+    counts = np.convolve(np.ones(len(x)), kernel, mode="same")  # fewer samples near the edges
+    return (x - np.convolve(x, kernel, mode="same") / counts).astype(np.float32)
+
+
+def remove_clicks(audio: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Replace isolated spikes: a sample far (> threshold) from the mean of its two neighbours while those neighbours
+    agree with each other is a mu-law sampling outlier, not signal."""
+    x = audio.astype(np.float32).copy()
+    if len(x) < 3:
+        return x
+    neighbours = (x[:-2] + x[2:]) / 2
+    spike = (np.abs(x[1:-1] - neighbours) > threshold) & (np.abs(x[:-2] - x[2:]) < threshold / 2)
+    idx = np.nonzero(spike)[0] + 1
+    x[idx] = neighbours[idx - 1]
+    return x
+
+
+def apply_fades(audio: np.ndarray, sample_rate: int, fade_ms: float) -> np.ndarray:
+    x = audio.astype(np.float32).copy()
+    n = min(int(sample_rate * fade_ms / 1000), len(x) // 2)
+    if n > 0:
+        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+        x[:n] *= ramp
+        x[-n:] *= ramp[::-1]
+    return x
+
+
+def postprocess(
+    audio: np.ndarray, sample_rate: int, length: int, peak_dbfs: float = -1.0, fade_ms: float = 10.0
+) -> np.ndarray:
+    """Decoder output -> a clean clip: DC removal/high-pass, click removal, trim, fades, peak normalisation."""
+    from waveforms.audio import peak_normalize
+
+    x = remove_dc(audio, sample_rate)
+    x = remove_clicks(x)
+    x = fit_length(x, length)
+    x = apply_fades(x, sample_rate, fade_ms)
+    return peak_normalize(x, peak_dbfs).astype(np.float32)
+
+
+# ---------------------------------------------------------------- the manifest
+
+
+def manifest_for(
+    spec: SoundSpaceSpec,
+    spaces: Sequence[Space],
+    points: Sequence[GridPoint],
+    *,
+    sample_rate: int,
+    model_uri: str = "",
+    extensions: Sequence[str] = ("wav",),
+) -> dict:
+    """manifest.json: the convention, the parameters, and one entry per output clip with its coordinates and weights."""
+    names = CORNER_NAMES[len(spec.corners)]
+    entries = []
+    for space in spaces:
+        for point in points:
+            name = space.point_name(point)
+            entries.append(
+                {
+                    "name": name,
+                    "files": {ext: f"{name}.{ext}" for ext in extensions},
+                    "space": space.index,
+                    "row": point.row,
+                    "col": point.col,
+                    "x": round(point.x, 6),
+                    "y": round(point.y, 6),
+                    "weights": {corner: round(w, 6) for corner, w in zip(names, point.weights, strict=True)},
+                    "sources": {
+                        corner: os.path.basename(src) for corner, src in zip(names, space.sources, strict=True)
+                    },
+                    "pitch_shift": space.pitch_shift,
+                }
+            )
+    return {
+        "format": MANIFEST_FORMAT,
+        "convention": CONVENTION,
+        "corner_names": list(names),
+        "corner_xy": {n: list(CORNER_XY[n]) for n in names},
+        "corners": {n: [os.path.basename(f) for f in files] for n, files in zip(names, spec.corners, strict=True)},
+        "rows": 1 if len(spec.corners) == 2 else spec.resolution,
+        "cols": spec.resolution + 1 if len(spec.corners) == 2 else spec.resolution,
+        "spaces": [
+            {
+                "index": s.index,
+                "combination": s.combination,
+                "pitch_shift": s.pitch_shift,
+                "prefix": s.prefix,
+                "sources": {n: os.path.basename(f) for n, f in zip(names, s.sources, strict=True)},
+            }
+            for s in spaces
+        ],
+        "points": entries,
+        "sample_rate": sample_rate,
+        "model": model_uri,
+        "parameters": {k: v for k, v in asdict(spec).items() if k != "corners"},
+    }
+
+
+# ---------------------------------------------------------------- the whole job
+
+
+@dataclass
+class SoundSpaceResult:
+    out_dir: str
+    manifest: dict
+    audio: dict[str, np.ndarray] = field(repr=False)  # point name -> post-processed clip
+    decode_seconds: float = 0.0
+
+
+def make_soundspace(
+    model_uri: str, out_dir: str, spec: SoundSpaceSpec, progress: Callable[[str], None] | None = None
+) -> SoundSpaceResult:
+    """Validate, encode corners, interpolate, decode all points in one batch, post-process, write files + manifest."""
+    import time
+
+    say = progress or (lambda message: None)
+    validate_spec(spec)
+    from waveforms.autoencoder import load_autoencoder_config
+
+    config = load_autoencoder_config(model_uri)
+    sample_rate, hop = config.sample_rate, config.hop_length
+    clips = load_corner_audio(spec, sample_rate, hop)
+    os.makedirs(out_dir, exist_ok=True)
+
+    from waveforms.autoencoder import load_autoencoder
+
+    parts = load_autoencoder(model_uri)
+    length = int(round(spec.seconds * sample_rate))
+    frames = math.ceil(length / hop)
+    spaces = spaces_for(spec.corners, spec.pitch_shifts)
+    points = grid_points(len(spec.corners), spec.resolution, spec.weighting)
+
+    # encode each (source, shift) once
+    keys = sorted({(src, space.pitch_shift or 0) for space in spaces for src in space.sources})
+    say(f"encoding {len(keys)} corner clips")
+    windows = np.stack([fit_length(pitch_shift(clips[src], shift), frames * hop) for src, shift in keys])
+    embeddings = dict(zip(keys, parts.encode(windows), strict=True))  # each (frames, E)
+
+    weights = np.array([p.weights for p in points], np.float32)  # (P, K)
+    conditions = np.concatenate(
+        [
+            interpolate(np.stack([embeddings[(src, space.pitch_shift or 0)] for src in space.sources]), weights)
+            for space in spaces
+        ]
+    )  # (S*P, frames, E)
+    say(f"decoding {len(conditions)} points x {length} samples in one batch")
+    start = time.perf_counter()
+    codes = parts.decode(
+        conditions,
+        length,
+        temperature=spec.temperature,
+        seed=spec.seed,
+        max_batch=spec.max_batch,
+        progress=(lambda done, total: say(f"  {done}/{total} samples")) if progress else None,
+    )
+    decode_seconds = time.perf_counter() - start
+
+    from waveforms.audio import mu_law_decode
+
+    extensions = ("wav", "mp3") if spec.formats == "both" else (spec.formats,)
+    manifest = manifest_for(spec, spaces, points, sample_rate=sample_rate, model_uri=model_uri, extensions=extensions)
+    audio = {
+        entry["name"]: postprocess(mu_law_decode(row), sample_rate, length, spec.peak_dbfs, spec.fade_ms)
+        for entry, row in zip(manifest["points"], codes, strict=True)
+    }
+    say(f"writing {len(audio)} clips ({', '.join(extensions)})")
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # mp3 = one ffmpeg process per clip
+        list(
+            pool.map(
+                lambda item: write_clip(os.path.join(out_dir, item[0]), item[1], sample_rate, extensions), audio.items()
+            )
+        )
+    batch = min(spec.max_batch, len(codes))
+    manifest["decode"] = {
+        "batch": batch,  # every point in one pass unless the space exceeds --max-batch
+        "passes": math.ceil(len(codes) / batch),
+        "seconds": round(decode_seconds, 3),
+        "samples_per_second": round(len(codes) * length / max(decode_seconds, 1e-9), 1),
+    }
+    with open(os.path.join(out_dir, "manifest.json"), "w") as fh:
+        json.dump(manifest, fh, indent=2)
+    if spec.explorer:
+        from waveforms.explorer import write_explorer
+
+        write_explorer(os.path.join(out_dir, "explorer.html"), manifest, audio, sample_rate)
+    return SoundSpaceResult(out_dir, manifest, audio, decode_seconds)
+
+
+def write_clip(stem: str, clip: np.ndarray, sample_rate: int, extensions: Sequence[str]) -> None:
+    from waveforms.audio import write_mp3, write_wav
+
+    if "wav" in extensions:
+        write_wav(stem + ".wav", clip, sample_rate)
+    if "mp3" in extensions:
+        write_mp3(stem + ".mp3", clip, sample_rate)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = CONVENTION
+    parser.add_argument(
+        "model_uri", help="trained autoencoder (a model directory written by `waveforms train --model autoencoder`)"
+    )
+    parser.add_argument("out_dir", help="output folder: one clip per grid point, manifest.json, explorer.html")
+    parser.add_argument(
+        "--corners",
+        nargs="+",
+        required=True,
+        metavar="FILES",
+        help="2 corners (W E) or 4 (NW NE SW SE); each a file or a comma-separated list (all combinations)",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        required=True,
+        help=f"2 corners: R+1 points; 4 corners: an RxR grid ({MIN_RESOLUTION}-{MAX_RESOLUTION})",
+    )
+    parser.add_argument("--weighting", default="bilinear", help="4 corners: bilinear (default) or nsynth (distance)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of every clip (default 1.0)")
+    parser.add_argument(
+        "--pitch-axis",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="SEMITONES",
+        help="also render the space at these varispeed pitch shifts, e.g. -12 0 7",
+    )
+    parser.add_argument("--format", default="both", help="wav, mp3 or both (default)")
+    parser.add_argument("--peak-dbfs", type=float, default=-1.0, help="peak normalisation level (default -1 dBFS)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--max-batch", type=int, default=1024, help="decode at most this many points per pass")
+    parser.add_argument("--no-explorer", action="store_true", help="do not write explorer.html")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        spec = SoundSpaceSpec(
+            corners=parse_corners(args.corners),
+            resolution=args.resolution,
+            weighting=args.weighting,
+            seconds=args.seconds,
+            pitch_shifts=tuple(args.pitch_axis),
+            formats=args.format,
+            peak_dbfs=args.peak_dbfs,
+            temperature=args.temperature,
+            seed=args.seed,
+            max_batch=args.max_batch,
+            explorer=not args.no_explorer,
+        )
+        result = make_soundspace(args.model_uri, args.out_dir, spec, progress=lambda m: print(m, file=sys.stderr))
+    except (SoundSpaceError, ValueError) as exc:  # ValueError: an unusable model directory (named in the message)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    n = len(result.manifest["points"])
+    print(
+        f"wrote {n} clips, manifest.json{' and explorer.html' if spec.explorer else ''} to {result.out_dir} "
+        f"(decoded at {result.manifest['decode']['samples_per_second']:.0f} samples/s)"
+    )
+    return 0
