@@ -155,8 +155,8 @@ def test_demo_pipeline_runs_locally(tmp_path):
     for split in manifest["splits"].values():  # the artifact points at the shards, wherever they are
         assert all(os.path.isabs(shard["file"]) and os.path.exists(shard["file"]) for shard in split["shards"])
     # trained models with their configuration, generated audio, both sound spaces with their explorer pages
-    for train_task in ("train", "train-2"):
-        assert outputs(train_task, "model/config.json") and outputs(train_task, "model/model.keras")
+    for train_task, weights in (("train", "model.keras"), ("train-2", "autoencoder.weights.h5")):
+        assert outputs(train_task, "model/config.json") and outputs(train_task, f"model/{weights}")
         assert "<img" in open(outputs(train_task, "page")[0]).read()
     assert len(outputs("generate", "clips/*.wav")) == 2 and len(outputs("generate", "clips/*.mp3")) == 2
     for space_task, points in (("soundspace", 5), ("soundspace-2", 9)):

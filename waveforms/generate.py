@@ -111,8 +111,9 @@ def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float 
     num_samples = max(1, int(round(seconds * sample_rate)))
 
     from waveforms import audio
-    from waveforms.fastgen import FastGenerator
+    from waveforms.fastgen import FastGenerator, configure_threads
 
+    configure_threads()  # before the first TensorFlow op: per-op thread pools halve sampling speed
     model, config = load_model(model_uri)
     seed_codes = _seed_codes(seed_audio, sample_rate, config.receptive_field, batch) if seed_audio else None
     generator = FastGenerator(model, config, batch_size=batch)

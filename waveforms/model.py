@@ -1,0 +1,237 @@
+"""WaveNet (Keras 3): configuration, named configurations and the full (training) forward pass.
+
+The fast generator in `fastgen.py` mirrors this forward pass one sample at a time and reads the weights by the layer
+names below, which are therefore a tested contract (`layer_names`).
+
+    codes (B, T) ──input_embedding──▶ x (B, T, R)
+    for each block i (dilation d_i):
+        x ──block_i_dilated_conv (causal, K taps, R → 2D)──▶ h  (+ global / local conditioning)
+        z = tanh(h[..., :D]) * sigmoid(h[..., D:])                              (B, T, D)
+        x = x + block_i_residual(z)                                              (not in the last block: unused)
+    skips = skip_projection(concat_i z_i)         one (L·D → S) matmul == Σ_i of L separate 1×1 skip convs
+    logits = output_logits(relu(output_hidden(relu(skips)) [+ local]))          (B, T, Q)
+
+logits[:, t] predicts codes[:, t + 1] and depends only on codes[:, t - receptive_field + 1 : t + 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import yaml
+from keras import ops
+
+
+@dataclass(frozen=True)
+class WaveNetConfig:
+    stacks: int = 2  # repetitions of the dilation cycle 1, 2, 4, ... 2**(layers_per_stack-1)
+    layers_per_stack: int = 10
+    kernel_size: int = 2  # taps of each dilated causal convolution
+    residual_channels: int = 32  # R: width of the residual stream
+    dilation_channels: int = 32  # D: width of the gated unit (the dilated conv outputs 2·D: filter and gate)
+    skip_channels: int = 128  # S: width of the summed skip connections and of the output head
+    quantization_channels: int = 256  # Q: mu-law classes, input and output
+    global_condition_classes: int = 0  # 0 = unconditioned; else e.g. the number of genres
+    global_condition_channels: int = 16  # width of the global-condition embedding
+    local_condition_channels: int = 0  # >0: a per-timestep input added before every gate and before the output
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return tuple(2**layer for layer in range(self.layers_per_stack)) * self.stacks
+
+    @property
+    def num_layers(self) -> int:
+        return self.stacks * self.layers_per_stack
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples of input that one output sees: the embedding is a width-1 conv, each block adds (K-1)·d."""
+        return (self.kernel_size - 1) * sum(self.dilations) + 1
+
+    def validate(self) -> WaveNetConfig:
+        minimums = {
+            "stacks": 1,
+            "layers_per_stack": 1,
+            "kernel_size": 2,
+            "residual_channels": 1,
+            "dilation_channels": 1,
+            "skip_channels": 1,
+            "quantization_channels": 2,
+            "global_condition_classes": 0,
+            "global_condition_channels": 1,
+            "local_condition_channels": 0,
+        }
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"WaveNetConfig.{field.name} must be an integer, got {value!r}")
+            if value < minimums[field.name]:
+                raise ValueError(f"WaveNetConfig.{field.name} must be >= {minimums[field.name]}, got {value}")
+        # 2**20 dilation already means a 2M-sample receptive field; beyond that the caches stop fitting in memory.
+        if self.layers_per_stack > 20:
+            raise ValueError(f"WaveNetConfig.layers_per_stack must be <= 20, got {self.layers_per_stack}")
+        return self
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> WaveNetConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a mapping of WaveNetConfig fields, got {type(data).__name__}")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown WaveNetConfig field(s) {unknown}; known fields: {sorted(known)}")
+        for name, value in data.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{source}: WaveNetConfig.{name} must be an integer, got {value!r}")
+        return cls(**data).validate()
+
+
+NAMED_CONFIGS: dict[str, WaveNetConfig] = {
+    "small": WaveNetConfig(2, 10, 2, 32, 32, 128),
+    "ibab": WaveNetConfig(5, 10, 2, 32, 32, 512),  # the ibab/tensorflow-wavenet defaults
+}
+
+
+def load_config(name_or_path: str, **overrides) -> WaveNetConfig:
+    """A named configuration ("small", "ibab") or a .json/.yaml file of fields, then `overrides` (all validated)."""
+    if name_or_path in NAMED_CONFIGS:
+        base = NAMED_CONFIGS[name_or_path].to_dict()
+    else:
+        path = Path(name_or_path)
+        if path.suffix.lower() not in (".json", ".yaml", ".yml"):
+            raise ValueError(
+                f"model config {name_or_path!r}: not a named configuration ({', '.join(NAMED_CONFIGS)}) "
+                "nor a .json/.yaml/.yml file"
+            )
+        if not path.is_file():
+            raise ValueError(f"model config {name_or_path!r}: file not found")
+        text = path.read_text()
+        try:
+            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as error:  # both messages name the line
+            raise ValueError(f"model config {name_or_path!r}: cannot parse: {error}") from error
+        base = WaveNetConfig.from_dict(data, source=str(path)).to_dict()
+    return WaveNetConfig.from_dict({**base, **overrides}, source=f"{name_or_path} with overrides {overrides}")
+
+
+def block_name(index: int) -> str:
+    return f"block_{index:02d}"
+
+
+def layer_names(config: WaveNetConfig) -> list[str]:
+    """Names of every weight-bearing layer of build_wavenet(config): the contract the fast generator reads."""
+    names = ["input_embedding"]
+    if config.global_condition_classes:
+        names += ["global_embedding", "global_condition_projection"]
+    if config.local_condition_channels:
+        names.append("local_condition_projection")
+    for index in range(config.num_layers):
+        names.append(f"{block_name(index)}_dilated_conv")
+        if index < config.num_layers - 1:
+            names.append(f"{block_name(index)}_residual")
+    names += ["skip_projection", "output_hidden", "output_logits"]
+    return names
+
+
+@keras.saving.register_keras_serializable(package="waveforms")
+class CausalConv1D(keras.layers.Layer):
+    """Dilated causal convolution as ONE matmul: the K shifted copies of the input are concatenated on channels.
+
+    Kernel layout (K, C_in, C_out); tap k multiplies x[t - (K - 1 - k) · dilation], so the last tap sees the present.
+    """
+
+    def __init__(self, filters: int, kernel_size: int, dilation_rate: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.dilation_rate = dilation_rate
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, channels, self.filters), initializer="glorot_uniform"
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, x):  # x: (B, T, C_in)
+        span = (self.kernel_size - 1) * self.dilation_rate
+        padded = ops.pad(x, [[0, 0], [span, 0], [0, 0]])  # (B, span + T, C_in)
+        length = ops.shape(x)[1]
+        taps = [padded[:, k * self.dilation_rate : k * self.dilation_rate + length] for k in range(self.kernel_size)]
+        stacked = ops.concatenate(taps, axis=-1)  # (B, T, K·C_in)
+        kernel = ops.reshape(self.kernel, (-1, self.filters))  # (K·C_in, C_out)
+        return ops.matmul(stacked, kernel) + self.bias  # (B, T, C_out)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "dilation_rate": self.dilation_rate,
+        }
+
+
+def gated_activation(h, dilation_channels: int):
+    """WaveNet's gated unit: tanh(filter) · sigmoid(gate); h carries [filter | gate] on its last axis."""
+    return ops.tanh(h[..., :dilation_channels]) * ops.sigmoid(h[..., dilation_channels:])
+
+
+def build_wavenet(config: WaveNetConfig) -> keras.Model:
+    """The full forward pass: inputs "audio" (B, T) int32 [+ "global_condition" (B,), "local_condition" (B, T, C)]."""
+    config.validate()
+    R, D, S, Q = (
+        config.residual_channels,
+        config.dilation_channels,
+        config.skip_channels,
+        config.quantization_channels,
+    )
+    L = config.num_layers
+    audio = keras.Input(shape=(None,), dtype="int32", name="audio")
+    inputs = {"audio": audio}
+    # An embedding is the one-hot codes through a width-1 (hence causal) convolution, without materialising the one-hot.
+    x = keras.layers.Embedding(Q, R, name="input_embedding")(audio)  # (B, T, R)
+
+    global_bias = None
+    if config.global_condition_classes:
+        genre = keras.Input(shape=(), dtype="int32", name="global_condition")
+        inputs["global_condition"] = genre
+        embedded = keras.layers.Embedding(
+            config.global_condition_classes, config.global_condition_channels, name="global_embedding"
+        )(genre)  # (B, G)
+        global_bias = keras.layers.Dense(2 * D * L, use_bias=False, name="global_condition_projection")(embedded)
+        global_bias = ops.expand_dims(global_bias, 1)  # (B, 1, L·2D)
+
+    local_bias = None
+    if config.local_condition_channels:
+        local = keras.Input(shape=(None, config.local_condition_channels), dtype="float32", name="local_condition")
+        inputs["local_condition"] = local
+        # All blocks' projections and the output's in one matmul: (B, T, L·2D + S).
+        local_bias = keras.layers.Dense(2 * D * L + S, use_bias=False, name="local_condition_projection")(local)
+
+    gated_outputs = []
+    for index, dilation in enumerate(config.dilations):
+        name = block_name(index)
+        h = CausalConv1D(2 * D, config.kernel_size, dilation, name=f"{name}_dilated_conv")(x)  # (B, T, 2D)
+        if global_bias is not None:
+            h = h + global_bias[..., index * 2 * D : (index + 1) * 2 * D]
+        if local_bias is not None:
+            h = h + local_bias[..., index * 2 * D : (index + 1) * 2 * D]
+        z = gated_activation(h, D)  # (B, T, D)
+        gated_outputs.append(z)
+        if index < L - 1:
+            x = x + keras.layers.Dense(R, name=f"{name}_residual")(z)  # (B, T, R)
+
+    stacked = ops.concatenate(gated_outputs, axis=-1) if L > 1 else gated_outputs[0]  # (B, T, L·D)
+    skips = keras.layers.Dense(S, name="skip_projection")(stacked)  # (B, T, S)
+    hidden = keras.layers.Dense(S, name="output_hidden")(ops.relu(skips))  # (B, T, S)
+    if local_bias is not None:
+        hidden = hidden + local_bias[..., 2 * D * L :]
+    logits = keras.layers.Dense(Q, name="output_logits")(ops.relu(hidden))  # (B, T, Q)
+    return keras.Model(inputs=inputs, outputs=logits, name="wavenet")
