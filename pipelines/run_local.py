@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="local_outputs")
     parser.add_argument("--clips", type=int, default=40, help="embedded-dataset clips to make (default %(default)s)")
     parser.add_argument("--convert-shards", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=300, help="training steps of each model (default %(default)s)")
     args = parser.parse_args(argv)
-    run_demo(args.output_dir, clips=args.clips, convert_shards=args.convert_shards)
+    longer = {"steps": args.steps, "batch_size": 2, "target_length": 2000, "checkpoint_every": 100,
+              "eval_every": 50, "eval_windows": 4, "warmup_steps": 20}
+    run_demo(args.output_dir, clips=args.clips, convert_shards=args.convert_shards, wavenet_train=longer,
+             autoencoder_train=longer)
     return 0
 
 

@@ -50,6 +50,7 @@ class PipelineOptions:
     autoencoder_train: dict = field(default_factory=lambda: {"steps": 20000, "batch_size": 16, "target_length": 8000,
                                                              "checkpoint_every": 1000, "eval_every": 1000})
     tuning_trials: int = 12  # local search only; Katib's count is in the Experiment
+    tuning_trial_steps: int = 2000  # training steps of each local trial
     tuning_fixed: dict = field(default_factory=dict)  # search-space parameters pinned for a local search
     katib: dict = field(default_factory=dict)  # tuning.ExperimentOptions fields (image, namespace, steps, ...)
     generate_seconds: float = 10.0
@@ -83,7 +84,7 @@ def local_options(image: str, data_root: str, **overrides) -> PipelineOptions:
     options = PipelineOptions(
         image=image, gpu_image=image, tuning="local", gpu_count=0, storage_secret="", data_root=data_root,
         source_options={"count": 40, "seed": 0}, wavenet_train=small_train, autoencoder_train=small_train,
-        tuning_trials=2, tuning_fixed={"batch_size": 2, "target_length": 2000, "layers_per_stack": 6},
+        tuning_trials=2, tuning_trial_steps=30, tuning_fixed={"batch_size": 2, "target_length": 2000, "layers_per_stack": 6},
         generate_seconds=1.0, generate_batch=2, soundspace_resolution_2=4, soundspace_resolution_4=3,
         soundspace_seconds=0.5,
     )
@@ -154,7 +155,8 @@ def build_pipeline(options: PipelineOptions):
         else:
             tune = ops.tune(
                 dataset=data, mode=options.tuning, work_root=data_root, run_id=run_id, config=wavenet_config,
-                train_options=wavenet_train, trials=options.tuning_trials, fixed=options.tuning_fixed,
+                train_options=wavenet_train, trial_steps=options.tuning_trial_steps, trials=options.tuning_trials,
+                fixed=options.tuning_fixed,
                 katib=options.katib,
             ).set_display_name(f"tune ({options.tuning})")
             # katib: this step only creates the Experiment and waits (its trials get GPUs); local: it trains here

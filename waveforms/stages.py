@@ -29,11 +29,17 @@ def model_and_train_configs(model_kind: str, config: str, train_options: dict, t
 
 
 def tune_stage(mode: str, dataset_uri: str, work_uri: str, *, config: str = "small", train_options: dict | None = None,
-               trials: int = 3, seed: int = 0, fixed: dict | None = None, katib: dict | None = None) -> dict[str, Any]:
-    """Best search-space parameters for the dataset (see tuning.tune); {} when tuning is off."""
+               trial_steps: int = 2000, trials: int = 3, seed: int = 0, fixed: dict | None = None,
+               katib: dict | None = None) -> dict[str, Any]:
+    """Best search-space parameters for the dataset (see tuning.tune); {} when tuning is off. Local trials train
+    `trial_steps` steps each, with the final training's other options."""
     from waveforms import tuning
 
-    model_config, train_config = model_and_train_configs("wavenet", config, train_options or {})
+    trial_steps = int(trial_steps)
+    options = {**(train_options or {}), "steps": trial_steps}
+    for name in ("eval_every", "checkpoint_every"):  # at least one evaluation (the objective) per trial
+        options[name] = min(int(options.get(name, trial_steps)), trial_steps)
+    model_config, train_config = model_and_train_configs("wavenet", config, options)
     experiment = tuning.ExperimentOptions(**katib) if katib else None
     return tuning.tune(mode, dataset_uri, work_uri, model_config=model_config, train_config=train_config,
                        trials=int(trials), seed=int(seed), fixed=_typed_tuned(fixed or {}), experiment=experiment)
