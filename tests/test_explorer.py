@@ -6,6 +6,7 @@ import html
 
 import numpy as np
 import pytest
+from helpers import CHROMIUM_ARGS
 from playwright.sync_api import sync_playwright
 
 from waveforms.explorer import audio_mime, encode_all_for_page, encode_for_page, render_explorer
@@ -13,13 +14,6 @@ from waveforms.soundspace import SoundSpaceSpec, grid_points, manifest_for, spac
 from waveforms.spectral import spectrogram_png
 
 SR = 16000
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 def nine_by_nine_space():

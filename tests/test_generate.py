@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import synth_dataset
 
-from waveforms import audio, cli, convert, synth
+from waveforms import audio, cli
 from waveforms.generate import generate, load_model, output_paths
 from waveforms.model import WaveNetConfig
 from waveforms.train import TrainConfig, train
@@ -23,12 +24,7 @@ SAMPLE_RATE = 16000
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("synth")
-    synth.write_dataset(root / "wav", count=8, seed=1, seconds=1.0)
-    convert.convert(
-        str(root / "wav"), str(root / "data"), convert.ConvertConfig(validation_fraction=0.25), progress=False
-    )
-    return str(root / "data")
+    return synth_dataset(tmp_path_factory.mktemp("synth"), count=8, seed=1, seconds=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from helpers import CHROMIUM_ARGS
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
@@ -30,13 +31,6 @@ TINY = WaveNetConfig(stacks=1, layers_per_stack=3, kernel_size=2, residual_chann
 TINY_TRAIN = TrainConfig(steps=6, batch_size=2, target_length=64, warmup_steps=1, checkpoint_every=3, eval_every=2,
                          eval_windows=2, jit_compile=False)  # fmt: skip
 SONGS = 6
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 @dataclass(frozen=True)

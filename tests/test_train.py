@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import synth_dataset
 
-from waveforms import checkpoints, cli, convert, dataset, storage, synth
+from waveforms import checkpoints, cli, dataset, storage
 from waveforms.model import WaveNetConfig
 from waveforms.train import TrainConfig, TrainingDivergedError, train
 
@@ -42,12 +43,7 @@ def tiny_train_config(**changes) -> TrainConfig:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> str:
     """The embedded synth dataset, 12 one-second notes, converted to shards + manifest.json."""
-    root = tmp_path_factory.mktemp("synth")
-    synth.write_dataset(root / "wav", count=12, seed=0, seconds=1.0)
-    convert.convert(
-        str(root / "wav"), str(root / "data"), convert.ConvertConfig(validation_fraction=0.25), progress=False
-    )
-    return str(root / "data")
+    return synth_dataset(tmp_path_factory.mktemp("synth"), count=12, seed=0, seconds=1.0)
 
 
 @pytest.fixture(scope="module")

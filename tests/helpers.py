@@ -1,0 +1,24 @@
+"""Small things several test modules need (imported as a top-level module, like audio_fixtures)."""
+
+from __future__ import annotations
+
+import os
+
+from waveforms import convert, synth
+
+# Debian's chromium, headless, with nothing that phones out (the machine has no network but the registries)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def synth_dataset(root, *, count: int, seed: int, seconds: float, validation_fraction: float = 0.25) -> str:
+    """The embedded dataset written to root/wav and converted to root/data (shards + manifest.json); -> root/data."""
+    wav, data = os.path.join(root, "wav"), os.path.join(root, "data")
+    synth.write_dataset(wav, count=count, seed=seed, seconds=seconds)
+    convert.convert(wav, data, convert.ConvertConfig(validation_fraction=validation_fraction), progress=False)
+    return data
