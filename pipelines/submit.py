@@ -20,7 +20,7 @@ KFP_TYPES = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str, "BOOL
 
 def declared_parameters(pipeline_file: str) -> dict[str, str]:
     with open(pipeline_file) as f:
-        spec = yaml.safe_load(f)
+        spec = next(yaml.safe_load_all(f))  # the pipeline spec; a second document holds the Kubernetes platform spec
     parameters = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     return {name: definition["parameterType"] for name, definition in parameters.items()}
 

@@ -66,7 +66,9 @@ def test_submit_sends_typed_parameters(kfp_api, pipeline_file, capsys):
     assert parameters["source"] == "synth"
     assert parameters["source_options"] == {"count": 12}
     assert run["experiment_id"] == "exp-1"
-    assert run["pipeline_spec"]["pipelineInfo"]["name"] == "waveforms"
+    # with Kubernetes settings (Secrets, GPU selectors) the client sends the pipeline and platform specs together
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "waveforms"
+    assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
 
 
 def test_bad_parameters_are_refused_before_any_request(kfp_api, pipeline_file, capsys):
