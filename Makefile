@@ -49,8 +49,8 @@ bench: install
 lint: lint-python lint-images manifests-check
 
 lint-python: install
-	$(BIN)/ruff check waveforms components pipelines tests
-	$(BIN)/ruff format --check waveforms components pipelines tests
+	$(BIN)/ruff check waveforms components pipelines tests benchmarks
+	$(BIN)/ruff format --check waveforms components pipelines tests benchmarks
 
 clean:
 	rm -rf build local_outputs .pytest_cache .ruff_cache

@@ -30,22 +30,38 @@ BATCH_SIZE = 8
 def write_shards(root: str) -> str:
     """SHARDS x RECORDS_PER_SHARD records of random codes plus a manifest, the way convert lays them out."""
     rng = np.random.default_rng(0)
-    manifest = {"format": records.FORMAT, "sample_rate": 16000, "encoding": records.ENCODING,
-                "segment_samples": RECORD_SAMPLES, "genres": ["noise"], "songs": [], "skipped": [], "totals": {},
-                "splits": {"train": {"shards": [], "records": SHARDS * RECORDS_PER_SHARD,
-                                     "samples": SHARDS * RECORDS_PER_SHARD * RECORD_SAMPLES}}}
+    manifest = {
+        "format": records.FORMAT,
+        "sample_rate": 16000,
+        "encoding": records.ENCODING,
+        "segment_samples": RECORD_SAMPLES,
+        "genres": ["noise"],
+        "songs": [],
+        "skipped": [],
+        "totals": {},
+        "splits": {
+            "train": {
+                "shards": [],
+                "records": SHARDS * RECORDS_PER_SHARD,
+                "samples": SHARDS * RECORDS_PER_SHARD * RECORD_SAMPLES,
+            }
+        },
+    }
     for shard in range(SHARDS):
         name = f"train-{shard:05d}-of-{SHARDS:05d}.tfrecord"
         with open(os.path.join(root, name), "wb") as handle:
             for index in range(RECORDS_PER_SHARD):
                 song_id = f"noise/{shard}-{index}"
                 codes = rng.integers(0, 256, RECORD_SAMPLES, dtype=np.uint8).tobytes()
-                handle.write(records.frame(records.encode_example(records.Segment(codes, song_id, "noise", 0,
-                                                                                  16000, 0))))
-                manifest["songs"].append({"song_id": song_id, "genre": "noise", "split": "train",
-                                          "samples": RECORD_SAMPLES})
-        manifest["splits"]["train"]["shards"].append({"file": name, "records": RECORDS_PER_SHARD,
-                                                      "samples": RECORDS_PER_SHARD * RECORD_SAMPLES})
+                handle.write(
+                    records.frame(records.encode_example(records.Segment(codes, song_id, "noise", 0, 16000, 0)))
+                )
+                manifest["songs"].append(
+                    {"song_id": song_id, "genre": "noise", "split": "train", "samples": RECORD_SAMPLES}
+                )
+        manifest["splits"]["train"]["shards"].append(
+            {"file": name, "records": RECORDS_PER_SHARD, "samples": RECORDS_PER_SHARD * RECORD_SAMPLES}
+        )
     path = os.path.join(root, "manifest.json")
     with open(path, "w") as handle:
         json.dump(manifest, handle)
@@ -94,12 +110,18 @@ def run() -> list[dict]:
         local_uris = dataset.shard_uris(dataset.load_manifest(local_manifest), local_manifest, "train")
         local_windows = _rate(_timed(lambda: _windows_samples(local_manifest)))
         local_raw = _rate(_timed(lambda: _raw_samples(local_uris)))
-        results.append(dict(
-            name="tf.data local shards: make_dataset (parse, random windows, shuffle, batch)", value=local_windows,
-            unit="samples/s", baseline_name="local raw TFRecordDataset read (no parse)", baseline_value=local_raw,
-            target=2_000_000,
-            note=f"{SHARDS} shards x {RECORDS_PER_SHARD} records x {RECORD_SAMPLES} samples, window {WINDOW_LENGTH}, "
-                 f"batch {BATCH_SIZE}; target >= 100x a small-WaveNet step (8.3k samples/s per STACK.md)"))
+        results.append(
+            dict(
+                name="tf.data local shards: make_dataset (parse, random windows, shuffle, batch)",
+                value=local_windows,
+                unit="samples/s",
+                baseline_name="local raw TFRecordDataset read (no parse)",
+                baseline_value=local_raw,
+                target=2_000_000,
+                note=f"{SHARDS} shards x {RECORDS_PER_SHARD} records x {RECORD_SAMPLES} samples, window {WINDOW_LENGTH}, "
+                f"batch {BATCH_SIZE}; target >= 100x a small-WaveNet step (8.3k samples/s per STACK.md)",
+            )
+        )
 
         saved_env = dict(os.environ)
         server = SeaweedServer(os.path.join(scratch, "s3"), bucket="bench")
@@ -117,15 +139,27 @@ def run() -> list[dict]:
             server.stop()
             os.environ.clear()
             os.environ.update(saved_env)
-        results.append(dict(
-            name="tf.data SeaweedFS loopback: make_dataset (minio stream, CRC-checked)", value=remote_windows,
-            unit="samples/s", baseline_name="tf.data local shards: make_dataset", baseline_value=local_windows,
-            target=10_000_000,
-            note="target >= 10 M samples/s; 2 shared cores run the server and the reader"))
-        results.append(dict(
-            name="SeaweedFS loopback: raw record stream (minio, CRC-checked, no parse)", value=remote_raw,
-            unit="samples/s", baseline_name="storage.read_bytes of the same shards (plain download)",
-            baseline_value=download, note="bytes = samples (uint8 mu-law)"))
+        results.append(
+            dict(
+                name="tf.data SeaweedFS loopback: make_dataset (minio stream, CRC-checked)",
+                value=remote_windows,
+                unit="samples/s",
+                baseline_name="tf.data local shards: make_dataset",
+                baseline_value=local_windows,
+                target=10_000_000,
+                note="target >= 10 M samples/s; 2 shared cores run the server and the reader",
+            )
+        )
+        results.append(
+            dict(
+                name="SeaweedFS loopback: raw record stream (minio, CRC-checked, no parse)",
+                value=remote_raw,
+                unit="samples/s",
+                baseline_name="storage.read_bytes of the same shards (plain download)",
+                baseline_value=download,
+                note="bytes = samples (uint8 mu-law)",
+            )
+        )
     return results
 
 

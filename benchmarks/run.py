@@ -16,8 +16,14 @@ import subprocess
 import sys
 import time
 
-MODULES = ["benchmarks.audio", "benchmarks.conversion", "benchmarks.dataset", "benchmarks.training",
-           "benchmarks.generation", "benchmarks.soundspace"]
+MODULES = [
+    "benchmarks.audio",
+    "benchmarks.conversion",
+    "benchmarks.dataset",
+    "benchmarks.training",
+    "benchmarks.generation",
+    "benchmarks.soundspace",
+]
 
 
 def machine() -> str:

@@ -4,7 +4,12 @@ from kfp.dsl import Dataset, Input, Output
 
 
 def convert(
-    songs: Input[Dataset], data_root: str, run_id: str, shard_index: int, num_shards: int, sample_rate: int,
+    songs: Input[Dataset],
+    data_root: str,
+    run_id: str,
+    shard_index: int,
+    num_shards: int,
+    sample_rate: int,
     part: Output[Dataset],
 ):
     """Convert every num_shards-th song to mu-law TFRecord shards under data_root/run_id/dataset."""

@@ -4,13 +4,20 @@ from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 
 def generate(
-    model: Input[Model], seconds: float, batch: int, temperature: float, seed: int,
-    clips: Output[Dataset], page: Output[HTML], metrics: Output[Metrics],
+    model: Input[Model],
+    seconds: float,
+    batch: int,
+    temperature: float,
+    seed: int,
+    clips: Output[Dataset],
+    page: Output[HTML],
+    metrics: Output[Metrics],
 ):
     from waveforms.stages import generate_stage
 
-    report, values = generate_stage(model.path, clips.path, seconds=seconds, batch=batch, temperature=temperature,
-                                    seed=seed)
+    report, values = generate_stage(
+        model.path, clips.path, seconds=seconds, batch=batch, temperature=temperature, seed=seed
+    )
     with open(page.path, "w") as f:
         f.write(report.html())
     for name, value in values.items():

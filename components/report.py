@@ -4,8 +4,12 @@ from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
 
 def dataset_report(
-    songs: Input[Dataset], dataset: Input[Dataset], max_clips: int,
-    page: Output[HTML], summary: Output[Markdown], metrics: Output[Metrics],
+    songs: Input[Dataset],
+    dataset: Input[Dataset],
+    max_clips: int,
+    page: Output[HTML],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
 ):
     from waveforms.report import dataset_report as build_report
 

@@ -4,8 +4,13 @@ from kfp.dsl import HTML, Dataset, Input, Model, Output
 
 
 def soundspace(
-    model: Input[Model], songs: Input[Dataset], corner_genres: list, resolution: int, seconds: float,
-    space: Output[Dataset], page: Output[HTML],
+    model: Input[Model],
+    songs: Input[Dataset],
+    corner_genres: list,
+    resolution: int,
+    seconds: float,
+    space: Output[Dataset],
+    page: Output[HTML],
 ):
     """Corners are the first sounds of the named genres (W E, or NW NE SW SE); `space` holds the files + manifest."""
     import os
@@ -13,8 +18,9 @@ def soundspace(
 
     from waveforms.stages import soundspace_stage
 
-    manifest = soundspace_stage(model.path, songs.path, space.path, corner_genres=corner_genres,
-                                resolution=resolution, seconds=seconds)
+    manifest = soundspace_stage(
+        model.path, songs.path, space.path, corner_genres=corner_genres, resolution=resolution, seconds=seconds
+    )
     shutil.copyfile(os.path.join(space.path, "explorer.html"), page.path)
     space.metadata["points"] = len(manifest["points"])
     space.metadata["corners"] = list(corner_genres)

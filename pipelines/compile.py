@@ -25,17 +25,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--convert-shards", type=int, default=defaults.convert_shards)
     parser.add_argument("--tuning", choices=("katib", "local", "off"), default=defaults.tuning)
     parser.add_argument("--gpu-count", type=int, default=defaults.gpu_count, help="GPUs per model step (0: CPU only)")
-    parser.add_argument("--gpu-pool", choices=sorted(GPU_POOL_SELECTORS), default=defaults.gpu_pool,
-                        help="which node-selector label picks the GPU pool")
-    parser.add_argument("--gpu-pool-value", default=defaults.gpu_pool_value,
-                        help="that label's value: GKE accelerator (nvidia-l4), Karpenter NodePool (gpu), or true")
+    parser.add_argument(
+        "--gpu-pool",
+        choices=sorted(GPU_POOL_SELECTORS),
+        default=defaults.gpu_pool,
+        help="which node-selector label picks the GPU pool",
+    )
+    parser.add_argument(
+        "--gpu-pool-value",
+        default=defaults.gpu_pool_value,
+        help="that label's value: GKE accelerator (nvidia-l4), Karpenter NodePool (gpu), or true",
+    )
     parser.add_argument("--storage-secret", default=defaults.storage_secret)
     parser.add_argument("--s3-endpoint", default=defaults.s3_endpoint)
     args = parser.parse_args(argv)
     options = PipelineOptions(
-        image=args.image, gpu_image=args.gpu_image, convert_shards=args.convert_shards, tuning=args.tuning,
-        gpu_count=args.gpu_count, gpu_pool=args.gpu_pool, gpu_pool_value=args.gpu_pool_value,
-        storage_secret=args.storage_secret, s3_endpoint=args.s3_endpoint,
+        image=args.image,
+        gpu_image=args.gpu_image,
+        convert_shards=args.convert_shards,
+        tuning=args.tuning,
+        gpu_count=args.gpu_count,
+        gpu_pool=args.gpu_pool,
+        gpu_pool_value=args.gpu_pool_value,
+        storage_secret=args.storage_secret,
+        s3_endpoint=args.s3_endpoint,
     )
     path = compile_pipeline(options, args.output)
     print(f"compiled {path} (image {args.image}, tuning {args.tuning}, {args.convert_shards} convert shards)")

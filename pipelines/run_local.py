@@ -19,15 +19,21 @@ from pipelines.waveforms_pipeline import build_pipeline, local_options
 LOCAL_IMAGE = "waveforms:local-venv"  # kfp.local runs components in this venv; the image string is only a label
 
 
-def run_demo(output_dir: str = "local_outputs", *, clips: int = 40, convert_shards: int = 2, seed: int = 0,
-             **overrides) -> str:
+def run_demo(
+    output_dir: str = "local_outputs", *, clips: int = 40, convert_shards: int = 2, seed: int = 0, **overrides
+) -> str:
     """Run the pipeline locally and return the folder of this run's artifacts."""
     output_dir = os.path.abspath(output_dir)
     pipeline_root = os.path.join(output_dir, "pipeline_root")
     os.makedirs(pipeline_root, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
-    options = local_options(LOCAL_IMAGE, os.path.join(output_dir, "data"), convert_shards=convert_shards,
-                            source_options={"count": clips, "seed": seed}, **overrides)
+    options = local_options(
+        LOCAL_IMAGE,
+        os.path.join(output_dir, "data"),
+        convert_shards=convert_shards,
+        source_options={"count": clips, "seed": seed},
+        **overrides,
+    )
     before = set(glob.glob(os.path.join(pipeline_root, "*")))
     started = time.monotonic()
     build_pipeline(options)()
@@ -49,10 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--convert-shards", type=int, default=2)
     parser.add_argument("--steps", type=int, default=300, help="training steps of each model (default %(default)s)")
     args = parser.parse_args(argv)
-    longer = {"steps": args.steps, "batch_size": 2, "target_length": 2000, "checkpoint_every": 100,
-              "eval_every": 50, "eval_windows": 4, "warmup_steps": 20}
-    run_demo(args.output_dir, clips=args.clips, convert_shards=args.convert_shards, wavenet_train=longer,
-             autoencoder_train=longer)
+    longer = {
+        "steps": args.steps,
+        "batch_size": 2,
+        "target_length": 2000,
+        "checkpoint_every": 100,
+        "eval_every": 50,
+        "eval_windows": 4,
+        "warmup_steps": 20,
+    }
+    run_demo(
+        args.output_dir,
+        clips=args.clips,
+        convert_shards=args.convert_shards,
+        wavenet_train=longer,
+        autoencoder_train=longer,
+    )
     return 0
 
 

@@ -15,7 +15,14 @@ import sys
 
 import yaml
 
-KFP_TYPES = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str, "BOOLEAN": bool, "STRUCT": dict, "LIST": list}
+KFP_TYPES = {
+    "NUMBER_INTEGER": int,
+    "NUMBER_DOUBLE": float,
+    "STRING": str,
+    "BOOLEAN": bool,
+    "STRUCT": dict,
+    "LIST": list,
+}
 
 
 def declared_parameters(pipeline_file: str) -> dict[str, str]:
@@ -52,13 +59,22 @@ def parse_arguments(pairs: list[str], declared: dict[str, str]) -> dict:
 def endpoint_from_env(explicit: str | None) -> str:
     endpoint = explicit or os.environ.get("KFP_ENDPOINT") or os.environ.get("KF_PIPELINES_ENDPOINT")
     if not endpoint:
-        raise ValueError("no KFP endpoint: pass --endpoint or set KFP_ENDPOINT (e.g. http://localhost:8080 after "
-                         "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`)")
+        raise ValueError(
+            "no KFP endpoint: pass --endpoint or set KFP_ENDPOINT (e.g. http://localhost:8080 after "
+            "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`)"
+        )
     return endpoint
 
 
-def submit(pipeline_file: str, arguments: dict, *, endpoint: str, experiment: str, run_name: str | None,
-           namespace: str | None = None) -> str:
+def submit(
+    pipeline_file: str,
+    arguments: dict,
+    *,
+    endpoint: str,
+    experiment: str,
+    run_name: str | None,
+    namespace: str | None = None,
+) -> str:
     import kfp
 
     # multi-user Kubeflow wants a bearer token from outside the cluster (docs/cluster.md: kubectl create token)
@@ -86,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    run_id = submit(args.pipeline, arguments, endpoint=endpoint, experiment=args.experiment, run_name=args.run_name,
-                    namespace=args.namespace)
+    run_id = submit(
+        args.pipeline,
+        arguments,
+        endpoint=endpoint,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        namespace=args.namespace,
+    )
     print(f"created run {run_id} on {endpoint}")
     return 0
 

@@ -44,11 +44,25 @@ class PipelineOptions:
     sample_rate: int = 16000
     report_clips: int = 8
     wavenet_config: str = "small"
-    wavenet_train: dict = field(default_factory=lambda: {"steps": 20000, "batch_size": 16, "target_length": 8000,
-                                                         "checkpoint_every": 1000, "eval_every": 1000})
+    wavenet_train: dict = field(
+        default_factory=lambda: {
+            "steps": 20000,
+            "batch_size": 16,
+            "target_length": 8000,
+            "checkpoint_every": 1000,
+            "eval_every": 1000,
+        }
+    )
     autoencoder_config: str = "default"
-    autoencoder_train: dict = field(default_factory=lambda: {"steps": 20000, "batch_size": 16, "target_length": 8000,
-                                                             "checkpoint_every": 1000, "eval_every": 1000})
+    autoencoder_train: dict = field(
+        default_factory=lambda: {
+            "steps": 20000,
+            "batch_size": 16,
+            "target_length": 8000,
+            "checkpoint_every": 1000,
+            "eval_every": 1000,
+        }
+    )
     tuning_trials: int = 12  # local search only; Katib's count is in the Experiment
     tuning_trial_steps: int = 2000  # training steps of each local trial
     tuning_fixed: dict = field(default_factory=dict)  # search-space parameters pinned for a local search
@@ -79,13 +93,32 @@ class PipelineOptions:
 
 def local_options(image: str, data_root: str, **overrides) -> PipelineOptions:
     """Options for kfp.local on a laptop: CPU, local folders, small sizes that finish in a few minutes on 2 cores."""
-    small_train = {"steps": 60, "batch_size": 2, "target_length": 2000, "checkpoint_every": 30, "eval_every": 30,
-                   "eval_windows": 4, "warmup_steps": 10}
+    small_train = {
+        "steps": 60,
+        "batch_size": 2,
+        "target_length": 2000,
+        "checkpoint_every": 30,
+        "eval_every": 30,
+        "eval_windows": 4,
+        "warmup_steps": 10,
+    }
     options = PipelineOptions(
-        image=image, gpu_image=image, tuning="local", gpu_count=0, storage_secret="", data_root=data_root,
-        source_options={"count": 40, "seed": 0}, wavenet_train=small_train, autoencoder_train=small_train,
-        tuning_trials=2, tuning_trial_steps=30, tuning_fixed={"batch_size": 2, "target_length": 2000, "layers_per_stack": 6},
-        generate_seconds=1.0, generate_batch=2, soundspace_resolution_2=4, soundspace_resolution_4=3,
+        image=image,
+        gpu_image=image,
+        tuning="local",
+        gpu_count=0,
+        storage_secret="",
+        data_root=data_root,
+        source_options={"count": 40, "seed": 0},
+        wavenet_train=small_train,
+        autoencoder_train=small_train,
+        tuning_trials=2,
+        tuning_trial_steps=30,
+        tuning_fixed={"batch_size": 2, "target_length": 2000, "layers_per_stack": 6},
+        generate_seconds=1.0,
+        generate_batch=2,
+        soundspace_resolution_2=4,
+        soundspace_resolution_4=3,
         soundspace_seconds=0.5,
     )
     return replace(options, **overrides)
@@ -98,14 +131,20 @@ def build_pipeline(options: PipelineOptions):
     def networked(task):
         """Steps that read or write object storage or the web: credentials from the Secret, retries, a timeout."""
         if options.storage_secret:
-            kubernetes.use_secret_as_env(task, secret_name=options.storage_secret, secret_key_to_env=STORAGE_SECRET_KEYS)
+            kubernetes.use_secret_as_env(
+                task, secret_name=options.storage_secret, secret_key_to_env=STORAGE_SECRET_KEYS
+            )
             task.set_env_variable("S3_ENDPOINT", options.s3_endpoint)
         kubernetes.set_timeout(task, options.step_timeout_seconds)
         return task
 
     def retried(task):
-        task.set_retry(num_retries=options.network_retries, backoff_duration="60s", backoff_factor=2.0,
-                       backoff_max_duration="1800s")
+        task.set_retry(
+            num_retries=options.network_retries,
+            backoff_duration="60s",
+            backoff_factor=2.0,
+            backoff_max_duration="1800s",
+        )
         return task
 
     def on_gpu(task, timeout_seconds: int):
@@ -137,25 +176,50 @@ def build_pipeline(options: PipelineOptions):
         songs = retried(networked(ops.ingest(source=source, options=source_options))).set_display_name("ingest")
         songs.set_caching_options(False)  # a re-scrape must fetch again: the cache key ignores remote content
         parts = [
-            retried(networked(ops.convert(
-                songs=songs.outputs["songs"], data_root=data_root, run_id=run_id, shard_index=index,
-                num_shards=options.convert_shards, sample_rate=sample_rate,
-            ))).set_display_name(f"convert {index + 1}/{options.convert_shards}")
+            retried(
+                networked(
+                    ops.convert(
+                        songs=songs.outputs["songs"],
+                        data_root=data_root,
+                        run_id=run_id,
+                        shard_index=index,
+                        num_shards=options.convert_shards,
+                        sample_rate=sample_rate,
+                    )
+                )
+            ).set_display_name(f"convert {index + 1}/{options.convert_shards}")
             for index in range(options.convert_shards)
         ]
-        dataset = retried(networked(ops.merge_dataset(
-            data_root=data_root, run_id=run_id, num_shards=options.convert_shards,
-        ))).after(*parts).set_display_name("merge dataset")
+        dataset = (
+            retried(
+                networked(
+                    ops.merge_dataset(
+                        data_root=data_root,
+                        run_id=run_id,
+                        num_shards=options.convert_shards,
+                    )
+                )
+            )
+            .after(*parts)
+            .set_display_name("merge dataset")
+        )
         data = dataset.outputs["dataset"]
-        networked(ops.dataset_report(songs=songs.outputs["songs"], dataset=data, max_clips=report_clips)
-                  ).set_display_name("dataset report")
+        networked(
+            ops.dataset_report(songs=songs.outputs["songs"], dataset=data, max_clips=report_clips)
+        ).set_display_name("dataset report")
 
         if options.tuning == "off":
             tuned = {}
         else:
             tune = ops.tune(
-                dataset=data, mode=options.tuning, work_root=data_root, run_id=run_id, config=wavenet_config,
-                train_options=wavenet_train, trial_steps=options.tuning_trial_steps, trials=options.tuning_trials,
+                dataset=data,
+                mode=options.tuning,
+                work_root=data_root,
+                run_id=run_id,
+                config=wavenet_config,
+                train_options=wavenet_train,
+                trial_steps=options.tuning_trial_steps,
+                trials=options.tuning_trials,
                 fixed=options.tuning_fixed,
                 katib=options.katib,
             ).set_display_name(f"tune ({options.tuning})")
@@ -165,24 +229,54 @@ def build_pipeline(options: PipelineOptions):
             else:
                 kubernetes.set_timeout(networked(tune), options.training_timeout_seconds)
             tuned = tune.output
-        wavenet = on_gpu(ops.train(
-            dataset=data, work_root=data_root, run_id=run_id, model_kind="wavenet", config=wavenet_config,
-            train_options=wavenet_train, tuned=tuned,
-        ), options.training_timeout_seconds).set_display_name("train wavenet")
-        on_gpu(ops.generate(
-            model=wavenet.outputs["model"], seconds=generate_seconds, batch=generate_batch, temperature=temperature,
-            seed=seed,
-        ), options.step_timeout_seconds).set_display_name("generate")
+        wavenet = on_gpu(
+            ops.train(
+                dataset=data,
+                work_root=data_root,
+                run_id=run_id,
+                model_kind="wavenet",
+                config=wavenet_config,
+                train_options=wavenet_train,
+                tuned=tuned,
+            ),
+            options.training_timeout_seconds,
+        ).set_display_name("train wavenet")
+        on_gpu(
+            ops.generate(
+                model=wavenet.outputs["model"],
+                seconds=generate_seconds,
+                batch=generate_batch,
+                temperature=temperature,
+                seed=seed,
+            ),
+            options.step_timeout_seconds,
+        ).set_display_name("generate")
 
-        autoencoder = on_gpu(ops.train(
-            dataset=data, work_root=data_root, run_id=run_id, model_kind="autoencoder", config=autoencoder_config,
-            train_options=autoencoder_train, tuned={},
-        ), options.training_timeout_seconds).set_display_name("train autoencoder")
-        for corners, resolution in ((options.soundspace_2, options.soundspace_resolution_2),
-                                    (options.soundspace_4, options.soundspace_resolution_4)):
-            on_gpu(ops.soundspace(
-                model=autoencoder.outputs["model"], songs=songs.outputs["songs"], corner_genres=list(corners),
-                resolution=resolution, seconds=options.soundspace_seconds,
-            ), options.step_timeout_seconds).set_display_name(f"soundspace {len(corners)} corners")
+        autoencoder = on_gpu(
+            ops.train(
+                dataset=data,
+                work_root=data_root,
+                run_id=run_id,
+                model_kind="autoencoder",
+                config=autoencoder_config,
+                train_options=autoencoder_train,
+                tuned={},
+            ),
+            options.training_timeout_seconds,
+        ).set_display_name("train autoencoder")
+        for corners, resolution in (
+            (options.soundspace_2, options.soundspace_resolution_2),
+            (options.soundspace_4, options.soundspace_resolution_4),
+        ):
+            on_gpu(
+                ops.soundspace(
+                    model=autoencoder.outputs["model"],
+                    songs=songs.outputs["songs"],
+                    corner_genres=list(corners),
+                    resolution=resolution,
+                    seconds=options.soundspace_seconds,
+                ),
+                options.step_timeout_seconds,
+            ).set_display_name(f"soundspace {len(corners)} corners")
 
     return waveforms_pipeline

@@ -38,8 +38,18 @@ def s3_server(tmp_path_factory) -> S3Server:
 @pytest.fixture
 def s3_env(s3_server, monkeypatch) -> dict[str, str]:
     """The session server's variables set in os.environ for this test only (other S3 variables cleared)."""
-    for name in ("S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MINIO_ENDPOINT", "MINIO_ACCESS_KEY",
-                 "MINIO_SECRET_KEY", "accesskey", "secretkey", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+    for name in (
+        "S3_ENDPOINT",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "MINIO_ENDPOINT",
+        "MINIO_ACCESS_KEY",
+        "MINIO_SECRET_KEY",
+        "accesskey",
+        "secretkey",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+    ):
         monkeypatch.delenv(name, raising=False)
     env = s3_server.env()
     for name, value in env.items():

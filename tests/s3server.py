@@ -61,8 +61,14 @@ def free_ports(count: int) -> list[int]:
 class SeaweedServer:
     """One `weed mini` process: master, volume, filer and S3 gateway, all bound to 127.0.0.1."""
 
-    def __init__(self, data_dir: str | os.PathLike, *, bucket: str = "waveforms-test",
-                 access_key: str | None = None, secret_key: str | None = None):
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        *,
+        bucket: str = "waveforms-test",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+    ):
         self.data_dir = Path(data_dir)
         self.bucket = bucket
         self.access_key = access_key or "test-" + secrets.token_hex(6)
@@ -92,18 +98,29 @@ class SeaweedServer:
             raise RuntimeError("SeaweedFS is already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={self.master_port}", f"-volume.port={self.volume_port}",
-            f"-filer.port={self.filer_port}", f"-s3.port={self.s3_port}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+            weed_binary(),
+            "mini",
+            f"-dir={self.data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={self.master_port}",
+            f"-volume.port={self.volume_port}",
+            f"-filer.port={self.filer_port}",
+            f"-s3.port={self.s3_port}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
         ]
         # weed enforces S3 signatures when it is given an identity through these variables.
         env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "S3_", "MINIO_"))}
         env.update(AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
         log = open(self.log_path, "ab")
         try:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         finally:
             log.close()
         self._wait_ready()
@@ -112,8 +129,13 @@ class SeaweedServer:
     def _wait_ready(self) -> None:
         from minio import Minio  # test-side client, independent of the code under test
 
-        client = Minio(f"127.0.0.1:{self.s3_port}", access_key=self.access_key, secret_key=self.secret_key,
-                       secure=False, region="us-east-1")
+        client = Minio(
+            f"127.0.0.1:{self.s3_port}",
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            secure=False,
+            region="us-east-1",
+        )
         deadline = time.monotonic() + READY_TIMEOUT_S
         last_error: Exception | None = None
         while time.monotonic() < deadline:

@@ -23,15 +23,27 @@ def write_dataset(root, songs: dict[str, tuple[str, np.ndarray]], *, shards: int
     os.makedirs(root, exist_ok=True)
     genres = sorted({genre for genre, _ in songs.values()})
     split_of = split_of or (lambda song_id: "train")
-    manifest = {"format": records.FORMAT, "sample_rate": 16000, "encoding": records.ENCODING,
-                "segment_samples": SEGMENT, "genres": genres, "splits": {}, "songs": [], "skipped": [], "totals": {}}
+    manifest = {
+        "format": records.FORMAT,
+        "sample_rate": 16000,
+        "encoding": records.ENCODING,
+        "segment_samples": SEGMENT,
+        "genres": genres,
+        "splits": {},
+        "songs": [],
+        "skipped": [],
+        "totals": {},
+    }
     by_split = collections.defaultdict(list)
     for song_id, (genre, codes) in songs.items():
         split = split_of(song_id)
         manifest["songs"].append({"song_id": song_id, "genre": genre, "split": split, "samples": len(codes)})
         for offset in range(0, len(codes), SEGMENT):
-            by_split[split].append(records.Segment(codes[offset:offset + SEGMENT].tobytes(), song_id, genre,
-                                                   genres.index(genre), 16000, offset))
+            by_split[split].append(
+                records.Segment(
+                    codes[offset : offset + SEGMENT].tobytes(), song_id, genre, genres.index(genre), 16000, offset
+                )
+            )
     for split in ("train", "validation"):
         segments, entries = by_split[split], []
         for index in range(shards):
@@ -41,8 +53,11 @@ def write_dataset(root, songs: dict[str, tuple[str, np.ndarray]], *, shards: int
                 for segment in mine:
                     handle.write(records.frame(records.encode_example(segment)))
             entries.append({"file": name, "records": len(mine), "samples": sum(len(s.audio) for s in mine)})
-        manifest["splits"][split] = {"shards": entries, "records": len(segments),
-                                     "samples": sum(len(s.audio) for s in segments)}
+        manifest["splits"][split] = {
+            "shards": entries,
+            "records": len(segments),
+            "samples": sum(len(s.audio) for s in segments),
+        }
     with open(os.path.join(root, "manifest.json"), "w") as handle:
         json.dump(manifest, handle)
     return os.path.join(root, "manifest.json")
@@ -56,8 +71,11 @@ def random_songs(seed: int, lengths: dict[str, tuple[str, int]]) -> dict[str, tu
 def find_window(songs, x_row: np.ndarray) -> tuple[str, int]:
     """(song_id, t0) where x_row occurs in the source audio; random codes make the match unique."""
     needle = x_row.astype(np.uint8).tobytes()
-    hits = [(song_id, codes.tobytes().find(needle)) for song_id, (_, codes) in songs.items()
-            if codes.tobytes().find(needle) >= 0]
+    hits = [
+        (song_id, codes.tobytes().find(needle))
+        for song_id, (_, codes) in songs.items()
+        if codes.tobytes().find(needle) >= 0
+    ]
     assert len(hits) == 1, f"window found {len(hits)} times"
     return hits[0]
 
@@ -73,14 +91,25 @@ def batches(ds, limit=None):
 
 @pytest.fixture(scope="module")
 def songs():
-    return random_songs(7, {"rock/a": ("rock", 10_000), "rock/b": ("rock", 8_000), "jazz/c": ("jazz", 9_001),
-                            "jazz/d": ("jazz", 4_100), "bell/e": ("bell", 700)})
+    return random_songs(
+        7,
+        {
+            "rock/a": ("rock", 10_000),
+            "rock/b": ("rock", 8_000),
+            "jazz/c": ("jazz", 9_001),
+            "jazz/d": ("jazz", 4_100),
+            "bell/e": ("bell", 700),
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def local_manifest(songs, tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("data"), songs,
-                         split_of=lambda song_id: "validation" if song_id == "jazz/d" else "train")
+    return write_dataset(
+        tmp_path_factory.mktemp("data"),
+        songs,
+        split_of=lambda song_id: "validation" if song_id == "jazz/d" else "train",
+    )
 
 
 # -------------------------------------------------------------------------------------------------------- manifest
@@ -90,9 +119,13 @@ def test_manifest_and_relative_shard_uris(local_manifest, tmp_path):
     manifest = dataset.load_manifest(local_manifest)
     folder = os.path.dirname(local_manifest)
     assert dataset.shard_uris(manifest, local_manifest, "train") == [
-        os.path.join(folder, "train-00000-of-00002.tfrecord"), os.path.join(folder, "train-00001-of-00002.tfrecord")]
-    assert dataset.shard_uris(manifest, "s3://b/data/v1/manifest.json", "validation")[0] == \
-        "s3://b/data/v1/validation-00000-of-00002.tfrecord"
+        os.path.join(folder, "train-00000-of-00002.tfrecord"),
+        os.path.join(folder, "train-00001-of-00002.tfrecord"),
+    ]
+    assert (
+        dataset.shard_uris(manifest, "s3://b/data/v1/manifest.json", "validation")[0]
+        == "s3://b/data/v1/validation-00000-of-00002.tfrecord"
+    )
     with pytest.raises(dataset.ManifestError, match="no split 'test'"):
         dataset.shard_uris(manifest, local_manifest, "test")
     with pytest.raises(dataset.ManifestError, match="manifest not found"):
@@ -118,8 +151,10 @@ def test_count_windows_from_the_songs_table(local_manifest):
 
 
 def test_targets_are_the_next_sample(tmp_path):
-    ramp = {"ramp/a": ("tone", (np.arange(9000) * 1 + 3).astype(np.uint8)),  # codes[t] = (t + 3) mod 256
-            "ramp/b": ("tone", (np.arange(6000) + 100).astype(np.uint8))}
+    ramp = {
+        "ramp/a": ("tone", (np.arange(9000) * 1 + 3).astype(np.uint8)),  # codes[t] = (t + 3) mod 256
+        "ramp/b": ("tone", (np.arange(6000) + 100).astype(np.uint8)),
+    }
     manifest = write_dataset(tmp_path, ramp)
     ds = dataset.make_dataset(manifest, window_length=300, batch_size=4, seed=1, repeat=False)
     seen = 0
@@ -138,7 +173,7 @@ def test_random_windows_come_from_the_source_with_shifted_targets(songs, local_m
         for x_row, y_row in zip(x.numpy(), y.numpy(), strict=True):
             song_id, t0 = find_window(songs, x_row)
             codes = songs[song_id][1]
-            np.testing.assert_array_equal(y_row, codes[t0 + 1:t0 + window + 1])
+            np.testing.assert_array_equal(y_row, codes[t0 + 1 : t0 + window + 1])
             assert song_id != "jazz/d" and song_id != "bell/e"  # validation song, and a record too short
             assert t0 // SEGMENT == (t0 + window) // SEGMENT  # never straddles two records
             offsets.add((song_id, t0))
@@ -157,15 +192,18 @@ def test_seed_reproduces_batches_and_repeat_keeps_going(local_manifest):
     one_pass = dataset.count_windows(dataset.load_manifest(local_manifest), "train", 500).windows
     np.testing.assert_array_equal(first(11), first(11))
     assert not np.array_equal(first(11), first(12))
-    assert len(batches(dataset.make_dataset(local_manifest, window_length=500, batch_size=4, seed=1),
-                       one_pass // 4 + 10)) == one_pass // 4 + 10  # repeat=True runs past one pass
+    assert (
+        len(batches(dataset.make_dataset(local_manifest, window_length=500, batch_size=4, seed=1), one_pass // 4 + 10))
+        == one_pass // 4 + 10
+    )  # repeat=True runs past one pass
 
 
 def test_genre_filter_and_genre_ids(songs, local_manifest):
     manifest = dataset.load_manifest(local_manifest)
     rock = manifest["genres"].index("rock")
-    ds = dataset.make_dataset(local_manifest, window_length=1000, batch_size=4, seed=5, repeat=False,
-                              genres=["rock"], with_genre=True)
+    ds = dataset.make_dataset(
+        local_manifest, window_length=1000, batch_size=4, seed=5, repeat=False, genres=["rock"], with_genre=True
+    )
     rows = 0
     for (x, genre), _ in ds:
         assert genre.dtype.name == "int32" and genre.shape == (4,)
@@ -179,13 +217,22 @@ def test_genre_filter_and_genre_ids(songs, local_manifest):
 def test_workers_read_disjoint_shards_that_cover_the_split(songs, local_manifest):
     seen = []
     for worker in range(2):
-        ds = dataset.make_dataset(local_manifest, window_length=1000, batch_size=1, seed=2, repeat=False,
-                                  worker_index=worker, num_workers=2)
+        ds = dataset.make_dataset(
+            local_manifest, window_length=1000, batch_size=1, seed=2, repeat=False, worker_index=worker, num_workers=2
+        )
         found = [find_window(songs, x[0]) for x, _ in ds.as_numpy_iterator()]
         seen.append({(song_id, t0 // SEGMENT) for song_id, t0 in found})  # the records this worker read
     assert seen[0] and seen[1] and not seen[0] & seen[1]
-    assert seen[0] | seen[1] == {("rock/a", 0), ("rock/a", 1), ("rock/a", 2), ("rock/b", 0), ("rock/b", 1),
-                                 ("jazz/c", 0), ("jazz/c", 1), ("jazz/c", 2)}
+    assert seen[0] | seen[1] == {
+        ("rock/a", 0),
+        ("rock/a", 1),
+        ("rock/a", 2),
+        ("rock/b", 0),
+        ("rock/b", 1),
+        ("jazz/c", 0),
+        ("jazz/c", 1),
+        ("jazz/c", 2),
+    }
     with pytest.raises(ValueError, match="worker_index"):
         dataset.make_dataset(local_manifest, window_length=1000, batch_size=1, worker_index=2, num_workers=2)
 
@@ -213,8 +260,8 @@ def test_eval_windows_are_fixed_and_identical_every_time(songs, local_manifest):
     x = np.concatenate([batch[0] for batch in first])
     y = np.concatenate([batch[1] for batch in first])
     for k in range(3):
-        np.testing.assert_array_equal(x[k], codes[k * window:(k + 1) * window])
-        np.testing.assert_array_equal(y[k], codes[k * window + 1:(k + 1) * window + 1])
+        np.testing.assert_array_equal(x[k], codes[k * window : (k + 1) * window])
+        np.testing.assert_array_equal(y[k], codes[k * window + 1 : (k + 1) * window + 1])
     assert sum(len(batch[0]) for batch in run(max_windows=2)) == 2
 
 
@@ -258,8 +305,10 @@ def test_records_streamed_from_s3_equal_the_records_written(remote_dataset, loca
         for path in dataset.shard_uris(manifest, local_manifest, split):
             with open(path, "rb") as handle:
                 written += [hashlib.sha256(record).hexdigest() for record in records.iter_records(handle)]
-        streamed = [hashlib.sha256(record).hexdigest() for record in
-                    dataset.record_dataset(uris, cycle_length=1).as_numpy_iterator()]
+        streamed = [
+            hashlib.sha256(record).hexdigest()
+            for record in dataset.record_dataset(uris, cycle_length=1).as_numpy_iterator()
+        ]
         assert streamed == written  # every record, in order, byte for byte
         interleaved = [hashlib.sha256(r).hexdigest() for r in dataset.record_dataset(uris).as_numpy_iterator()]
         assert collections.Counter(interleaved) == collections.Counter(written)
@@ -291,8 +340,11 @@ def test_s3_corruption_names_the_shard_and_record(s3_server, remote_dataset, tmp
     shard.write_bytes(bytes(data))
     prefix = f"s3://{s3_server.bucket}/datasets/corrupt"
     storage.sync_dir_up(os.path.dirname(local), prefix)
-    ds = iter(dataset.make_dataset(f"{prefix}/manifest.json", window_length=1000, batch_size=2, shuffle_buffer=4,
-                                   repeat=False))
+    ds = iter(
+        dataset.make_dataset(
+            f"{prefix}/manifest.json", window_length=1000, batch_size=2, shuffle_buffer=4, repeat=False
+        )
+    )
     next(ds)
     import tensorflow as tf
 
@@ -310,7 +362,12 @@ def test_training_process_streaming_from_s3_exits_cleanly(s3_server, remote_data
             assert (x.numpy()[:, 1:] == y.numpy()[:, :-1]).all()
         print("streamed", step + 1, "batches")
     """)
-    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, **s3_server.env()},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **s3_server.env()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "streamed 5 batches" in done.stdout

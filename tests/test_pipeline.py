@@ -38,11 +38,25 @@ def _executor(pipeline, task):
 def test_every_task_is_present_and_wired(compiled):
     _, pipeline, _ = compiled
     tasks = pipeline["root"]["dag"]["tasks"]
-    assert set(tasks) == {"ingest", "convert", "convert-2", "convert-3", "merge-dataset", "dataset-report", "tune",
-                          "train", "train-2", "generate", "soundspace", "soundspace-2"}
+    assert set(tasks) == {
+        "ingest",
+        "convert",
+        "convert-2",
+        "convert-3",
+        "merge-dataset",
+        "dataset-report",
+        "tune",
+        "train",
+        "train-2",
+        "generate",
+        "soundspace",
+        "soundspace-2",
+    }
     assert set(tasks["merge-dataset"]["dependentTasks"]) == {"convert", "convert-2", "convert-3"}
-    shards = sorted(tasks[t]["inputs"]["parameters"]["shard_index"]["runtimeValue"]["constant"]
-                    for t in ("convert", "convert-2", "convert-3"))
+    shards = sorted(
+        tasks[t]["inputs"]["parameters"]["shard_index"]["runtimeValue"]["constant"]
+        for t in ("convert", "convert-2", "convert-3")
+    )
     assert shards == [0, 1, 2]
     assert tasks["train"]["inputs"]["parameters"]["tuned"]["taskOutputParameter"]["producerTask"] == "tune"
     assert tasks["generate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train"
@@ -113,7 +127,9 @@ def test_katib_tuning_runs_on_cpu_and_off_removes_the_step(tmp_path_factory):
     _, pipeline, platform = _compile(tmp_path_factory, tuning="katib")
     tune = _executor(pipeline, "tune")
     assert "accelerator" not in pipeline["deploymentSpec"]["executors"][tune]["container"].get("resources", {})
-    assert pipeline["root"]["dag"]["tasks"]["tune"]["inputs"]["parameters"]["mode"]["runtimeValue"]["constant"] == "katib"
+    assert (
+        pipeline["root"]["dag"]["tasks"]["tune"]["inputs"]["parameters"]["mode"]["runtimeValue"]["constant"] == "katib"
+    )
     _, pipeline, _ = _compile(tmp_path_factory, tuning="off")
     assert "tune" not in pipeline["root"]["dag"]["tasks"]
 
@@ -122,7 +138,10 @@ def test_eks_pool_and_cpu_only_options(tmp_path_factory):
     _, pipeline, platform = _compile(tmp_path_factory, gpu_pool="eks", gpu_pool_value="gpu", gpu_count=2)
     name = _executor(pipeline, "train")
     assert platform[name]["nodeSelector"]["labels"] == {"karpenter.sh/nodepool": "gpu"}
-    assert int(pipeline["deploymentSpec"]["executors"][name]["container"]["resources"]["accelerator"]["resourceCount"]) == 2
+    assert (
+        int(pipeline["deploymentSpec"]["executors"][name]["container"]["resources"]["accelerator"]["resourceCount"])
+        == 2
+    )
     _, pipeline, platform = _compile(tmp_path_factory, gpu_count=0)
     for executor in pipeline["deploymentSpec"]["executors"].values():
         assert "accelerator" not in executor["container"].get("resources", {})
@@ -163,4 +182,7 @@ def test_demo_pipeline_runs_locally(tmp_path):
         space = json.load(open(outputs(space_task, "space/manifest.json")[0]))
         assert len(space["points"]) == points
         assert len(outputs(space_task, "space/*.wav")) == points
-        assert "<audio" in open(outputs(space_task, "page")[0]).read() or "data:audio" in open(outputs(space_task, "page")[0]).read()
+        assert (
+            "<audio" in open(outputs(space_task, "page")[0]).read()
+            or "data:audio" in open(outputs(space_task, "page")[0]).read()
+        )

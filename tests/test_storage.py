@@ -44,12 +44,24 @@ def test_uri_helpers():
 
 
 def test_settings_come_from_kubeflow_and_aws_names():
-    kfp_style = storage.S3Settings.from_env({"MINIO_ENDPOINT": "minio-service.kubeflow:9000", "S3_USE_HTTPS": "0",
-                                             "accesskey": "minio", "secretkey": "s3cret"})
+    kfp_style = storage.S3Settings.from_env(
+        {
+            "MINIO_ENDPOINT": "minio-service.kubeflow:9000",
+            "S3_USE_HTTPS": "0",
+            "accesskey": "minio",
+            "secretkey": "s3cret",
+        }
+    )
     assert (kfp_style.endpoint, kfp_style.secure) == ("minio-service.kubeflow:9000", False)
     assert kfp_style.access_key == "minio"
-    aws_style = storage.S3Settings.from_env({"AWS_ENDPOINT_URL": "https://s3.example.test", "AWS_REGION": "eu-west-1",
-                                             "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s3cret"})
+    aws_style = storage.S3Settings.from_env(
+        {
+            "AWS_ENDPOINT_URL": "https://s3.example.test",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "AKIA",
+            "AWS_SECRET_ACCESS_KEY": "s3cret",
+        }
+    )
     assert (aws_style.endpoint, aws_style.secure, aws_style.region) == ("s3.example.test", True, "eu-west-1")
     assert "s3cret" not in repr(aws_style)  # secrets never reach logs through repr
     with pytest.raises(storage.StorageConfigError, match="S3_ENDPOINT"):
@@ -74,7 +86,9 @@ def test_local_round_trip_listing_copy_and_sync(tmp_path):
     storage.copy(str(root / "a" / "one.bin"), str(tmp_path / "copy.bin"))
     assert (tmp_path / "copy.bin").read_bytes() == b"one"
     assert storage.sync_dir_up(str(root), str(tmp_path / "mirror")) == [
-        str(tmp_path / "mirror" / "a" / "one.bin"), str(tmp_path / "mirror" / "b" / "two.txt")]
+        str(tmp_path / "mirror" / "a" / "one.bin"),
+        str(tmp_path / "mirror" / "b" / "two.txt"),
+    ]
     assert storage.sync_dir_up(str(root), str(tmp_path / "mirror")) == []
     storage.delete(str(root / "a" / "one.bin"))
     storage.delete(str(root / "a" / "one.bin"))  # deleting what is gone is fine
@@ -91,6 +105,7 @@ def test_local_write_failure_keeps_the_old_file(tmp_path):
         class Failing(io.RawIOBase):
             def readinto(self, buffer):
                 raise OSError("disk went away")
+
         return Failing()
 
     with pytest.raises(OSError, match="disk went away"):
@@ -169,8 +184,11 @@ def test_wrong_credentials_name_endpoint_and_key_id_not_secret(s3_server, s3_env
     assert s3_server.endpoint in message and repr(s3_server.access_key) in message
     assert "definitely-wrong-secret" not in message and s3_server.secret_key not in message
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
-    for action in (lambda: storage.write_bytes(f"{s3_prefix}/k2", b"v"), lambda: storage.list_files(s3_prefix),
-                   lambda: storage.exists(f"{s3_prefix}/k")):
+    for action in (
+        lambda: storage.write_bytes(f"{s3_prefix}/k2", b"v"),
+        lambda: storage.list_files(s3_prefix),
+        lambda: storage.exists(f"{s3_prefix}/k"),
+    ):
         with pytest.raises(storage.StorageAuthError, match="refused access key id 'nobody'"):
             action()
 
@@ -214,7 +232,7 @@ class KillAfter(io.RawIOBase):
             action, self.on_threshold = self.on_threshold, None
             action()
         count = min(len(buffer), len(self.data) - self.position)
-        buffer[:count] = self.data[self.position:self.position + count]
+        buffer[:count] = self.data[self.position : self.position + count]
         self.position += count
         return count
 

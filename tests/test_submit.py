@@ -57,8 +57,20 @@ def pipeline_file(tmp_path_factory):
 
 def test_submit_sends_typed_parameters(kfp_api, pipeline_file, capsys):
     endpoint, requests = kfp_api
-    assert main(["--pipeline", pipeline_file, "--endpoint", endpoint, "report_clips=4", "source=synth",
-                 'source_options={"count": 12}']) == 0
+    assert (
+        main(
+            [
+                "--pipeline",
+                pipeline_file,
+                "--endpoint",
+                endpoint,
+                "report_clips=4",
+                "source=synth",
+                'source_options={"count": 12}',
+            ]
+        )
+        == 0
+    )
     assert "created run run-1" in capsys.readouterr().out
     run = next(body for method, path, body in requests if method == "POST" and path.endswith("/runs"))
     parameters = run["runtime_config"]["parameters"]

@@ -96,8 +96,11 @@ def count_windows(manifest: dict, split: str, window_length: int, genres: list[s
         full, rest = divmod(int(song["samples"]), segment)
         for length in [segment] * full + ([rest] if rest else []):
             usable = length >= window_length + 1
-            count = WindowCount(count.records + 1, count.short_records + (not usable),
-                                count.windows + ((length - 1) // window_length if usable else 0))
+            count = WindowCount(
+                count.records + 1,
+                count.short_records + (not usable),
+                count.windows + ((length - 1) // window_length if usable else 0),
+            )
     return count
 
 
@@ -111,8 +114,14 @@ def _remote_records(uri: bytes):
         yield from records.iter_records(stream, name=name)
 
 
-def record_dataset(uris: list[str], *, cycle_length: int = 4, shuffle_files: bool = False, seed: int | None = None,
-                   repeat: bool = False):
+def record_dataset(
+    uris: list[str],
+    *,
+    cycle_length: int = 4,
+    shuffle_files: bool = False,
+    seed: int | None = None,
+    repeat: bool = False,
+):
     """Serialized records of many shards, interleaved (read in parallel, order deterministic for a seed)."""
     import tensorflow as tf
 
@@ -127,12 +136,16 @@ def record_dataset(uris: list[str], *, cycle_length: int = 4, shuffle_files: boo
     if repeat:
         files = files.repeat()
     if all(remote):
+
         def read(uri):
-            return tf.data.Dataset.from_generator(_remote_records, args=(uri,),
-                                                  output_signature=tf.TensorSpec((), tf.string))
+            return tf.data.Dataset.from_generator(
+                _remote_records, args=(uri,), output_signature=tf.TensorSpec((), tf.string)
+            )
     else:
+
         def read(uri):
             return tf.data.TFRecordDataset(uri, buffer_size=TFRECORD_BUFFER)  # checks both CRCs of every record
+
     cycle = max(1, min(cycle_length, len(uris)))
     return files.interleave(read, cycle_length=cycle, block_length=1, num_parallel_calls=cycle, deterministic=True)
 
@@ -156,12 +169,20 @@ def _usable(manifest: dict, manifest_uri: str, split: str, window_length: int, g
     if not manifest.get("songs"):
         return  # a hand-made manifest without a songs table: nothing to check against
     if count.short_records:
-        log.info("%s [%s]: skipping %d of %d records shorter than window_length + 1 = %d samples", manifest_uri,
-                 split, count.short_records, count.records, window_length + 1)
+        log.info(
+            "%s [%s]: skipping %d of %d records shorter than window_length + 1 = %d samples",
+            manifest_uri,
+            split,
+            count.short_records,
+            count.records,
+            window_length + 1,
+        )
     if count.windows == 0:
-        raise ManifestError(f"{manifest_uri}: split {split!r}{' genres ' + str(genres) if genres else ''} has no "
-                            f"record of at least window_length + 1 = {window_length + 1} samples "
-                            f"({count.records} records, {count.short_records} too short)")
+        raise ManifestError(
+            f"{manifest_uri}: split {split!r}{' genres ' + str(genres) if genres else ''} has no "
+            f"record of at least window_length + 1 = {window_length + 1} samples "
+            f"({count.records} records, {count.short_records} too short)"
+        )
 
 
 def _split_inputs_targets(windows, genre, window_length: int, with_genre: bool):
@@ -172,8 +193,9 @@ def _split_inputs_targets(windows, genre, window_length: int, with_genre: bool):
     return ((x, tf.cast(genre, tf.int32)), y) if with_genre else (x, y)  # genre (B,)
 
 
-def _records_of(manifest_uri: str, split: str, window_length: int, genres, worker_index: int, num_workers: int,
-                **reader):
+def _records_of(
+    manifest_uri: str, split: str, window_length: int, genres, worker_index: int, num_workers: int, **reader
+):
     manifest = load_manifest(manifest_uri)
     wanted = genre_ids(manifest, genres)
     _usable(manifest, manifest_uri, split, window_length, genres)
@@ -197,13 +219,25 @@ def _keep(wanted: list[int] | None, window_length: int):
         if wanted is None:
             return long_enough
         return tf.logical_and(long_enough, tf.reduce_any(tf.equal(genre, tf.constant(wanted, tf.int64))))
+
     return keep
 
 
-def make_dataset(manifest_uri: str, split: str = "train", *, window_length: int, batch_size: int,
-                 shuffle_buffer: int = 256, seed: int | None = None, repeat: bool = True,
-                 genres: list[str] | None = None, with_genre: bool = False, cycle_length: int = 4,
-                 worker_index: int = 0, num_workers: int = 1):
+def make_dataset(
+    manifest_uri: str,
+    split: str = "train",
+    *,
+    window_length: int,
+    batch_size: int,
+    shuffle_buffer: int = 256,
+    seed: int | None = None,
+    repeat: bool = True,
+    genres: list[str] | None = None,
+    with_genre: bool = False,
+    cycle_length: int = 4,
+    worker_index: int = 0,
+    num_workers: int = 1,
+):
     """Training batches: (x, y) or ((x, genre_id), y); x, y int32 (batch_size, window_length), genre_id int32 (B,).
 
     Each record of n samples gives (n - 1) // window_length windows at independent random offsets, so one pass reads
@@ -212,34 +246,60 @@ def make_dataset(manifest_uri: str, split: str = "train", *, window_length: int,
     import tensorflow as tf
 
     _check_sizes(window_length, batch_size)
-    serialized, wanted = _records_of(manifest_uri, split, window_length, genres, worker_index, num_workers,
-                                     cycle_length=cycle_length, shuffle_files=True, seed=seed, repeat=repeat)
+    serialized, wanted = _records_of(
+        manifest_uri,
+        split,
+        window_length,
+        genres,
+        worker_index,
+        num_workers,
+        cycle_length=cycle_length,
+        shuffle_files=True,
+        seed=seed,
+        repeat=repeat,
+    )
     length = window_length
 
     def random_windows(codes, genre, randomness):
         n = tf.size(codes, out_type=tf.int64)
         count = (n - 1) // length
-        t0 = tf.random.stateless_uniform([count], seed=tf.stack([randomness, n]), minval=0, maxval=n - length,
-                                         dtype=tf.int64)  # (count,) in [0, n - L - 1]
+        t0 = tf.random.stateless_uniform(
+            [count], seed=tf.stack([randomness, n]), minval=0, maxval=n - length, dtype=tf.int64
+        )  # (count,) in [0, n - L - 1]
         positions = t0[:, None] + tf.range(length + 1, dtype=tf.int64)[None, :]  # (count, L + 1)
         return tf.gather(codes, positions), tf.fill([count], genre)  # (count, L + 1) uint8, (count,) int64
 
     # a seeded random stream zipped in keeps the offsets reproducible for a seed, without stateful random ops
     windows = tf.data.Dataset.zip(
-        (serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE).filter(_keep(wanted, length)),
-         tf.data.Dataset.random(seed=seed)))
-    windows = windows.map(lambda codes_genre, randomness: random_windows(*codes_genre, randomness),
-                          num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        (
+            serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE).filter(_keep(wanted, length)),
+            tf.data.Dataset.random(seed=seed),
+        )
+    )
+    windows = windows.map(
+        lambda codes_genre, randomness: random_windows(*codes_genre, randomness), num_parallel_calls=tf.data.AUTOTUNE
+    ).unbatch()
     if shuffle_buffer > 1:
         windows = windows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return (windows.batch(batch_size, drop_remainder=True)
-            .map(lambda w, g: _split_inputs_targets(w, g, length, with_genre), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        windows.batch(batch_size, drop_remainder=True)
+        .map(lambda w, g: _split_inputs_targets(w, g, length, with_genre), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
-def make_eval_dataset(manifest_uri: str, window_length: int, batch_size: int, *, split: str = "validation",
-                      max_windows: int | None = None, genres: list[str] | None = None, with_genre: bool = False,
-                      cycle_length: int = 4, drop_remainder: bool = False):
+def make_eval_dataset(
+    manifest_uri: str,
+    window_length: int,
+    batch_size: int,
+    *,
+    split: str = "validation",
+    max_windows: int | None = None,
+    genres: list[str] | None = None,
+    with_genre: bool = False,
+    cycle_length: int = 4,
+    drop_remainder: bool = False,
+):
     """Validation batches, identical on every call: windows at t0 = 0, L, 2L, ... of each record in manifest order,
     the first max_windows of them; one pass (no repeat), so NLL is comparable across evaluations. With
     drop_remainder=False the last batch may be smaller: weight batch means by batch size.
@@ -256,12 +316,16 @@ def make_eval_dataset(manifest_uri: str, window_length: int, batch_size: int, *,
         positions = t0[:, None] + tf.range(length + 1, dtype=tf.int64)[None, :]  # (count, L + 1)
         return tf.gather(codes, positions), tf.fill([tf.size(t0)], genre)
 
-    windows = (serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE)
-               .filter(_keep(wanted, length))
-               .map(fixed_windows, num_parallel_calls=tf.data.AUTOTUNE)
-               .unbatch())
+    windows = (
+        serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE)
+        .filter(_keep(wanted, length))
+        .map(fixed_windows, num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+    )
     if max_windows is not None:
         windows = windows.take(max_windows)
-    return (windows.batch(batch_size, drop_remainder=drop_remainder)
-            .map(lambda w, g: _split_inputs_targets(w, g, length, with_genre), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        windows.batch(batch_size, drop_remainder=drop_remainder)
+        .map(lambda w, g: _split_inputs_targets(w, g, length, with_genre), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )

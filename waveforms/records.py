@@ -128,8 +128,14 @@ def decode_example(serialized: bytes) -> Segment:
     if missing:
         raise RecordError(f"example lacks features {missing}")
     text = {name: bytes(values[name]).decode() for name in ("song_id", "genre")}
-    return Segment(bytes(values["audio"]), text["song_id"], text["genre"], int(values["genre_id"]),
-                   int(values["sample_rate"]), int(values["offset"]))
+    return Segment(
+        bytes(values["audio"]),
+        text["song_id"],
+        text["genre"],
+        int(values["genre_id"]),
+        int(values["sample_rate"]),
+        int(values["offset"]),
+    )
 
 
 # --- TFRecord framing ---

@@ -28,9 +28,19 @@ def model_and_train_configs(model_kind: str, config: str, train_options: dict, t
     return model_config, train_config
 
 
-def tune_stage(mode: str, dataset_uri: str, work_uri: str, *, config: str = "small", train_options: dict | None = None,
-               trial_steps: int = 2000, trials: int = 3, seed: int = 0, fixed: dict | None = None,
-               katib: dict | None = None) -> dict[str, Any]:
+def tune_stage(
+    mode: str,
+    dataset_uri: str,
+    work_uri: str,
+    *,
+    config: str = "small",
+    train_options: dict | None = None,
+    trial_steps: int = 2000,
+    trials: int = 3,
+    seed: int = 0,
+    fixed: dict | None = None,
+    katib: dict | None = None,
+) -> dict[str, Any]:
     """Best search-space parameters for the dataset (see tuning.tune); {} when tuning is off. Local trials train
     `trial_steps` steps each, with the final training's other options."""
     from waveforms import tuning
@@ -41,12 +51,29 @@ def tune_stage(mode: str, dataset_uri: str, work_uri: str, *, config: str = "sma
         options[name] = min(int(options.get(name, trial_steps)), trial_steps)
     model_config, train_config = model_and_train_configs("wavenet", config, options)
     experiment = tuning.ExperimentOptions(**katib) if katib else None
-    return tuning.tune(mode, dataset_uri, work_uri, model_config=model_config, train_config=train_config,
-                       trials=int(trials), seed=int(seed), fixed=_typed_tuned(fixed or {}), experiment=experiment)
+    return tuning.tune(
+        mode,
+        dataset_uri,
+        work_uri,
+        model_config=model_config,
+        train_config=train_config,
+        trials=int(trials),
+        seed=int(seed),
+        fixed=_typed_tuned(fixed or {}),
+        experiment=experiment,
+    )
 
 
-def train_stage(dataset_uri: str, work_uri: str, model_dir: str, *, model_kind: str = "wavenet", config: str = "small",
-                train_options: dict | None = None, tuned: dict | None = None) -> tuple[report.Report, dict[str, float]]:
+def train_stage(
+    dataset_uri: str,
+    work_uri: str,
+    model_dir: str,
+    *,
+    model_kind: str = "wavenet",
+    config: str = "small",
+    train_options: dict | None = None,
+    tuned: dict | None = None,
+) -> tuple[report.Report, dict[str, float]]:
     """Train (resuming from work_uri's checkpoints), copy the exported model into model_dir, report on the run."""
     from waveforms import train
 
@@ -56,8 +83,9 @@ def train_stage(dataset_uri: str, work_uri: str, model_dir: str, *, model_kind: 
     return report.training_report(model_dir)
 
 
-def generate_stage(model_dir: str, out_dir: str, *, seconds: float = 2.0, batch: int = 2, temperature: float = 1.0,
-                   seed: int = 0) -> tuple[report.Report, dict[str, float]]:
+def generate_stage(
+    model_dir: str, out_dir: str, *, seconds: float = 2.0, batch: int = 2, temperature: float = 1.0, seed: int = 0
+) -> tuple[report.Report, dict[str, float]]:
     """Generate `batch` clips of `seconds`, write them as WAV and mp3 into out_dir, report them."""
     import numpy as np
 
@@ -88,19 +116,36 @@ def corner_files(songs_dir: str, genres: list[str]) -> list[str]:
     for genre in genres:
         matches = [song.source for song in songs if song.genre == genre]
         if not matches:
-            raise ValueError(f"no song of genre {genre!r} under {songs_dir} (genres: {sorted({s.genre for s in songs})})")
+            raise ValueError(
+                f"no song of genre {genre!r} under {songs_dir} (genres: {sorted({s.genre for s in songs})})"
+            )
         chosen.append(matches[0])
     return chosen
 
 
-def soundspace_stage(model_dir: str, songs_dir: str, out_dir: str, *, corner_genres: list[str], resolution: int,
-                     seconds: float = 1.0, weighting: str = "bilinear", seed: int = 0) -> dict:
+def soundspace_stage(
+    model_dir: str,
+    songs_dir: str,
+    out_dir: str,
+    *,
+    corner_genres: list[str],
+    resolution: int,
+    seconds: float = 1.0,
+    weighting: str = "bilinear",
+    seed: int = 0,
+) -> dict:
     """A sound space between the first sounds of 2 or 4 genres; -> its manifest (explorer.html is in out_dir)."""
     from waveforms import soundspace
 
     corners = tuple((path,) for path in corner_files(songs_dir, list(corner_genres)))
-    spec = soundspace.SoundSpaceSpec(corners=corners, resolution=int(resolution), weighting=weighting,
-                                     seconds=float(seconds), seed=int(seed), formats="wav")
+    spec = soundspace.SoundSpaceSpec(
+        corners=corners,
+        resolution=int(resolution),
+        weighting=weighting,
+        seconds=float(seconds),
+        seed=int(seed),
+        formats="wav",
+    )
     return soundspace.make_soundspace(model_dir, out_dir, spec).manifest
 
 

@@ -37,8 +37,15 @@ PART_SIZE = 8 * 1024 * 1024  # multipart part size; also the memory one upload h
 READ_BUFFER = 1024 * 1024  # streaming reads: one buffer per open object
 COPY_OBJECT_LIMIT = 5 * 1024**3  # S3's limit for a single server-side copy
 TEMP_SUFFIX = ".waveforms-partial"  # local temp files; never listed
-AUTH_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "InvalidToken", "ExpiredToken",
-              "AuthorizationHeaderMalformed", "InvalidSecurity"}
+AUTH_CODES = {
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+    "InvalidSecurity",
+}
 NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "ResourceNotFound", "NoSuchUpload"}
 TRANSIENT_CODES = {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed"}
 
@@ -159,7 +166,8 @@ class S3Settings:
         if raw_endpoint is None:
             raise StorageConfigError(
                 "object storage endpoint not configured: set S3_ENDPOINT (or AWS_ENDPOINT_URL / MINIO_ENDPOINT), "
-                "e.g. S3_ENDPOINT=http://minio-service.kubeflow:9000")
+                "e.g. S3_ENDPOINT=http://minio-service.kubeflow:9000"
+            )
         if "://" in raw_endpoint:
             url = urllib.parse.urlparse(raw_endpoint)
             if url.scheme not in ("http", "https") or not url.netloc or url.path not in ("", "/"):
@@ -167,8 +175,11 @@ class S3Settings:
             endpoint, secure = url.netloc, url.scheme == "https"
         else:
             endpoint, secure = raw_endpoint.rstrip("/"), _flag(environ.get("S3_USE_HTTPS"), True)
-        for key_name, secret_name in (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
-                                      ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"), ("accesskey", "secretkey")):
+        for key_name, secret_name in (
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+            ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"),
+            ("accesskey", "secretkey"),
+        ):
             access_key = _first(environ, key_name)
             if access_key:
                 secret_key = _first(environ, secret_name)
@@ -178,18 +189,27 @@ class S3Settings:
         else:
             raise StorageConfigError(
                 "object storage credentials not configured: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(or MINIO_ACCESS_KEY/MINIO_SECRET_KEY, accesskey/secretkey)")
+                "(or MINIO_ACCESS_KEY/MINIO_SECRET_KEY, accesskey/secretkey)"
+            )
         try:
             connect_timeout = float(environ.get("WAVEFORMS_S3_CONNECT_TIMEOUT", 3.0))
             read_timeout = float(environ.get("WAVEFORMS_S3_READ_TIMEOUT", 60.0))
             attempts = max(1, int(environ.get("WAVEFORMS_S3_ATTEMPTS", 5)))
         except ValueError as error:
             raise StorageConfigError(f"WAVEFORMS_S3_* timeouts/attempts must be numbers: {error}") from None
-        return cls(endpoint=endpoint, secure=secure, access_key=access_key, secret_key=secret_key,
-                   session_token=_first(environ, "AWS_SESSION_TOKEN") if key_name == "AWS_ACCESS_KEY_ID" else None,
-                   region=_first(environ, "AWS_REGION", "AWS_DEFAULT_REGION"),
-                   verify_ssl=_flag(environ.get("S3_VERIFY_SSL"), True), ca_bundle=_first(environ, "AWS_CA_BUNDLE"),
-                   connect_timeout=connect_timeout, read_timeout=read_timeout, attempts=attempts)
+        return cls(
+            endpoint=endpoint,
+            secure=secure,
+            access_key=access_key,
+            secret_key=secret_key,
+            session_token=_first(environ, "AWS_SESSION_TOKEN") if key_name == "AWS_ACCESS_KEY_ID" else None,
+            region=_first(environ, "AWS_REGION", "AWS_DEFAULT_REGION"),
+            verify_ssl=_flag(environ.get("S3_VERIFY_SSL"), True),
+            ca_bundle=_first(environ, "AWS_CA_BUNDLE"),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            attempts=attempts,
+        )
 
 
 _clients: dict[tuple[S3Settings, int], object] = {}
@@ -206,12 +226,20 @@ def _client(settings: S3Settings):
         # urllib3 retries nothing itself: every retry goes through _call's bounded backoff, so the total time is known.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
-            retries=urllib3.Retry(total=0, redirect=0, raise_on_status=False), maxsize=16,
+            retries=urllib3.Retry(total=0, redirect=0, raise_on_status=False),
+            maxsize=16,
             cert_reqs="CERT_REQUIRED" if settings.verify_ssl else "CERT_NONE",
-            ca_certs=settings.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where())
-        _clients[key] = Minio(settings.endpoint, access_key=settings.access_key, secret_key=settings.secret_key,
-                              session_token=settings.session_token, secure=settings.secure, region=settings.region,
-                              http_client=http)
+            ca_certs=settings.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        )
+        _clients[key] = Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            session_token=settings.session_token,
+            secure=settings.secure,
+            region=settings.region,
+            http_client=http,
+        )
     return _clients[key]
 
 
@@ -245,7 +273,8 @@ def _translate(error: BaseException, settings: S3Settings, action: str, uri: str
         if error.code in AUTH_CODES:
             return StorageAuthError(
                 f"{settings.url} refused access key id {settings.access_key!r} ({error.code}) while trying to "
-                f"{action} {uri}; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy")
+                f"{action} {uri}; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy"
+            )
         if error.code in NOT_FOUND_CODES:
             what = f"bucket {error.bucket_name!r}" if error.code == "NoSuchBucket" else uri
             return StorageNotFoundError(f"{what} does not exist at {settings.url} ({error.code})")
@@ -254,7 +283,8 @@ def _translate(error: BaseException, settings: S3Settings, action: str, uri: str
     if isinstance(reason, urllib3.exceptions.SSLError):
         return StorageUnreachableError(
             f"cannot {where}: TLS failed ({reason}); if the endpoint speaks plain http, give it as http://host:port "
-            "or set S3_USE_HTTPS=0")
+            "or set S3_USE_HTTPS=0"
+        )
     if _is_transient(error):
         return StorageUnreachableError(f"cannot {where}: no answer after {attempts} attempt(s): {reason}")
     return StorageError(f"cannot {where}: {type(error).__name__}: {error}")
@@ -269,8 +299,16 @@ def _call(settings: S3Settings, action: str, uri: str, operation: Callable[[], T
         except Exception as error:
             if attempt == settings.attempts or not _is_transient(error):
                 raise _translate(error, settings, action, uri, attempt) from error
-            log.warning("%s %s failed (%s: %s); retry %d/%d in %.2f s", action, uri, type(error).__name__,
-                        str(error)[:200], attempt, settings.attempts - 1, delay)
+            log.warning(
+                "%s %s failed (%s: %s); retry %d/%d in %.2f s",
+                action,
+                uri,
+                type(error).__name__,
+                str(error)[:200],
+                attempt,
+                settings.attempts - 1,
+                delay,
+            )
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
@@ -296,8 +334,9 @@ def _atomic_local_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Write through a hidden temp file in the same directory and rename it over `path` when complete."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix="." + os.path.basename(path) + ".",
-                                         suffix=TEMP_SUFFIX, delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=TEMP_SUFFIX, delete=False
+    )
     try:
         with handle:
             write(handle)
@@ -388,6 +427,7 @@ def read_bytes(uri: str) -> bytes:
 
 def download_file(uri: str, local_path: str) -> None:
     """Copy `uri` to a local file atomically (temp file + rename); the size is checked against the object's."""
+
     def write(handle: BinaryIO) -> None:
         with open_read(uri) as stream:
             _copy_stream(stream, handle)
@@ -404,9 +444,11 @@ def download_file(uri: str, local_path: str) -> None:
 def write_stream(uri: str, open_stream: Callable[[], BinaryIO], length: int) -> None:
     """Write `length` bytes from a stream to `uri`. `open_stream()` is called again for every retry (from byte 0)."""
     if not is_remote(uri):
+
         def write(handle: BinaryIO) -> None:
             with open_stream() as stream:
                 _copy_stream(stream, handle)
+
         _atomic_local_write(_local_path(uri), write)
         return
     settings, client, bucket, key = _remote(uri)
@@ -463,8 +505,12 @@ def list_files(prefix_uri: str, suffix: str | None = None) -> list[str]:
     settings, client, bucket, key = _remote(prefix_uri)
     scheme = parse(prefix_uri)[0]
     directory = key if not key or key.endswith("/") else key + "/"
-    objects = _call(settings, "list", prefix_uri,
-                    lambda: list(client.list_objects(bucket, prefix=directory or None, recursive=True)))
+    objects = _call(
+        settings,
+        "list",
+        prefix_uri,
+        lambda: list(client.list_objects(bucket, prefix=directory or None, recursive=True)),
+    )
     names = (obj.object_name for obj in objects if not obj.is_dir and not obj.object_name.endswith("/"))
     return sorted(f"{scheme}://{bucket}/{name}" for name in names if not suffix or name.endswith(suffix))
 
@@ -505,8 +551,12 @@ def copy(src: str, dst: str) -> None:
 
         size = _call(src_settings, "stat", src, lambda: client.stat_object(src_bucket, src_key)).size
         if size <= COPY_OBJECT_LIMIT:
-            _call(src_settings, "copy", f"{src} -> {dst}",
-                  lambda: client.copy_object(dst_bucket, _object_key(dst), CopySource(src_bucket, src_key)))
+            _call(
+                src_settings,
+                "copy",
+                f"{src} -> {dst}",
+                lambda: client.copy_object(dst_bucket, _object_key(dst), CopySource(src_bucket, src_key)),
+            )
             return
     if is_remote(dst) and not is_remote(src):
         upload_file(_local_path(src), dst)
@@ -535,8 +585,9 @@ def delete(uri: str) -> None:
 def _sync(src_root: str, dst_root: str) -> list[str]:
     copied = []
     for src in list_files(src_root):
-        relative = src[len(src_root.rstrip("/")) + 1:] if "://" in src_root else os.path.relpath(
-            src, _local_path(src_root))
+        relative = (
+            src[len(src_root.rstrip("/")) + 1 :] if "://" in src_root else os.path.relpath(src, _local_path(src_root))
+        )
         dst = join(dst_root, *relative.replace(os.sep, "/").split("/"))
         if _fingerprint(src) != _fingerprint(dst):
             copy(src, dst)
@@ -557,4 +608,3 @@ def sync_dir_up(local_dir: str, uri: str) -> list[str]:
 def sync_dir_down(uri: str, local_dir: str) -> list[str]:
     """Copy every object under uri to local_dir/<relative key> unless an identical file is there; -> local paths."""
     return _sync(uri, local_dir)
-

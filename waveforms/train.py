@@ -153,7 +153,10 @@ class WaveNetTask:
 
 
 # model kind -> "module:class"; imported on use, so the CLI does not import keras to list the kinds
-TASKS: dict[str, str] = {"wavenet": "waveforms.train:WaveNetTask", "autoencoder": "waveforms.autoencoder:AutoencoderTask"}
+TASKS: dict[str, str] = {
+    "wavenet": "waveforms.train:WaveNetTask",
+    "autoencoder": "waveforms.autoencoder:AutoencoderTask",
+}
 
 
 DEFAULT_CONFIGS = {"wavenet": "small", "autoencoder": "default"}
@@ -569,8 +572,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "model_uri", metavar="MODEL_URI", help="folder for checkpoints, TensorBoard, metrics and the model"
     )
     parser.add_argument("--model", default="wavenet", choices=sorted(TASKS), help="model kind (default wavenet)")
-    parser.add_argument("--config", default=None,
-                        help="named configuration (wavenet: small, ibab; autoencoder: default) or a JSON/YAML file")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="named configuration (wavenet: small, ibab; autoencoder: default) or a JSON/YAML file",
+    )
     parser.add_argument("--residual-channels", type=int, help="override the model configuration's residual_channels")
     parser.add_argument("--layers-per-stack", type=int, help="override the model configuration's layers_per_stack")
     parser.add_argument(

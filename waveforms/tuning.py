@@ -516,7 +516,9 @@ def tune(
     if mode == "off":
         return {}
     if mode == "katib":
-        options = dataclasses.replace(experiment or ExperimentOptions(), dataset_uri=dataset_uri, model_uri_root=work_uri)
+        options = dataclasses.replace(
+            experiment or ExperimentOptions(), dataset_uri=dataset_uri, model_uri_root=work_uri
+        )
         rendered = render_experiment(options)
         check_experiment(rendered)
         best = create_and_wait_experiment(rendered, timeout_seconds=timeout_seconds, log=log)
@@ -528,7 +530,9 @@ def tune(
         raise ValueError(f"fixed parameters {unknown} are not in the search space {sorted(by_name)}")
     sampled = tuple(parameter for parameter in SEARCH_SPACE if parameter.name not in fixed)
     objective = training_objective(dataset_uri, work_uri, model_config, train_config)
-    result = local_search(lambda params: objective({**params, **fixed}), trials=trials, seed=seed, space=sampled, log=log)
+    result = local_search(
+        lambda params: objective({**params, **fixed}), trials=trials, seed=seed, space=sampled, log=log
+    )
     return {**result.best_parameters, **fixed}
 
 
