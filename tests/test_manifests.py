@@ -253,3 +253,13 @@ def test_tfjob_command_is_accepted_by_the_real_train_cli():
     args = build_parser().parse_args(command[1:])
     assert args.command == "train" and args.dataset_uri.startswith("s3://") and args.model_uri.startswith("s3://")
     assert args.batch_size % tfjob["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 0  # global batch splits evenly
+
+
+def test_pipeline_service_account_may_create_and_read_katib_experiments():
+    built = build(MANIFESTS / "base")
+    role = next(doc for doc in built if doc["kind"] == "Role" and doc["metadata"]["name"] == "waveforms-katib-launcher")
+    binding = next(doc for doc in built if doc["kind"] == "RoleBinding")
+    experiments = next(rule for rule in role["rules"] if "experiments" in rule["resources"])
+    assert {"create", "get"} <= set(experiments["verbs"]) and experiments["apiGroups"] == ["kubeflow.org"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "default-editor", "namespace": "waveforms"}]
