@@ -124,6 +124,20 @@ def local_options(image: str, data_root: str, **overrides) -> PipelineOptions:
     return replace(options, **overrides)
 
 
+def katib_options(options: PipelineOptions) -> dict:
+    """tuning.ExperimentOptions for tuning=katib: trials on the GPU image and pool, storage like the other steps."""
+    derived = {
+        "image": options.gpu_image or options.image + "-gpu",
+        "node_selector": {GPU_POOL_SELECTORS[options.gpu_pool]: options.gpu_pool_value},
+        "gpus_per_trial": max(options.gpu_count, 1),
+        "s3_endpoint": options.s3_endpoint,
+        "s3_use_https": options.s3_endpoint.startswith("https://"),
+    }
+    if options.storage_secret:
+        derived["credentials_secret"] = options.storage_secret
+    return {**derived, **options.katib}
+
+
 def build_pipeline(options: PipelineOptions):
     options.validate()
     ops = components.build(options.image, options.gpu_image or options.image + "-gpu")
@@ -221,7 +235,7 @@ def build_pipeline(options: PipelineOptions):
                 trial_steps=options.tuning_trial_steps,
                 trials=options.tuning_trials,
                 fixed=options.tuning_fixed,
-                katib=options.katib,
+                katib=katib_options(options),
             ).set_display_name(f"tune ({options.tuning})")
             # katib: this step only creates the Experiment and waits (its trials get GPUs); local: it trains here
             if options.tuning == "local":

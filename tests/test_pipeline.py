@@ -186,3 +186,17 @@ def test_demo_pipeline_runs_locally(tmp_path):
             "<audio" in open(outputs(space_task, "page")[0]).read()
             or "data:audio" in open(outputs(space_task, "page")[0]).read()
         )
+
+
+def test_katib_trials_use_the_gpu_image_pool_and_storage_of_the_pipeline(tmp_path_factory):
+    from waveforms import tuning
+
+    _, pipeline, _ = _compile(tmp_path_factory, tuning="katib", gpu_pool="eks", gpu_pool_value="gpu")
+    katib = pipeline["root"]["dag"]["tasks"]["tune"]["inputs"]["parameters"]["katib"]["runtimeValue"]["constant"]
+    assert katib["image"] == IMAGE + "-gpu" and katib["node_selector"] == {"karpenter.sh/nodepool": "gpu"}
+    assert katib["credentials_secret"] == "waveforms-s3-credentials"
+    options = tuning.ExperimentOptions(**{**katib, "name": "waveforms-run", "namespace": "team"})
+    experiment = tuning.render_experiment(options)
+    tuning.check_experiment(experiment)
+    pod = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == IMAGE + "-gpu" and pod["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"}
