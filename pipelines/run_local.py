@@ -55,13 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--convert-shards", type=int, default=2)
     parser.add_argument("--steps", type=int, default=300, help="training steps of each model (default %(default)s)")
     args = parser.parse_args(argv)
+    # longer than the test's run, with the settings the quality test found to learn quickly on the embedded data
     longer = {
         "steps": args.steps,
-        "batch_size": 2,
-        "target_length": 2000,
+        "batch_size": 4,
+        "target_length": 2048,
+        "learning_rate": 3e-3,
         "checkpoint_every": 100,
         "eval_every": 50,
-        "eval_windows": 4,
+        "eval_windows": 8,
         "warmup_steps": 20,
     }
     run_demo(
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         convert_shards=args.convert_shards,
         wavenet_train=longer,
         autoencoder_train=longer,
+        tuning_fixed={"batch_size": 4, "target_length": 2048, "learning_rate": 3e-3},
     )
     return 0
 
