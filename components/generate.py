@@ -5,6 +5,7 @@ from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 def generate(
     model: Input[Model],
+    dataset: Input[Dataset],
     seconds: float,
     batch: int,
     temperature: float,
@@ -15,8 +16,15 @@ def generate(
 ):
     from waveforms.stages import generate_stage
 
+    # continue a held-out clip: a model trained on notes that start from silence would otherwise stay silent
     report, values = generate_stage(
-        model.path, clips.path, seconds=seconds, batch=batch, temperature=temperature, seed=seed
+        model.path,
+        clips.path,
+        seconds=seconds,
+        batch=batch,
+        temperature=temperature,
+        seed=seed,
+        seed_dataset=dataset.path,
     )
     with open(page.path, "w") as f:
         f.write(report.html())

@@ -258,6 +258,7 @@ def build_pipeline(options: PipelineOptions):
         on_gpu(
             ops.generate(
                 model=wavenet.outputs["model"],
+                dataset=data,
                 seconds=generate_seconds,
                 batch=generate_batch,
                 temperature=temperature,

@@ -177,7 +177,11 @@ def test_demo_pipeline_runs_locally(tmp_path):
     for train_task, weights in (("train", "model.keras"), ("train-2", "autoencoder.weights.h5")):
         assert outputs(train_task, "model/config.json") and outputs(train_task, f"model/{weights}")
         assert "<img" in open(outputs(train_task, "page")[0]).read()
-    assert len(outputs("generate", "clips/*.wav")) == 2 and len(outputs("generate", "clips/*.mp3")) == 2
+    assert (
+        len(outputs("generate", "clips/generated-*.wav")) == 2
+        and outputs("generate", "clips/seed.wav")
+        and len(outputs("generate", "clips/*.mp3")) == 2
+    )
     for space_task, points in (("soundspace", 5), ("soundspace-2", 9)):
         space = json.load(open(outputs(space_task, "space/manifest.json")[0]))
         assert len(space["points"]) == points

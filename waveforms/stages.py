@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from waveforms import report, storage
 from waveforms.jsonfields import whole_number
 
@@ -84,27 +86,58 @@ def train_stage(
 
 
 def generate_stage(
-    model_dir: str, out_dir: str, *, seconds: float = 2.0, batch: int = 2, temperature: float = 1.0, seed: int = 0
+    model_dir: str,
+    out_dir: str,
+    *,
+    seconds: float = 2.0,
+    batch: int = 2,
+    temperature: float = 1.0,
+    seed: int = 0,
+    seed_dataset: str = "",
+    seed_seconds: float = 0.25,
 ) -> tuple[report.Report, dict[str, float]]:
-    """Generate `batch` clips of `seconds`, write them as WAV and mp3 into out_dir, report them."""
-    import numpy as np
-
+    """Generate `batch` clips of `seconds`, write them as WAV and mp3 into out_dir, report them. With seed_dataset, the
+    model continues the first seed_seconds of a held-out clip (written to out_dir/seed.wav) instead of silence."""
     from waveforms import audio, generate
 
-    clips = generate.generate(model_dir, seconds, batch=int(batch), temperature=temperature, seed=int(seed))
     sample_rate = int(generate.read_export_config(model_dir)["sample_rate"])
     os.makedirs(out_dir, exist_ok=True)
+    seed_audio = None
+    if seed_dataset:
+        seed_audio = os.path.join(out_dir, "seed.wav")
+        audio.write_wav(seed_audio, held_out_clip(seed_dataset, seed_seconds), sample_rate)
+    clips = generate.generate(
+        model_dir, seconds, batch=int(batch), temperature=temperature, seed=int(seed), seed_audio=seed_audio
+    )
     report_clips = []
     for index, clip in enumerate(clips):
         for extension in ("wav", "mp3"):
             audio.write_audio(os.path.join(out_dir, f"generated-{index:02d}.{extension}"), clip, sample_rate)
         report_clips.append(report.Clip(f"generated-{index:02d}", clip, sample_rate))
-    settings = {"seconds": seconds, "batch": batch, "temperature": temperature, "seed": seed}
+    settings = {
+        "seconds": seconds,
+        "batch": batch,
+        "temperature": temperature,
+        "seed": seed,
+        "seeded from": f"first {seed_seconds} s of a held-out clip" if seed_dataset else "silence",
+    }
     page = report.generation_report(report_clips, model_uri=model_dir, settings=settings)
     statistics = [report.clip_statistics(clip) for clip in report_clips]
     metrics = {f"mean_{name}": float(np.mean([s[name] for s in statistics])) for name in ("rms", "spectral_flatness")}
     metrics["clips"] = float(len(report_clips))
     return page, metrics
+
+
+def held_out_clip(dataset_uri: str, seconds: float):
+    """The first `seconds` of the first validation record (training clips if there is no validation split)."""
+    from waveforms import audio, convert, dataset
+
+    manifest_uri = convert.manifest_uri(dataset_uri)
+    manifest = dataset.load_manifest(manifest_uri)
+    split = "validation" if manifest["splits"]["validation"]["records"] else "train"
+    segment = next(report.iter_segments(manifest, manifest_uri, split))
+    codes = np.frombuffer(segment.audio, dtype=np.uint8)[: int(seconds * segment.sample_rate)]
+    return audio.mu_law_decode(codes)
 
 
 def corner_files(songs_dir: str, genres: list[str]) -> list[str]:
