@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
+import json
 import os
 import platform
 import subprocess
@@ -55,18 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     for name in modules:
         print(f"== {name}", file=sys.stderr, flush=True)
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            failures.append(f"{name}: not available ({error})")
+        # a fresh process per module: TensorFlow's thread pools and XLA state are fixed by the first module that uses
+        # them (generation sets one thread per op, which only works before any other TensorFlow work)
+        code = f"import json, {name} as m; print('BENCH-ROWS ' + json.dumps(m.run()))"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        marker = [line for line in result.stdout.splitlines() if line.startswith("BENCH-ROWS ")]
+        if result.returncode != 0 or not marker:
+            failures.append(
+                f"{name}: exit {result.returncode}: {(result.stderr.strip().splitlines() or ['no output'])[-1]}"
+            )
             continue
-        try:
-            for row in module.run():
-                row["module"] = name.split(".")[-1]
-                rows.append(row)
-                print(f"   {row['name']}: {_fmt(row['value'])} {row['unit']}", file=sys.stderr, flush=True)
-        except Exception as error:  # one failing benchmark must not hide the others
-            failures.append(f"{name}: {type(error).__name__}: {error}")
+        for row in json.loads(marker[-1][len("BENCH-ROWS ") :]):
+            row["module"] = name.split(".")[-1]
+            rows.append(row)
+            print(f"   {row['name']}: {_fmt(row['value'])} {row['unit']}", file=sys.stderr, flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
         "# Benchmarks",
