@@ -24,6 +24,14 @@ GPU_POOL_SELECTORS = {
     "eks": "karpenter.sh/nodepool",  # value: the Karpenter NodePool name (manifests/gpu/eks: gpu)
     "generic": "nvidia.com/gpu.present",  # value: true (NVIDIA GPU feature discovery)
 }
+# TrainConfig fields of a full run on a GPU (the WaveNet and the autoencoder alike); run parameters override them
+CLUSTER_TRAINING = {
+    "steps": 20000,
+    "batch_size": 16,
+    "target_length": 8000,
+    "checkpoint_every": 1000,
+    "eval_every": 1000,
+}
 STORAGE_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 
 
@@ -44,25 +52,9 @@ class PipelineOptions:
     sample_rate: int = 16000
     report_clips: int = 8
     wavenet_config: str = "small"
-    wavenet_train: dict = field(
-        default_factory=lambda: {
-            "steps": 20000,
-            "batch_size": 16,
-            "target_length": 8000,
-            "checkpoint_every": 1000,
-            "eval_every": 1000,
-        }
-    )
+    wavenet_train: dict = field(default_factory=lambda: dict(CLUSTER_TRAINING))
     autoencoder_config: str = "default"
-    autoencoder_train: dict = field(
-        default_factory=lambda: {
-            "steps": 20000,
-            "batch_size": 16,
-            "target_length": 8000,
-            "checkpoint_every": 1000,
-            "eval_every": 1000,
-        }
-    )
+    autoencoder_train: dict = field(default_factory=lambda: dict(CLUSTER_TRAINING))
     tuning_trials: int = 12  # local search only; Katib's count is in the Experiment
     tuning_trial_steps: int = 2000  # training steps of each local trial
     tuning_fixed: dict = field(default_factory=dict)  # search-space parameters pinned for a local search

@@ -61,3 +61,15 @@ def s3_env(s3_server, monkeypatch) -> dict[str, str]:
 def s3_prefix(s3_server) -> str:
     """A fresh s3:// prefix (no trailing slash) in the session bucket for one test."""
     return f"s3://{s3_server.bucket}/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by playwright (never `playwright install`: it downloads a browser)."""
+    from helpers import CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

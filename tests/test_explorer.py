@@ -6,8 +6,6 @@ import html
 
 import numpy as np
 import pytest
-from helpers import CHROMIUM_ARGS
-from playwright.sync_api import sync_playwright
 
 from waveforms.explorer import audio_mime, encode_all_for_page, encode_for_page, render_explorer
 from waveforms.soundspace import SoundSpaceSpec, grid_points, manifest_for, spaces_for
@@ -36,14 +34,6 @@ def page_html():
     audio = encode_all_for_page(clips, SR, "mp3")
     thumbnails = {name: spectrogram_png(clip, SR, 96, 48) for name, clip in clips.items()}
     return manifest, render_explorer(manifest, audio, thumbnails, title="test space")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_page(browser, content):

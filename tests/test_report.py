@@ -16,9 +16,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from helpers import CHROMIUM_ARGS
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
 from waveforms import convert, generate, report, spectral, storage, synth
 from waveforms.model import WaveNetConfig
@@ -315,14 +313,6 @@ def test_dataset_report_still_works(run):
 
 
 # ----------------------------------------------------------------------------------------------------- browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_page(browser, content: str):

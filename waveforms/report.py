@@ -396,7 +396,7 @@ def generation_report(clips: list[Clip], model_uri: str | None = None, settings:
         "Statistics",
         ["clip", "seconds", "peak", "RMS", "RMS dBFS", "spectral flatness", "spectral centroid (Hz)"],
         [[clip.title, round(s["seconds"], 3), _cell(s["peak"]), _cell(s["rms"]), round(s["rms_dbfs"], 1),
-          _cell(s["spectral_flatness"]), round(s["spectral_centroid_hz"], 1)]
+          _cell(s["spectral_flatness"]), s["spectral_centroid_hz"]]
          for clip, s in zip(clips, statistics, strict=True)],
     )  # fmt: skip
     return report
