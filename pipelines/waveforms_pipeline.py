@@ -134,14 +134,14 @@ def build_pipeline(options: PipelineOptions):
     options.validate()
     ops = components.build(options.image, options.gpu_image or options.image + "-gpu")
 
-    def networked(task):
-        """Steps that read or write object storage or the web: credentials from the Secret, retries, a timeout."""
+    def networked(task, timeout_seconds: int = options.step_timeout_seconds):
+        """Steps that read or write object storage or the web: credentials from the Secret and a timeout."""
         if options.storage_secret:
             kubernetes.use_secret_as_env(
                 task, secret_name=options.storage_secret, secret_key_to_env=STORAGE_SECRET_KEYS
             )
             task.set_env_variable("S3_ENDPOINT", options.s3_endpoint)
-        kubernetes.set_timeout(task, options.step_timeout_seconds)
+        kubernetes.set_timeout(task, timeout_seconds)
         return task
 
     def retried(task):
@@ -154,8 +154,7 @@ def build_pipeline(options: PipelineOptions):
         return task
 
     def on_gpu(task, timeout_seconds: int):
-        networked(task)
-        kubernetes.set_timeout(task, timeout_seconds)
+        networked(task, timeout_seconds)
         if options.gpu_count:
             task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(options.gpu_count)
             kubernetes.add_node_selector(task, GPU_POOL_SELECTORS[options.gpu_pool], options.gpu_pool_value)
@@ -233,7 +232,7 @@ def build_pipeline(options: PipelineOptions):
             if options.tuning == "local":
                 on_gpu(tune, options.training_timeout_seconds)
             else:
-                kubernetes.set_timeout(networked(tune), options.training_timeout_seconds)
+                networked(tune, options.training_timeout_seconds)
             tuned = tune.output
         wavenet = on_gpu(
             ops.train(

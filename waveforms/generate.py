@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from waveforms import storage
-
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.keras"
+from waveforms.train import CONFIG_FILE, MODEL_FILE  # the export layout is defined once, by the trainer
 
 
 def read_export_config(model_uri: str) -> dict:
