@@ -170,6 +170,20 @@ def TINY_model():
     return build_wavenet(TINY)
 
 
+def test_the_seed_decides_the_run_same_seed_same_weights(trained, data_dir, tmp_path):
+    from waveforms.generate import load_model
+    from waveforms.train import weights_digest
+
+    digests = {}
+    for name, seed in (("again", 0), ("other", 1)):
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(data_dir, str(tmp_path / name), TINY, tiny_train_config(seed=seed), progress=False)
+        digests[name] = weights_digest(load_model(str(tmp_path / name))[0])
+    first = weights_digest(load_model(trained[0])[0])  # seed 0, the default
+    assert digests["again"] == first, "two runs with the same seed ended with different weights"
+    assert digests["other"] != first
+
+
 def test_resuming_with_another_configuration_is_a_clear_error_but_more_steps_are_fine(trained, data_dir, tmp_path):
     model_dir = str(tmp_path / "model")
     shutil.copytree(trained[0], model_dir)

@@ -49,7 +49,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     eval_every: int = 500  # steps; an evaluation is also run at the end
     eval_windows: int = 16  # validation windows (fixed set)
-    seed: int = 0
+    seed: int = 0  # initial weights and the window stream
     jit_compile: bool = True  # XLA-compile the forward/backward pass (2x faster on CPU, measured)
 
     def validate(self) -> TrainConfig:
@@ -341,6 +341,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     if saved is not None:
         checkpoints.check_resumable(saved, run_config, model_uri)
 
+    import keras
     import tensorflow as tf
 
     strategy = select_strategy()  # first TF call: MultiWorkerMirroredStrategy must come before any other op
@@ -354,6 +355,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     out = None
     try:
         with strategy.scope():
+            # the seed decides the initial weights too (same on every worker), so a run is reproducible
+            keras.utils.set_random_seed(train_config.seed)
             model = task.build_model()
             optimizer = _make_optimizer(train_config)
             optimizer.build(model.trainable_variables)  # slots exist before restore, so restore fills them
