@@ -132,3 +132,16 @@ def test_saved_model_reloads_with_the_same_outputs(tmp_path):
     model.save(path)
     reloaded = keras.saving.load_model(path)
     np.testing.assert_allclose(reloaded({"audio": codes}).numpy(), model({"audio": codes}).numpy(), atol=1e-6)
+
+
+def test_input_embedding_starts_smooth_in_amplitude_and_follows_the_global_seed():
+    keras.utils.set_random_seed(5)
+    table = build_wavenet(TINY).get_layer("input_embedding").embeddings.numpy()  # (256, R)
+    neighbours = np.linalg.norm(np.diff(table, axis=0), axis=1).mean()
+    far_apart = np.linalg.norm(table[:128] - table[128:], axis=1).mean()
+    assert neighbours < 0.05 * far_apart  # codes c and c + 1 start close; distant amplitudes do not
+    assert 0.3 < table.std() < 3.0
+    keras.utils.set_random_seed(5)
+    np.testing.assert_array_equal(build_wavenet(TINY).get_layer("input_embedding").embeddings.numpy(), table)
+    keras.utils.set_random_seed(6)
+    assert not np.allclose(build_wavenet(TINY).get_layer("input_embedding").embeddings.numpy(), table)

@@ -178,6 +178,37 @@ class CausalConv1D(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="waveforms")
+class AmplitudeEmbeddingInitializer(keras.initializers.Initializer):
+    """Input embedding rows that start as one smooth random function of each code's amplitude.
+
+    Code c of Q stands for the companded amplitude y = 2c/(Q-1) - 1. Row c starts as a random projection of
+    [y, sin(pi k y), cos(pi k y) for k = 1..harmonics] (features standardised, channels about unit variance), so
+    neighbouring codes start close: what the network learns about code c carries over to c ± 1 from the first step,
+    where the default (independent small rows) leaves the rare loud codes untrained. Measured on the embedded
+    dataset, `small`, 600 steps (tests/test_quality.py): 3.72-3.76 held-out bits/sample against 4.12-4.25.
+    """
+
+    def __init__(self, harmonics: int = 4, seed=None):
+        self.harmonics = harmonics
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        import numpy as np
+
+        codes, channels = shape
+        y = np.linspace(-1.0, 1.0, codes)
+        waves = [wave(np.pi * k * y) for k in range(1, self.harmonics + 1) for wave in (np.sin, np.cos)]
+        features = np.stack([y, *waves], axis=1)  # (Q, F)
+        features = (features - features.mean(axis=0)) / features.std(axis=0)
+        projection = keras.random.normal((features.shape[1], channels), stddev=features.shape[1] ** -0.5,
+                                         dtype=dtype, seed=self.seed)  # fmt: skip
+        return ops.matmul(ops.convert_to_tensor(features, dtype=dtype), projection)  # (Q, channels)
+
+    def get_config(self):
+        return {"harmonics": self.harmonics, "seed": self.seed}
+
+
 def gated_activation(h, dilation_channels: int):
     """WaveNet's gated unit: tanh(filter) · sigmoid(gate); h carries [filter | gate] on its last axis."""
     return ops.tanh(h[..., :dilation_channels]) * ops.sigmoid(h[..., dilation_channels:])
@@ -196,7 +227,9 @@ def build_wavenet(config: WaveNetConfig) -> keras.Model:
     audio = keras.Input(shape=(None,), dtype="int32", name="audio")
     inputs = {"audio": audio}
     # An embedding is the one-hot codes through a width-1 (hence causal) convolution, without materialising the one-hot.
-    x = keras.layers.Embedding(Q, R, name="input_embedding")(audio)  # (B, T, R)
+    x = keras.layers.Embedding(Q, R, embeddings_initializer=AmplitudeEmbeddingInitializer(), name="input_embedding")(
+        audio
+    )  # (B, T, R)
 
     global_bias = None
     if config.global_condition_classes:
