@@ -32,7 +32,8 @@ def _ours(config, x, y, jit: bool) -> float:
 
     from waveforms.train import TrainConfig, WaveNetTask, _make_optimizer, make_train_step
 
-    train_config = TrainConfig(batch_size=len(x), target_length=TARGET_LENGTH, jit_compile=jit)
+    # loss on the full-context positions only, like the Keras baseline below (the same compute either way)
+    train_config = TrainConfig(batch_size=len(x), target_length=TARGET_LENGTH, loss_on_context=False, jit_compile=jit)
     strategy = tf.distribute.get_strategy()
     task = WaveNetTask(config)
     model = task.build_model()

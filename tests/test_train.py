@@ -87,6 +87,25 @@ def test_train_config_round_trips_and_rejects_unknown_or_bad_fields():
         TrainConfig(learning_rate=float("nan")).validate()
     with pytest.raises(ValueError, match="TrainConfig.decay"):
         TrainConfig(decay="linear").validate()
+    with pytest.raises(ValueError, match="TrainConfig.loss_on_context must be true or false"):
+        TrainConfig(loss_on_context="yes").validate()
+
+
+def test_the_loss_covers_every_window_position_or_only_the_last_target_length():
+    from waveforms.model import build_wavenet
+    from waveforms.train import next_sample_nll
+
+    model = build_wavenet(TINY)
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (2, 41)).astype(np.int32)
+    inputs, targets = {"audio": codes[:, :-1]}, codes[:, 1:]
+    logits = model(inputs).numpy()  # (2, 40, 256)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    nll = -np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]  # (2, 40)
+    everywhere = next_sample_nll(model, inputs, targets, None, training=False).numpy()
+    last_ten = next_sample_nll(model, inputs, targets, 10, training=False).numpy()
+    np.testing.assert_allclose(everywhere, nll.mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(last_ten, nll[:, -10:].mean(axis=1), rtol=1e-5)
 
 
 def test_clips_shorter_than_a_window_fail_before_any_work(data_dir, tmp_path, capsys):

@@ -333,13 +333,10 @@ class AutoencoderTask:
     def model_inputs(self, codes, genre=None) -> dict:
         return {"audio": codes}
 
-    def per_example_loss(self, model, inputs: dict, targets, target_length: int, training: bool):
-        """Mean NLL in nats over the last target_length positions of each window: (B,)."""
-        import tensorflow as tf
+    def per_example_loss(self, model, inputs: dict, targets, target_length: int | None, training: bool):
+        from waveforms.train import next_sample_nll
 
-        logits = model(inputs, training=training)[:, -target_length:]  # (B, T, Q)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets[:, -target_length:], logits)  # (B, T)
-        return tf.reduce_mean(nll, axis=1)  # (B,)
+        return next_sample_nll(model, inputs, targets, target_length, training)
 
     def export(self, model, directory: str) -> list[str]:
         """autoencoder.json + autoencoder.weights.h5: what `waveforms soundspace` loads."""

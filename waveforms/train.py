@@ -1,7 +1,7 @@
 """Training (`waveforms train DATASET_URI MODEL_URI`): a custom, compiled, distributable loop that resumes after any crash.
 
     manifest ──dataset.make_dataset──▶ windows (B, receptive_field + target_length - 1) and next-sample targets
-      ──task.per_example_loss──▶ mean NLL over the last target_length positions (full receptive field only)
+      ──task.per_example_loss──▶ mean NLL over every position (validation: the last target_length, full context only)
       ──all-reduce, clip by global norm, Adam with warm-up + decay──▶ weights
     every checkpoint_every steps: tf.train.Checkpoint(model, optimizer, step) + run config   (checkpoints.py)
     every eval_every steps: validation NLL in bits/sample on a fixed set; `step=.. loss=.. val_bits=..` on stdout
@@ -50,6 +50,10 @@ class TrainConfig:
     eval_every: int = 500  # steps; an evaluation is also run at the end
     eval_windows: int = 16  # validation windows (fixed set)
     seed: int = 0  # initial weights and the window stream
+    # Also train on the window's first receptive_field - 1 positions, whose context the window start cuts short (they
+    # are computed anyway, as context for the rest). Measured on the embedded dataset, `small`, 600 steps, same CPU
+    # time: 3.84-3.92 held-out bits/sample against 4.12-4.25 for the full-context positions only.
+    loss_on_context: bool = True
     jit_compile: bool = True  # XLA-compile the forward/backward pass (2x faster on CPU, measured)
 
     def validate(self) -> TrainConfig:
@@ -73,8 +77,9 @@ class TrainConfig:
             )
         if self.decay not in DECAYS:
             raise ValueError(f"TrainConfig.decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
-        if not isinstance(self.jit_compile, bool):
-            raise ValueError(f"TrainConfig.jit_compile must be true or false, got {self.jit_compile!r}")
+        for name in ("loss_on_context", "jit_compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainConfig.{name} must be true or false, got {getattr(self, name)!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -138,18 +143,24 @@ class WaveNetTask:
     def model_inputs(self, codes, genre=None) -> dict:
         return {"audio": codes} if genre is None else {"audio": codes, "global_condition": genre}
 
-    def per_example_loss(self, model, inputs: dict, targets, target_length: int, training: bool):
-        """Mean NLL in nats over the last target_length positions of each window: (B,)."""
-        import tensorflow as tf
-
-        logits = model(inputs, training=training)[:, -target_length:]  # (B, T, Q)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets[:, -target_length:], logits)  # (B, T)
-        return tf.reduce_mean(nll, axis=1)  # (B,)
+    def per_example_loss(self, model, inputs: dict, targets, target_length: int | None, training: bool):
+        return next_sample_nll(model, inputs, targets, target_length, training)
 
     def export(self, model, directory: str) -> list[str]:
         """Files a generator needs besides config.json, written into `directory`; -> their names."""
         model.save(os.path.join(directory, MODEL_FILE))
         return [MODEL_FILE]
+
+
+def next_sample_nll(model, inputs: dict, targets, target_length: int | None, training: bool):
+    """Mean NLL in nats over the last target_length positions of each window (None: all of them): (B,)."""
+    import tensorflow as tf
+
+    logits = model(inputs, training=training)  # (B, W, Q)
+    if target_length is not None:
+        logits, targets = logits[:, -target_length:], targets[:, -target_length:]
+    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
+    return tf.reduce_mean(nll, axis=1)  # (B,)
 
 
 # model kind -> "module:class"; imported on use, so the CLI does not import keras to list the kinds
@@ -412,14 +423,16 @@ def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig)
     """
     import tensorflow as tf
 
-    T, G = config.target_length, config.batch_size
+    G = config.batch_size
+    trained_positions = None if config.loss_on_context else config.target_length
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
 
     @tf.function(jit_compile=config.jit_compile)
     def loss_and_gradients(inputs, targets):
         with tf.GradientTape() as tape:
-            per_example = task.per_example_loss(model, inputs, targets, T, training=True)  # (B/replicas,)
+            # (B / replicas,)
+            per_example = task.per_example_loss(model, inputs, targets, trained_positions, training=True)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=G)
         # embedding gradients come as IndexedSlices: dense ones (256 x channels) all-reduce and clip simply
         return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
@@ -603,7 +616,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps between validations")
     parser.add_argument("--eval-windows", type=int, default=defaults.eval_windows, help="validation windows")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="initial weights and window order")
+    parser.add_argument("--no-loss-on-context", action="store_true",
+                        help="train on the full-context positions of each window only")  # fmt: skip
     parser.add_argument("--no-jit", action="store_true", help="do not XLA-compile the training step")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -623,7 +638,7 @@ def run(args: argparse.Namespace) -> int:
             steps=args.steps, batch_size=args.batch_size, target_length=args.target_length,
             learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, decay=args.decay, clip_norm=args.clip_norm,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_windows=args.eval_windows,
-            seed=args.seed, jit_compile=not args.no_jit,
+            seed=args.seed, loss_on_context=not args.no_loss_on_context, jit_compile=not args.no_jit,
         )  # fmt: skip
         result = train(args.dataset_uri, args.model_uri, model_config, train_config, model_kind=args.model,
                        progress=not args.no_progress)  # fmt: skip
