@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--convert-shards", type=int, default=2)
     parser.add_argument("--steps", type=int, default=300, help="training steps of each model (default %(default)s)")
     args = parser.parse_args(argv)
-    # longer than the test's run, with the settings the quality test found to learn quickly on the embedded data
+    # a few minutes on a laptop: short windows, a few hundred steps (tests/test_quality.py trains 600 at lr 1e-2)
     longer = {
         "steps": args.steps,
         "batch_size": 4,

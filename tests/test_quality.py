@@ -12,19 +12,20 @@ the same mu-law round trip the model's output goes through. Both lose their DC b
 "loud" but is not sound. spectral_flatness leaves out silent frames (60 dB below the loudest) the same way for both.
 The statistic is the median generated clip against the data's 95th percentile: a typical generated clip should be no
 noisier than the noisiest 5% of real notes (the reeds' breath noise sets that percentile, about 0.002; the other
-families measure about 0.0002).
+families measure about 0.0002). Training CPU time is printed beside the issue's budget of 10 CPU-minutes.
 
-Levers, measured on 2 shared cores (training CPU time): learning rate 1e-2 instead of 3e-3 (400 steps: 4.34 bits against
-4.64); 600 steps (training about 240 CPU-s, well under the issue's 10 CPU-minutes; the whole test about 300; NLL
-4.0-4.1); temperature 0.6 (WaveNet practice is 0.6-0.9), which removes most of the sampling noise of a model still far
-from the data's true entropy. Generated flatness is bimodal: most clips are as tonal as the data (0.0002-0.003) while
-some drift into noise (reed, drum: 0.02-0.5), so the median sits near the bar. Measured medians against a percentile of
-0.0021: 0.0018, 0.0016 and 0.0044 (600 steps, lr 1e-2, temperature 0.6, three runs), 0.0063 (the same at 0.7), about
-0.004 (400 steps, lr 1e-2), about 0.0022 (1,200 steps at lr 3e-3, 500 CPU-s, temperature 0.7). NOT MET reliably: the
-issue's bar (median below 1x the percentile) passed in two runs of three, so the test asserts the median below
-FLATNESS_GAP = 4x the percentile (about 0.008; white noise measures 0.57) and prints whether the 1x bar was met. Closing
-the gap needs a better model in the same CPU budget (the NLL is still about 4 bits/sample; these deterministic synth
-notes allow far less).
+What it took, measured on 2 shared cores (600 steps, lr 1e-2, temperature 0.6; median flatness as a multiple of the
+percentile, two generation seeds per trained model):
+  Keras' default input embedding, loss on full-context positions only (the first version of this test; training seeds
+  1-3 and an unseeded run): held-out 4.10-4.25 bits/sample, flatness 0.41-5.6x; the bar held for some seeds only.
+  1,000 steps of the same (445 CPU-s; seeds 0-2): 3.92-3.93 bits, 0.47-3.95x. Longer training alone does not fix it.
+  + loss on the context positions too (train.TrainConfig.loss_on_context, same CPU): 3.84-3.92 bits, 0.73-1.71x.
+  + the amplitude-smooth input embedding (model.AmplitudeEmbeddingInitializer) alone: 3.72-3.76 bits, 0.42-0.54x.
+  both (the defaults now), seeds 0-3: 3.46-3.63 bits, 0.18-0.61x (median of the 8 medians 0.31x), 263-274 CPU-s.
+(The context-position and embedding-only rows are seeds 1-2; flatness for the embedding alone is seed 1's.) This test
+itself (seed 0, the repository's code): 3.59 bits, 0.59x, 289 CPU-s of training.
+Generated flatness is bimodal: most clips are as tonal as the data (0.0001-0.003) while a few drift into noise (drum,
+string: 0.02-0.8); the median measures the typical clip.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import contextlib
 import io
 import json
 import math
+import resource
 
 import numpy as np
 import pytest
@@ -48,9 +50,9 @@ LEARNING_RATE = 1e-2
 TARGET_LENGTH = 2048
 EVAL_WINDOWS = 16
 REQUIRED_GAIN_BITS = 1.5
+TRAINING_CPU_BUDGET_SECONDS = 600  # the issue's 10 CPU-minutes, printed beside the measured figure
 SILENCE_RMS = 0.01  # -40 dBFS
 TEMPERATURE = 0.6
-FLATNESS_GAP = 4.0  # NOT MET: the issue asks for 1.0 (see the module docstring)
 SEED_SECONDS = 0.25  # of each held-out note, given to the generator
 MEASURED_SECONDS = 1.0  # generated, and of the data's real continuation
 CLIPS_PER_NOTE = 2  # a batch per held-out note, different random draws
@@ -77,8 +79,11 @@ def test_small_wavenet_learns_the_synth_dataset_and_generates_tonal_audio(tmp_pa
     train_config = TrainConfig(steps=STEPS, batch_size=4, target_length=TARGET_LENGTH, learning_rate=LEARNING_RATE,
                                warmup_steps=20, checkpoint_every=STEPS, eval_every=STEPS, eval_windows=EVAL_WINDOWS)  # fmt: skip
     model_dir = str(tmp_path / "model")
+    before = resource.getrusage(resource.RUSAGE_SELF)
     with contextlib.redirect_stdout(io.StringIO()):
         result = train(data_dir, model_dir, config, train_config, progress=False)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    training_cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
     # the held-out windows the NLL was measured on, their predicted positions only
     window_length = config.receptive_field + TARGET_LENGTH - 1
@@ -88,7 +93,8 @@ def test_small_wavenet_learns_the_synth_dataset_and_generates_tonal_audio(tmp_pa
     entropy = marginal_entropy_bits(targets)
     with capsys.disabled():
         print(f"\nheld-out NLL {result['val_bits']:.3f} bits/sample; mu-law marginal entropy {entropy:.3f} bits "
-              f"(gain {entropy - result['val_bits']:.3f}, required {REQUIRED_GAIN_BITS}) after {STEPS} steps")  # fmt: skip
+              f"(gain {entropy - result['val_bits']:.3f}, required {REQUIRED_GAIN_BITS}) after {STEPS} steps, "
+              f"{training_cpu_seconds:.0f} CPU-s of training (budget {TRAINING_CPU_BUDGET_SECONDS})")  # fmt: skip
     assert math.isfinite(result["val_bits"])
     assert result["val_bits"] <= entropy - REQUIRED_GAIN_BITS
 
@@ -118,7 +124,7 @@ def test_small_wavenet_learns_the_synth_dataset_and_generates_tonal_audio(tmp_pa
             print(f"  generated after {song_id}: RMS {rms:.4f}, spectral flatness {flatness:.4f}")
         print(f"{len(rows)} clips at temperature {TEMPERATURE}: median RMS {median_rms:.4f} (silence below "
               f"{SILENCE_RMS}); median spectral flatness {median_flatness:.4f}, the data's 95th percentile "
-              f"{percentile_95:.4f} over {len(data_flatness)} notes (white noise {rms_and_flatness(noise)[1]:.3f}; asserted: "
-              f"below {FLATNESS_GAP:g}x the percentile; the issue's bar, 1x, met: {median_flatness < percentile_95})")  # fmt: skip
+              f"{percentile_95:.4f} over {len(data_flatness)} notes (white noise {rms_and_flatness(noise)[1]:.3f}): "
+              f"{median_flatness / percentile_95:.2f}x the percentile")  # fmt: skip
     assert median_rms > SILENCE_RMS
-    assert median_flatness < FLATNESS_GAP * percentile_95
+    assert median_flatness < percentile_95
