@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import TINY_AUTOENCODER as TINY
 
 from waveforms.autoencoder import (
     AutoencoderConfig,
@@ -16,15 +17,7 @@ from waveforms.autoencoder import (
     save_autoencoder,
     upsample_embedding,
 )
-from waveforms.model import WaveNetConfig, layer_names
-
-TINY = AutoencoderConfig(
-    hop_length=64,
-    embedding_channels=4,
-    encoder_layers=3,
-    encoder_channels=8,
-    decoder=WaveNetConfig(stacks=1, layers_per_stack=4, residual_channels=8, dilation_channels=8, skip_channels=16),
-)
+from waveforms.model import layer_names
 
 
 def spearman(a, b) -> float:
@@ -227,6 +220,7 @@ def test_interpolating_two_timbres_moves_the_spectral_centroid_monotonically():
 
 def test_training_task_matches_train_py_interface(tmp_path):
     from waveforms.autoencoder import AutoencoderTask
+    from waveforms.train import next_sample_nll
 
     task = AutoencoderTask(TINY)
     assert task.receptive_field == 16 and not task.conditioned
@@ -238,7 +232,7 @@ def test_training_task_matches_train_py_interface(tmp_path):
         AutoencoderTask.load_config("small")
     model = task.build_model()
     codes = np.random.default_rng(5).integers(0, 256, (2, 192)).astype(np.int32)
-    loss = task.per_example_loss(model, task.model_inputs(codes), codes, 64, training=False)
+    loss = next_sample_nll(model, task.model_inputs(codes), codes, 64, training=False)
     assert tuple(loss.shape) == (2,) and float(loss[0]) == pytest.approx(np.log(256), rel=0.1)  # untrained ~ uniform
     assert task.export(model, str(tmp_path / "export")) == ["autoencoder.json", "autoencoder.weights.h5"]
     loaded = load_autoencoder(tmp_path / "export")

@@ -333,11 +333,6 @@ class AutoencoderTask:
     def model_inputs(self, codes, genre=None) -> dict:
         return {"audio": codes}
 
-    def per_example_loss(self, model, inputs: dict, targets, target_length: int | None, training: bool):
-        from waveforms.train import next_sample_nll
-
-        return next_sample_nll(model, inputs, targets, target_length, training)
-
     def export(self, model, directory: str) -> list[str]:
         """autoencoder.json + autoencoder.weights.h5: what `waveforms soundspace` loads."""
         Path(directory).mkdir(parents=True, exist_ok=True)

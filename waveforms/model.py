@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import yaml
 from keras import ops
 
@@ -194,8 +195,6 @@ class AmplitudeEmbeddingInitializer(keras.initializers.Initializer):
         self.seed = seed
 
     def __call__(self, shape, dtype=None):
-        import numpy as np
-
         codes, channels = shape
         y = np.linspace(-1.0, 1.0, codes)
         waves = [wave(np.pi * k * y) for k in range(1, self.harmonics + 1) for wave in (np.sin, np.cos)]
@@ -227,9 +226,10 @@ def build_wavenet(config: WaveNetConfig) -> keras.Model:
     audio = keras.Input(shape=(None,), dtype="int32", name="audio")
     inputs = {"audio": audio}
     # An embedding is the one-hot codes through a width-1 (hence causal) convolution, without materialising the one-hot.
-    x = keras.layers.Embedding(Q, R, embeddings_initializer=AmplitudeEmbeddingInitializer(), name="input_embedding")(
-        audio
-    )  # (B, T, R)
+    embedding = keras.layers.Embedding(
+        Q, R, embeddings_initializer=AmplitudeEmbeddingInitializer(), name="input_embedding"
+    )
+    x = embedding(audio)  # (B, T, R)
 
     global_bias = None
     if config.global_condition_classes:

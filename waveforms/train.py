@@ -1,7 +1,7 @@
 """Training (`waveforms train DATASET_URI MODEL_URI`): a custom, compiled, distributable loop that resumes after any crash.
 
     manifest ──dataset.make_dataset──▶ windows (B, receptive_field + target_length - 1) and next-sample targets
-      ──task.per_example_loss──▶ mean NLL over every position (validation: the last target_length, full context only)
+      ──next_sample_nll──▶ mean NLL over every position (validation: the last target_length, full context only)
       ──all-reduce, clip by global norm, Adam with warm-up + decay──▶ weights
     every checkpoint_every steps: tf.train.Checkpoint(model, optimizer, step) + run config   (checkpoints.py)
     every eval_every steps: validation NLL in bits/sample on a fixed set; `step=.. loss=.. val_bits=..` on stdout
@@ -9,7 +9,7 @@
 
 The loop is custom rather than Keras `fit` for two measured reasons (STACK.md): `fit` fails under
 MultiWorkerMirroredStrategy (what Kubeflow's TFJob needs), and an XLA-compiled step is over twice as fast on CPU.
-It is model-agnostic: a task (TASKS) builds a Keras model and a per-example loss on (inputs, targets).
+It is model-agnostic: a task (TASKS) builds a Keras model whose logits[:, t] predict targets[:, t] (next_sample_nll).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class WaveNetTask:
         return self.config.global_condition_classes > 0
 
     def window_length(self, target_length: int) -> int:
-        """The first receptive_field - 1 positions only give context: their outputs see the zero padding."""
+        """The first receptive_field - 1 positions give the rest full context (their own outputs see zero padding)."""
         return self.receptive_field + target_length - 1
 
     def build_model(self):
@@ -142,9 +142,6 @@ class WaveNetTask:
 
     def model_inputs(self, codes, genre=None) -> dict:
         return {"audio": codes} if genre is None else {"audio": codes, "global_condition": genre}
-
-    def per_example_loss(self, model, inputs: dict, targets, target_length: int | None, training: bool):
-        return next_sample_nll(model, inputs, targets, target_length, training)
 
     def export(self, model, directory: str) -> list[str]:
         """Files a generator needs besides config.json, written into `directory`; -> their names."""
@@ -431,8 +428,7 @@ def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig)
     @tf.function(jit_compile=config.jit_compile)
     def loss_and_gradients(inputs, targets):
         with tf.GradientTape() as tape:
-            # (B / replicas,)
-            per_example = task.per_example_loss(model, inputs, targets, trained_positions, training=True)
+            per_example = next_sample_nll(model, inputs, targets, trained_positions, training=True)  # (B/replicas,)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=G)
         # embedding gradients come as IndexedSlices: dense ones (256 x channels) all-reduce and clip simply
         return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
@@ -479,7 +475,7 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
 
     @tf.function(jit_compile=config.jit_compile)
     def eval_nats(inputs, targets):
-        return tf.reduce_sum(task.per_example_loss(model, inputs, targets, T, training=False))
+        return tf.reduce_sum(next_sample_nll(model, inputs, targets, T, training=False))
 
     def evaluate() -> float:
         total, count = 0.0, 0
