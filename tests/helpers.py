@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 from waveforms import convert, synth
+from waveforms.autoencoder import AutoencoderConfig
+from waveforms.model import WaveNetConfig
 
 # Debian's chromium, headless, with nothing that phones out (the machine has no network but the registries)
 CHROMIUM_ARGS = [
@@ -14,6 +16,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+
+# the smallest useful models: receptive field 16, a few thousand weights, seconds to train
+TINY_WAVENET = WaveNetConfig(stacks=1, layers_per_stack=4, kernel_size=2, residual_channels=8, dilation_channels=8,
+                             skip_channels=16)  # fmt: skip
+TINY_AUTOENCODER = AutoencoderConfig(hop_length=64, embedding_channels=4, encoder_layers=3, encoder_channels=8,
+                                     decoder=TINY_WAVENET)  # fmt: skip
 
 
 def synth_dataset(root, *, count: int, seed: int, seconds: float, validation_fraction: float = 0.25) -> str:

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY_WAVENET as TINY
 from helpers import synth_dataset
 
 from waveforms import audio, cli
 from waveforms.generate import generate, load_model, output_paths
-from waveforms.model import WaveNetConfig
 from waveforms.train import TrainConfig, train
 
-TINY = WaveNetConfig(stacks=1, layers_per_stack=4, kernel_size=2, residual_channels=8, dilation_channels=8,
-                     skip_channels=16)  # fmt: skip
 SAMPLE_RATE = 16000
 
 

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import TINY_AUTOENCODER
 
 from waveforms.audio import write_wav
 from waveforms.soundspace import (
@@ -297,19 +298,11 @@ def test_cli_rejects_three_corners_before_loading_anything(tmp_path):
 
 
 def test_cli_end_to_end_four_corners_combinations_and_pitch_axis(tmp_path, capsys):
-    from waveforms.autoencoder import AutoencoderConfig, build_autoencoder, save_autoencoder
+    from waveforms.autoencoder import build_autoencoder, save_autoencoder
     from waveforms.cli import main
-    from waveforms.model import WaveNetConfig
     from waveforms.synth import Note, render_note
 
-    tiny = AutoencoderConfig(
-        hop_length=64,
-        embedding_channels=4,
-        encoder_layers=3,
-        encoder_channels=8,
-        decoder=WaveNetConfig(stacks=1, layers_per_stack=4, residual_channels=8, dilation_channels=8, skip_channels=16),
-    )
-    save_autoencoder(build_autoencoder(tiny), tmp_path / "model")
+    save_autoencoder(build_autoencoder(TINY_AUTOENCODER), tmp_path / "model")
     corners = []
     for family in ("organ", "reed", "bell", "string", "drum"):
         path = tmp_path / f"{family}.wav"

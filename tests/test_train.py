@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY_WAVENET as TINY
 from helpers import synth_dataset
 
 from waveforms import checkpoints, cli, dataset, storage
 from waveforms.model import WaveNetConfig
 from waveforms.train import TrainConfig, TrainingDivergedError, train
 
-TINY = WaveNetConfig(stacks=1, layers_per_stack=4, kernel_size=2, residual_channels=8, dilation_channels=8,
-                     skip_channels=16)  # fmt: skip
 KATIB_LINE = re.compile(r"^step=(\d+) loss=(\S+) val_bits=(\S+) ")
 
 
