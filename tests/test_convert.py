@@ -10,7 +10,7 @@ import pytest
 
 from waveforms import audio, records, synth
 from waveforms.convert import ConvertConfig, convert, merge_parts
-from waveforms.report import iter_segments
+from waveforms.dataset import iter_segments
 
 
 def _tree_digest(folder):
@@ -29,6 +29,28 @@ def songs(tmp_path_factory):
     return folder
 
 
+def test_validation_holds_about_the_asked_share_of_the_audio_whatever_the_file_names(tmp_path):
+    from waveforms.convert import list_songs
+
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1_000, 50_000, size=40)
+    for index, size in enumerate(sizes):
+        (tmp_path / "a" / f"g{index % 3}").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "a" / f"g{index % 3}" / f"{index:02d}.wav").write_bytes(rng.bytes(int(size)))
+    songs = list_songs(str(tmp_path / "a"), 0.1)
+    held = [song for song in songs if song.split == "validation"]
+    share = sum(os.path.getsize(song.source) for song in held) / sizes.sum()
+    assert 0.08 <= share <= 0.12 and 1 <= len(held) < len(songs)
+    # rename every file (as a re-ingest might): the same contents are held out
+    contents = lambda chosen: sorted(open(song.source, "rb").read()[:64] for song in chosen)  # noqa: E731
+    before = contents(held)
+    for path in sorted((tmp_path / "a").rglob("*.wav")):
+        path.rename(path.with_name("renamed " + path.name))
+    again = [song for song in list_songs(str(tmp_path / "a"), 0.1) if song.split == "validation"]
+    assert contents(again) == before
+    assert all(song.split == "train" for song in list_songs(str(tmp_path / "a"), 0.0))
+
+
 def test_convert_writes_shards_and_manifest(songs, tmp_path):
     out = tmp_path / "ds"
     manifest = convert(str(songs), str(out), ConvertConfig(segment_seconds=0.25, shard_megabytes=0.01), progress=False)
@@ -45,7 +67,10 @@ def test_convert_writes_shards_and_manifest(songs, tmp_path):
                 assert sum(1 for _ in records.iter_records(f)) == shard["records"]
     # every song in exactly one split; the validation share is by song
     splits = {s["song_id"]: s["split"] for s in on_disk["songs"]}
-    assert list(splits.values()).count("validation") == len({s["genre"] for s in on_disk["songs"]})  # one per genre
+    assert list(splits.values()).count("validation") == 1  # 10% of ten equal songs
+    assert on_disk["held_out"] == {"requested_fraction": 0.1, "fraction": 0.1,
+                                   "songs": [k for k, v in splits.items() if v == "validation"]}  # fmt: skip
+    assert on_disk["statistics"]["windows"] == 10 and on_disk["statistics"]["rms_dbfs"]["p50"] < 0  # the data profile
     seen = {}
     for split in ("train", "validation"):
         for segment in iter_segments(on_disk, str(out / "manifest.json"), split):

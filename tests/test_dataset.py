@@ -244,25 +244,41 @@ def test_split_without_long_enough_records_is_refused(local_manifest):
         dataset.make_dataset(local_manifest, window_length=700, batch_size=2, genres=["bell"])
 
 
-def test_eval_windows_are_fixed_and_identical_every_time(songs, local_manifest):
-    window = 1000
+def test_evaluation_windows_cover_every_held_out_song_and_are_identical_every_time(songs, tmp_path):
+    held_out = {"rock/b", "jazz/c", "jazz/d", "bell/e"}
+    manifest_uri = write_dataset(tmp_path, songs, split_of=lambda s: "validation" if s in held_out else "train")
+    window = 600
 
-    def run(max_windows=None):
-        ds = dataset.make_eval_dataset(local_manifest, window, batch_size=2, max_windows=max_windows)
-        return [(x.numpy(), y.numpy()) for x, y in ds]
+    first = dataset.evaluation_windows(manifest_uri, window, 12)
+    again = dataset.evaluation_windows(manifest_uri, window, 12)  # a resume, another evaluation: the same windows
+    np.testing.assert_array_equal(first.windows, again.windows)
+    assert first.windows.shape == (12, window + 1) and first.windows.dtype == np.uint8
+    # bell/e (700 samples) has a usable record; every held-out song is represented, train songs never
+    assert set(first.song_ids) == held_out and first.songs == 4
+    # in proportion to usable length: jazz/c (9,001 samples) gets more than jazz/d (4,100), each at least one
+    count = collections.Counter(first.song_ids)
+    assert count["jazz/c"] > count["jazz/d"] >= 1 and count["bell/e"] >= 1
+    # each window is a real stretch of its song with next-sample targets, inside one record (segment of 4,000)
+    for song_id, row in zip(first.song_ids, first.windows, strict=True):
+        found, t0 = find_window({song_id: songs[song_id]}, row)
+        assert found == song_id and t0 // SEGMENT == (t0 + window) // SEGMENT
+    # spread over the whole song: jazz/c's windows start in each of its first two records
+    starts = sorted(find_window({"jazz/c": songs["jazz/c"]}, row)[1]
+                    for song_id, row in zip(first.song_ids, first.windows, strict=True) if song_id == "jazz/c")  # fmt: skip
+    assert {start // SEGMENT for start in starts} >= {0, 1}
+    # another seed draws other positions; padding keeps every batch the same shape
+    assert not np.array_equal(dataset.evaluation_windows(manifest_uri, window, 12, seed=1).windows, first.windows)
+    batches = list(first.batches(5, window))
+    assert [valid for *_, valid in batches] == [5, 5, 2] and all(x.shape == (5, window) for x, *_ in batches)
+    np.testing.assert_array_equal(batches[0][1], first.windows[:5, 1:])
 
-    first, second = run(), run()
-    assert len(first) == len(second) == 2  # jazz/d: records 4000 and 100 -> 3 windows: batches of 2 and 1
-    for (x1, y1), (x2, y2) in zip(first, second, strict=True):
-        np.testing.assert_array_equal(x1, x2)
-        np.testing.assert_array_equal(y1, y2)
-    codes = songs["jazz/d"][1]
-    x = np.concatenate([batch[0] for batch in first])
-    y = np.concatenate([batch[1] for batch in first])
-    for k in range(3):
-        np.testing.assert_array_equal(x[k], codes[k * window : (k + 1) * window])
-        np.testing.assert_array_equal(y[k], codes[k * window + 1 : (k + 1) * window + 1])
-    assert sum(len(batch[0]) for batch in run(max_windows=2)) == 2
+
+def test_evaluation_with_more_songs_than_windows_takes_one_window_from_each_of_a_seeded_choice(songs, tmp_path):
+    manifest_uri = write_dataset(tmp_path, songs, split_of=lambda s: "validation")
+    chosen = dataset.evaluation_windows(manifest_uri, 600, 3)
+    assert len(set(chosen.song_ids)) == 3 == len(chosen.song_ids)
+    with pytest.raises(dataset.ManifestError, match="no validation song has a record"):
+        dataset.evaluation_windows(manifest_uri, 5000, 3)
 
 
 def test_corrupt_local_shard_is_an_error(songs, tmp_path):
@@ -322,11 +338,8 @@ def test_s3_and_local_give_identical_batches_for_a_seed(remote_dataset, local_ma
     for remote, local in zip(take(remote_dataset), take(local_manifest), strict=True):
         for a, b in zip(remote, local, strict=True):
             np.testing.assert_array_equal(a, b)
-    remote_eval = [x.numpy() for x, _ in dataset.make_eval_dataset(remote_dataset, 1000, 2)]
-    local_eval = [x.numpy() for x, _ in dataset.make_eval_dataset(local_manifest, 1000, 2)]
-    assert len(remote_eval) == len(local_eval) > 0
-    for a, b in zip(remote_eval, local_eval, strict=True):
-        np.testing.assert_array_equal(a, b)
+    remote_eval = dataset.evaluation_windows(remote_dataset, 1000, 4).windows
+    np.testing.assert_array_equal(remote_eval, dataset.evaluation_windows(local_manifest, 1000, 4).windows)
 
 
 def test_s3_corruption_names_the_shard_and_record(s3_server, remote_dataset, tmp_path):

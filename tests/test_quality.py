@@ -87,8 +87,8 @@ def test_small_wavenet_learns_the_synth_dataset_and_generates_tonal_audio(tmp_pa
 
     # the held-out windows the NLL was measured on, their predicted positions only
     window_length = config.receptive_field + TARGET_LENGTH - 1
-    held_out = dataset.make_eval_dataset(f"{data_dir}/manifest.json", window_length, 4, max_windows=EVAL_WINDOWS)
-    targets = np.concatenate([y.numpy()[:, -TARGET_LENGTH:] for _, y in held_out])  # (windows, T)
+    held_out = dataset.evaluation_windows(f"{data_dir}/manifest.json", window_length, EVAL_WINDOWS)
+    targets = held_out.windows[:, -TARGET_LENGTH:]  # (windows, T)
     assert targets.shape == (EVAL_WINDOWS, TARGET_LENGTH)
     entropy = marginal_entropy_bits(targets)
     with capsys.disabled():

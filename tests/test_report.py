@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from waveforms import convert, generate, report, spectral, storage, synth
+from waveforms import audio_checks, convert, generate, report, spectral, storage, synth
 from waveforms.model import WaveNetConfig
 from waveforms.report import Clip, clip_statistics, dataset_report, generation_report, training_report
 from waveforms.train import TrainConfig, train
@@ -138,16 +138,21 @@ def test_training_report_tables_match_metrics_json(run):
     # the returned metrics are the recorded final ones (finite numbers) plus the loss in bits
     for name, value in final.items():
         assert metrics[name] == pytest.approx(float(value), rel=1e-12)
-    assert metrics["train_bits"] == pytest.approx(final["loss"] / math.log(2))
+    assert metrics["trigram_bits"] == pytest.approx(recorded["baselines"]["trigram"])  # the baselines beside it
     assert metrics["receptive_field"] == TINY.receptive_field == 8
     assert all(isinstance(value, float) and math.isfinite(value) for value in metrics.values())
 
     page = page_report.html()
     shown = table(page, "Final metrics")
-    assert set(shown) == set(final) | {"train_bits"}
+    assert set(shown) == set(final)
     for name, value in final.items():
         assert close(shown[name][0], value), (name, shown[name], value)
-    assert close(shown["train_bits"][0], final["loss"] / math.log(2))
+    # the baselines stand beside val_bits, on the same windows
+    bits = table(page, next(h for h in PageParts(page).sections if h.startswith("Bits per sample")))
+    assert close(bits["model (validation)"][0], final["val_bits"])
+    for name in ("uniform", "unigram", "bigram", "trigram"):
+        assert close(bits[f"{name} baseline"][0], recorded["baselines"][name])
+        assert close(bits[f"{name} baseline"][2], recorded["baselines"][name] - final["val_bits"])
 
     configuration = {(section, setting): value for section, (setting, value) in
                      ((row[0], row[1:]) for row in PageParts(page).sections["Configuration"]["rows"][1:])}  # fmt: skip
@@ -246,10 +251,24 @@ def test_generation_report_of_generated_clips(run, generated):
     for clip in generated:
         expected = clip_statistics(clip)
         shown = statistics[clip.title]
-        assert close(shown[0], expected["seconds"]) and close(shown[2], expected["rms"])
-        assert close(shown[4], expected["spectral_flatness"])
-        assert abs(number(shown[5]) - expected["spectral_centroid_hz"]) <= 0.5  # 0.1 Hz, whole Hz from 1,000 up
+        assert close(shown[1], expected["seconds"]) and close(shown[4], expected["rms"])
+        assert close(shown[6], expected["spectral_flatness"])
+        assert abs(number(shown[7]) - expected["spectral_centroid_hz"]) <= 0.5  # 0.1 Hz, whole Hz from 1,000 up
     assert_self_contained(page)
+
+
+def test_generation_report_shows_each_clips_verdict_and_never_presents_a_failing_clip_as_a_success(run, generated):
+    silent = Clip("silent", np.zeros(4000, np.float32), generated[0].sample_rate)
+    clips = [*generated, silent]
+    checks = [audio_checks.check_clip(clip.samples, clip.sample_rate) for clip in clips]
+    page = generation_report(clips, run.model_uri, checks=checks).html()
+    statistics = table(page, "Statistics")
+    for clip, check in zip(clips, checks, strict=True):
+        assert statistics[clip.title][0] == check.verdict
+        assert f"check: {html.escape(check.verdict)}" in page
+    assert statistics["silent"][0].startswith("silent") and 'verdict bad">check: silent' in page
+    failing = sum(not check.ok for check in checks)
+    assert f"{failing} of {len(clips)} clips fail the audio checks" in page
 
 
 def test_clip_statistics_tell_tone_from_noise_and_silence():

@@ -30,7 +30,7 @@ from waveforms import checkpoints, cli, dataset, storage
 from waveforms.model import WaveNetConfig
 from waveforms.train import TrainConfig, TrainingDivergedError, train
 
-KATIB_LINE = re.compile(r"^step=(\d+) loss=(\S+) val_bits=(\S+) ")
+KATIB_LINE = re.compile(r"^step=(\d+) train_bits=(\S+) val_bits=(\S+) ")
 
 
 def tiny_train_config(**changes) -> TrainConfig:
@@ -169,14 +169,15 @@ def test_run_writes_katib_lines_metrics_tensorboard_checkpoints_and_export(train
         np.testing.assert_array_equal(exported, saved)
     manifest_uri = str(Path(data_dir, "manifest.json"))
     nats, count = 0.0, 0
-    for x, y in dataset.make_eval_dataset(manifest_uri, 515, 4, max_windows=4):
+    evaluation = dataset.evaluation_windows(manifest_uri, 515, 4)
+    for x, y, _, _ in evaluation.batches(4, 515):
         logits = model({"audio": x}).numpy()[:, -500:].astype(np.float64)  # (B, T, Q)
         log_probs = (
             logits
             - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
             - logits.max(-1, keepdims=True)
         )
-        picked = np.take_along_axis(log_probs, y.numpy()[:, -500:, None], axis=-1)[..., 0]  # (B, T)
+        picked = np.take_along_axis(log_probs, y[:, -500:, None], axis=-1)[..., 0]  # (B, T)
         nats += -picked.mean(axis=1).sum()
         count += len(x)
     assert result["val_bits"] == pytest.approx(nats / count / math.log(2), rel=1e-4)

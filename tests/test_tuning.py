@@ -71,7 +71,7 @@ def test_experiment_structure():
     assert spec["objective"] == {
         "type": "minimize",
         "objectiveMetricName": "val_bits",
-        "additionalMetricNames": ["loss"],
+        "additionalMetricNames": ["train_bits"],
     }
     assert spec["algorithm"]["algorithmName"] == "tpe"
     assert spec["earlyStopping"]["algorithmName"] == "medianstop"

@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from waveforms import audio, records, storage
+from waveforms import audio, audio_checks, records, storage
 
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
 METADATA_FILES = ("index.jsonl", "metadata.jsonl")  # written by `ingest` (genre) and `synth` (family)
 MANIFEST = "manifest.json"
+PROFILE_SAMPLE = "statistics_sample"  # part manifests: per-window measures that merge_parts summarises as "statistics"
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class ConvertConfig:
     sample_rate: int = 16000  # Hz; 8000 also works
     segment_seconds: float = 30.0  # a song is cut into records of this length
     shard_megabytes: float = 64.0  # a shard is closed once it holds this much audio
-    validation_fraction: float = 0.1  # share of songs (not segments: no leakage) held out
+    validation_fraction: float = 0.1  # share of the audio held out for validation, in whole songs (no leakage)
     silence_threshold_db: float = -60.0  # songs whose peak is below this are flagged silent
     drop_silent: bool = True
     min_seconds: float = 0.5  # shorter songs are skipped
@@ -91,6 +92,7 @@ class SongResult:
     sha256: str = ""
     peak_db: float = -math.inf
     error: str | None = None
+    profile: dict = field(default_factory=dict)  # audio_checks.profile_sample_of: the song's share of the data profile
 
 
 # --- listing ---
@@ -110,17 +112,31 @@ def list_songs(in_uri: str, validation_fraction: float) -> list[Song]:
         parts = relative.split("/")
         genre = genres_by_file.get(relative) or (parts[0] if len(parts) > 1 else "unknown")
         songs.append(Song(song_id=relative, source=uri, genre=genre))
-    # split by song (no leakage), stratified by genre: in each genre the songs with the smallest hashes are held out,
-    # at least one where the genre has two or more songs
-    by_genre: dict[str, list[Song]] = {}
-    for song in songs:
-        by_genre.setdefault(song.genre, []).append(song)
-    for members in by_genre.values():
-        ranked = sorted(members, key=lambda s: hashlib.sha1(s.song_id.encode()).hexdigest())
-        held_out = min(len(ranked) - 1, math.ceil(validation_fraction * len(ranked))) if validation_fraction > 0 else 0
-        for song in ranked[:held_out]:
-            song.split = "validation"
+    hold_out(songs, validation_fraction)
     return songs
+
+
+def hold_out(songs: list[Song], validation_fraction: float) -> None:
+    """Mark whole songs (no leakage between splits) as validation until they hold about validation_fraction of the
+    audio. Songs are taken in the order of a hash of their content (storage.content_key), so the choice is the same
+    however the files are named or renamed; file size stands in for duration (unknown before decoding), and the split
+    actually reached is recorded in the manifest. At least one song is held out when there are two or more, never all.
+    """
+    if validation_fraction <= 0 or len(songs) < 2:
+        return
+    keyed = []
+    for song in songs:
+        size, key = storage.content_key(song.source)
+        keyed.append((key, song.song_id, size, song))
+    keyed.sort(key=lambda item: item[:2])
+    target = validation_fraction * sum(size for _, _, size, _ in keyed)
+    held = 0
+    for count, (_, _, size, song) in enumerate(keyed[:-1]):
+        # stop where adding the next song would overshoot the target by more than stopping undershoots it
+        if count and held + size - target > target - held:
+            break
+        song.split = "validation"
+        held += size
 
 
 def _read_genre_metadata(in_uri: str, files: list[str]) -> dict[str, str]:
@@ -167,6 +183,7 @@ def convert_song(song: Song, config: ConvertConfig, scratch_dir: str) -> SongRes
             return result
         step = config.segment_samples
         result.segments = [codes[i : i + step].tobytes() for i in range(0, codes.size, step)]
+        result.profile = audio_checks.profile_sample_of(codes, config.sample_rate)
     except audio.AudioDecodeError as error:
         result.error = error.reason
     except storage.StorageError as error:
@@ -413,6 +430,8 @@ def _record_result(result: SongResult, config: ConvertConfig, genres: list[str],
         }
     )
     part["totals"]["samples"] += result.samples
+    for name, values in result.profile.items():
+        part[PROFILE_SAMPLE][name] += values
 
 
 def _empty_manifest(config: ConvertConfig, genres: list[str]) -> dict:
@@ -426,6 +445,8 @@ def _empty_manifest(config: ConvertConfig, genres: list[str]) -> dict:
         "songs": [],
         "skipped": [],
         "totals": {"songs": 0, "samples": 0, "hours": 0.0, "skipped": 0},
+        "validation_fraction": config.validation_fraction,
+        PROFILE_SAMPLE: {"rms_dbfs": [], "flatness": [], "dc": []},
     }
 
 
@@ -435,6 +456,12 @@ def _finish_totals(manifest: dict) -> None:
     totals["samples"] = sum(song["samples"] for song in manifest["songs"])
     totals["hours"] = round(totals["samples"] / manifest["sample_rate"] / 3600, 4)
     totals["skipped"] = len(manifest["skipped"])
+    held_out = [song for song in manifest["songs"] if song["split"] == "validation"]
+    manifest["held_out"] = {
+        "requested_fraction": manifest.get("validation_fraction"),
+        "fraction": round(sum(song["samples"] for song in held_out) / max(totals["samples"], 1), 4),
+        "songs": sorted(song["song_id"] for song in held_out),
+    }
 
 
 def _part_name(shard_index: int, num_shards: int) -> str:
@@ -462,9 +489,14 @@ def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
             target["samples"] += entry["samples"]
         merged["songs"] += part["songs"]
         merged["skipped"] += part["skipped"]
+        for name, values in part[PROFILE_SAMPLE].items():
+            merged[PROFILE_SAMPLE][name] += values
     merged["songs"].sort(key=lambda song: song["song_id"])
     merged["skipped"].sort(key=lambda item: item["source"])
     _finish_totals(merged)
+    sample = merged.pop(PROFILE_SAMPLE)  # parts keep the raw windows; the manifest keeps their summary
+    if sample["rms_dbfs"]:
+        merged["statistics"] = audio_checks.DataProfile.from_samples(**sample).to_dict()
     storage.write_bytes(storage.join(out_uri, MANIFEST), _dumps(merged))
     return merged, tasks
 
@@ -505,6 +537,10 @@ def _print_summary(manifest: dict, seconds: float, sample_rate: int) -> None:
         f"({audio_seconds / max(seconds, 1e-9):.0f}x real time); skipped {totals['skipped']}",
         file=sys.stderr,
     )
+    held_out = manifest.get("held_out", {})
+    if held_out.get("requested_fraction"):
+        print(f"validation: {len(held_out['songs'])} songs, {100 * held_out['fraction']:.1f}% of the audio "
+              f"(asked for {100 * held_out['requested_fraction']:.0f}%)", file=sys.stderr)  # fmt: skip
     for item in manifest["skipped"]:
         print(f"  skipped {item['source']}: {item['reason']}", file=sys.stderr)
 

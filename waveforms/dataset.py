@@ -16,10 +16,13 @@ TensorFlow is imported inside functions so the CLI does not pay for it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass
+
+import numpy as np
 
 from waveforms import records, storage
 
@@ -288,44 +291,120 @@ def make_dataset(
     )
 
 
-def make_eval_dataset(
-    manifest_uri: str,
-    window_length: int,
-    batch_size: int,
-    *,
-    split: str = "validation",
-    max_windows: int | None = None,
-    genres: list[str] | None = None,
-    with_genre: bool = False,
-    cycle_length: int = 4,
-    drop_remainder: bool = False,
-):
-    """Validation batches, identical on every call: windows at t0 = 0, L, 2L, ... of each record in manifest order,
-    the first max_windows of them; one pass (no repeat), so NLL is comparable across evaluations. With
-    drop_remainder=False the last batch may be smaller: weight batch means by batch size.
+@dataclass(frozen=True)
+class EvaluationSet:
+    """A fixed sample of held-out windows: the same on every evaluation, every resume and every training seed."""
+
+    windows: np.ndarray  # (N, window_length + 1) uint8 codes: x = windows[:, :-1] predicts y = windows[:, 1:]
+    genre_ids: np.ndarray  # (N,) int32
+    song_ids: tuple[str, ...]  # (N,) the held-out song of each window
+    songs: int  # held-out songs represented (all that have a usable record, unless there are more than N)
+    samples: int  # samples of those songs' usable records: what the windows stand for
+
+    def batches(self, batch_size: int, window_length: int):
+        """(x, y, genre_id, valid) NumPy batches of exactly batch_size rows: the last is padded, `valid` rows count."""
+        for start in range(0, len(self.windows), batch_size):
+            rows = self.windows[start : start + batch_size].astype(np.int32)
+            genre = self.genre_ids[start : start + batch_size]
+            valid = len(rows)
+            if valid < batch_size:  # one batch shape: one compiled evaluation step
+                rows = np.concatenate([rows, np.repeat(rows[-1:], batch_size - valid, axis=0)])
+                genre = np.concatenate([genre, np.repeat(genre[-1:], batch_size - valid)])
+            yield rows[:, :window_length], rows[:, 1:], genre, valid
+
+
+def _stable_seed(seed: int, text: str) -> list[int]:
+    return [seed, int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")]
+
+
+def _song_records(manifest: dict, song: dict) -> list[tuple[int, int]]:
+    """(offset, samples) of each record of a song: songs are cut into consecutive segment_samples records."""
+    segment, samples = int(manifest["segment_samples"]), int(song["samples"])
+    return [(offset, min(segment, samples - offset)) for offset in range(0, samples, segment)]
+
+
+def plan_evaluation(manifest: dict, window_length: int, count: int, *, seed: int = 0, split: str = "validation",
+                    genres: list[str] | None = None) -> dict[tuple[str, int], list[int]]:  # fmt: skip
+    """Where the evaluation windows start: {(song_id, record offset): [window starts within the record]}.
+
+    Every held-out song with a usable record (at least window_length + 1 samples) gets windows in proportion to its
+    usable length, at least one each; within a song the windows are evenly spaced over its whole length with a seeded
+    random phase (systematic sampling), so the sample spreads over every song and over the whole of each. When there are
+    more songs than `count`, a seeded choice of `count` songs gets one window each. Computed from the manifest alone.
     """
-    import tensorflow as tf
+    if count < 1 or window_length < 1:
+        raise ValueError(f"evaluation needs count >= 1 and window_length >= 1, got {count} and {window_length}")
+    wanted = set(genres) if genres is not None else None
+    songs = []  # (song_id, [(offset, usable starts)])
+    for song in sorted(manifest.get("songs", []), key=lambda s: s["song_id"]):
+        if song.get("split") != split or (wanted is not None and song.get("genre") not in wanted):
+            continue
+        usable = [(offset, n - window_length) for offset, n in _song_records(manifest, song) if n >= window_length + 1]
+        if usable:
+            songs.append((song["song_id"], usable))
+    if not songs:
+        return {}
+    starts_per_song = np.array([sum(starts for _, starts in usable) for _, usable in songs], dtype=np.float64)
+    if len(songs) >= count:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(songs), size=count, replace=False))
+        allocation = np.zeros(len(songs), np.int64)
+        allocation[chosen] = 1
+    else:  # one each, the rest in proportion to usable length (largest remainder)
+        share = (count - len(songs)) * starts_per_song / starts_per_song.sum()
+        allocation = 1 + np.floor(share).astype(np.int64)
+        remainder = count - int(allocation.sum())
+        allocation[np.argsort(-(share - np.floor(share)), kind="stable")[:remainder]] += 1
+    plan: dict[tuple[str, int], list[int]] = {}
+    for (song_id, usable), k, total in zip(songs, allocation, starts_per_song, strict=True):
+        if not k:
+            continue
+        phase = np.random.default_rng(_stable_seed(seed, song_id)).random()
+        for position in ((np.arange(k) + phase) * total / k).astype(np.int64):  # in [0, total)
+            for offset, starts in usable:  # the record holding this start position
+                if position < starts:
+                    plan.setdefault((song_id, offset), []).append(int(position))
+                    break
+                position -= starts
+    return plan
 
-    _check_sizes(window_length, batch_size)
-    serialized, wanted = _records_of(manifest_uri, split, window_length, genres, 0, 1, cycle_length=cycle_length)
-    length = window_length
 
-    def fixed_windows(codes, genre):
-        n = tf.size(codes, out_type=tf.int64)
-        t0 = tf.range((n - 1) // length, dtype=tf.int64) * length  # (count,)
-        positions = t0[:, None] + tf.range(length + 1, dtype=tf.int64)[None, :]  # (count, L + 1)
-        return tf.gather(codes, positions), tf.fill([tf.size(t0)], genre)
+def evaluation_windows(manifest_uri: str, window_length: int, count: int, *, seed: int = 0,
+                       split: str = "validation", genres: list[str] | None = None) -> EvaluationSet:  # fmt: skip
+    """The planned evaluation windows (plan_evaluation) read from the split's shards; raises ManifestError when the
+    split has no record long enough. Reads the split's records once, without TensorFlow."""
+    manifest = load_manifest(manifest_uri)
+    plan = plan_evaluation(manifest, window_length, count, seed=seed, split=split, genres=genres)
+    if not plan:
+        raise ManifestError(
+            f"{manifest_uri}: no {split} song has a record of at least window_length + 1 = {window_length + 1} samples"
+        )
+    found: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
+    for segment in iter_segments(manifest, manifest_uri, split):
+        key = (segment.song_id, segment.offset)
+        if key in plan:
+            codes = np.frombuffer(segment.audio, dtype=np.uint8)
+            found[key] = (np.stack([codes[s : s + window_length + 1] for s in plan[key]]), segment.genre_id)
+            if len(found) == len(plan):
+                break
+    missing = sorted(set(plan) - set(found))
+    if missing:
+        song_id, offset = missing[0]
+        raise ManifestError(f"{manifest_uri}: the {split} shards lack record {song_id!r} at offset {offset} "
+                            f"that the manifest lists ({len(missing)} records missing)")  # fmt: skip
+    keys = sorted(plan)
+    windows = np.concatenate([found[key][0] for key in keys])  # (N, L + 1)
+    genre_ids = np.concatenate([np.full(len(plan[key]), found[key][1], np.int32) for key in keys])
+    song_ids = tuple(song_id for key in keys for song_id in [key[0]] * len(plan[key]))
+    held_out = {song["song_id"]: song for song in manifest["songs"] if song.get("split") == split}
+    represented = sorted({key[0] for key in keys})
+    usable_samples = sum(n for song_id in represented for _, n in _song_records(manifest, held_out[song_id])
+                         if n >= window_length + 1)  # fmt: skip
+    return EvaluationSet(windows, genre_ids, song_ids, len(represented), usable_samples)
 
-    windows = (
-        serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE)
-        .filter(_keep(wanted, length))
-        .map(fixed_windows, num_parallel_calls=tf.data.AUTOTUNE)
-        .unbatch()
-    )
-    if max_windows is not None:
-        windows = windows.take(max_windows)
-    return (
-        windows.batch(batch_size, drop_remainder=drop_remainder)
-        .map(lambda w, g: _split_inputs_targets(w, g, length, with_genre), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+
+def iter_segments(manifest: dict, manifest_uri: str, split: str):
+    """Records of one split read straight from the shards (local or object storage), without TensorFlow."""
+    for uri in shard_uris(manifest, manifest_uri, split):
+        with storage.open_read(uri) as stream:
+            for serialized in records.iter_records(stream, name=uri):
+                yield records.decode_example(serialized)

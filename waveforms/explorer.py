@@ -77,8 +77,10 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:15px;margin:18px 0 6px;color:#ccc
 .cell{padding:0;border:2px solid #333;background:#000;cursor:pointer;line-height:0;position:relative}
 .cell img{width:96px;height:48px;image-rendering:pixelated;display:block}
 .cell:hover,.cell:focus{border-color:#8cf;outline:none} .cell.playing{border-color:#fc6}
-.cell.corner{border-color:#c84}
+.cell.corner{border-color:#c84} .cell.failing{border-color:#e33}
+.alert{color:#f66;font-weight:bold;font-size:13px;margin:2px 0 10px}
 .cell span{position:absolute;left:2px;bottom:2px;font-size:9px;line-height:10px;color:#fff;background:#0008;padding:0 2px}
+.cell span.warn{left:auto;right:2px;background:#c00}
 """
 
 _SCRIPT = """
@@ -171,12 +173,16 @@ def render_explorer(
                 if p["name"] in thumbnails
                 else '<img alt="">'
             )
-            badge = f"<span>{corner}</span>" if corner else ""
+            check = p.get("check", "")
+            failing = bool(check) and check != "ok"
+            badge = (f"<span>{corner}</span>" if corner else "") + ('<span class="warn">!</span>' if failing else "")
+            classes = "cell" + (" corner" if corner else "") + (" failing" if failing else "")
             cells.append(
-                f'<button type="button" class="cell{" corner" if corner else ""}" data-audio="{audio_id}" '
+                f'<button type="button" class="{classes}" data-audio="{audio_id}" data-check="{esc(check)}" '
                 f'data-name="{esc(p["name"])}" data-x="{p["x"]}" data-y="{p["y"]}" data-row="{p["row"]}" '
                 f'data-col="{p["col"]}" style="grid-row:{p["row"] + 1};grid-column:{p["col"] + 1}" '
-                f'title="{esc(p["name"])} | x={p["x"]:.3f} y={p["y"]:.3f} | {weights}">{image}{badge}</button>'
+                f'title="{esc(p["name"])} | x={p["x"]:.3f} y={p["y"]:.3f} | {weights}'
+                f'{f" | check: {esc(check)}" if check else ""}">{image}{badge}</button>'
             )
         labels = "".join(
             f'<div class="label" style="grid-row:{_LABEL_PLACES[n][0]};grid-column:{_LABEL_PLACES[n][1]}">'
@@ -193,11 +199,20 @@ def render_explorer(
         f"{len(manifest['points'])} clips · weighting {parameters.get('weighting', 'bilinear')} · "
         f"{manifest.get('sample_rate', '')} Hz · {manifest.get('convention', '')}"
     )
+    failing = [p for p in manifest["points"] if p.get("check", "ok") != "ok"]
+    checked = any("check" in p for p in manifest["points"])
+    if failing:
+        examples = "; ".join(f"{p['name']}: {p['check']}" for p in failing[:4])
+        alert = f'<p class="alert">{len(failing)} of {len(manifest["points"])} clips fail the audio checks (marked !): {esc(examples)}</p>'
+    elif checked:
+        alert = f'<p class="note">all {len(manifest["points"])} clips pass the audio checks</p>'
+    else:
+        alert = ""
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<link rel="icon" href="data:,">'  # no favicon request: the page makes no network traffic at all
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>"
-        f'<h1>{esc(title)}</h1><p class="note">{esc(note)}</p>'
+        f'<h1>{esc(title)}</h1><p class="note">{esc(note)}</p>{alert}'
         '<div class="controls"><label><input type="checkbox" id="hover"> play on hover</label> '
         '<button type="button" id="stop">stop</button><span class="status" id="status">click a cell to play it</span></div>'
         f"{''.join(sections)}<div hidden>{''.join(audios)}</div>"

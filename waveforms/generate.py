@@ -161,6 +161,14 @@ def write_outputs(clips: np.ndarray, out: str, sample_rate: int) -> list[str]:
     return written
 
 
+def check_clips(clips: np.ndarray, export: dict) -> list:
+    """audio_checks.check_clip for each generated clip, against the training data's profile saved with the model."""
+    from waveforms import audio_checks
+
+    profile = audio_checks.DataProfile.from_dict(export.get("data_profile"))
+    return [audio_checks.check_clip(clip, int(export["sample_rate"]), profile) for clip in clips]
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_uri", metavar="MODEL_URI", help="MODEL_URI of a finished `waveforms train` run")
     parser.add_argument("out", metavar="OUT", help="output file: .wav, .mp3, .flac or .ogg (a batch adds -0, -1, ...)")
@@ -181,13 +189,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {args.out}: unknown extension {suffix!r} (use .wav, .mp3, .flac or .ogg)", file=sys.stderr)
         return 2
     try:
-        sample_rate = int(read_export_config(args.model_uri)["sample_rate"])
+        export = read_export_config(args.model_uri)
+        sample_rate = int(export["sample_rate"])
         clips = generate(args.model_uri, args.seconds, batch=args.batch, temperature=args.temperature,
                          seed_audio=args.seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress)  # fmt: skip
         written = write_outputs(clips, args.out, sample_rate)
     except (ValueError, storage.StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for uri in written:
+    for uri, check in zip(written, check_clips(clips, export), strict=True):
         print(f"wrote {uri} ({clips.shape[1] / sample_rate:.2f} s at {sample_rate} Hz)")
+        print(f"check {uri}: {check.verdict}", file=sys.stderr)
     return 0

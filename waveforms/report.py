@@ -14,7 +14,6 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +30,8 @@ th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .clips{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:1em}
 .clip{border:1px solid #ddd;border-radius:6px;padding:.5em}.clip img{width:100%;image-rendering:pixelated}
 .clip audio{width:100%}.caption{font-size:.85em;color:#555}
+.verdict{font-size:.85em;margin-top:.2em}.verdict.ok{color:#2a6}.verdict.bad{color:#c22;font-weight:bold}
+p.bad{color:#c22;font-weight:bold}
 """
 
 
@@ -40,6 +41,7 @@ class Clip:
     samples: np.ndarray  # float32 mono in [-1, 1]
     sample_rate: int
     caption: str = ""
+    verdict: str = ""  # audio_checks: "ok" or what is wrong; shown beside the player
 
 
 @dataclass
@@ -47,8 +49,10 @@ class Report:
     title: str
     sections: list[tuple[str, str, str]] = field(default_factory=list)  # (heading, html, markdown)
 
-    def add_text(self, heading: str, text: str) -> None:
-        self.sections.append((heading, f"<p>{html.escape(text)}</p>", text))
+    def add_text(self, heading: str, text: str, *, alert: bool = False) -> None:
+        """A paragraph; alert=True shows it as a warning (bold red on the page, bold in Markdown)."""
+        css = ' class="bad"' if alert else ""
+        self.sections.append((heading, f"<p{css}>{html.escape(text)}</p>", f"**{text}**" if alert else text))
 
     def add_table(self, heading: str, header: list[str], rows: list[list]) -> None:
         def cell(value) -> str:
@@ -76,9 +80,11 @@ class Report:
                 f'<div class="clip"><b>{html.escape(clip.title)}</b>'
                 f'<img alt="spectrogram of {html.escape(clip.title)}" src="{data_uri(png, "image/png")}">'
                 f'<audio controls preload="none" src="{data_uri(wav, "audio/wav")}"></audio>'
-                f'<div class="caption">{html.escape(clip.caption)}</div></div>'
+                f'<div class="caption">{html.escape(clip.caption)}</div>{_verdict_html(clip.verdict)}</div>'
             )
-        markdown = "\n".join(f"- {clip.title}: {clip.caption}" for clip in clips)
+        markdown = "\n".join(
+            f"- {clip.title}: {clip.caption}{f' — check: {clip.verdict}' if clip.verdict else ''}" for clip in clips
+        )
         self.sections.append((heading, f'<div class="clips">{"".join(cards)}</div>', markdown))
 
     def html(self) -> str:
@@ -90,6 +96,13 @@ class Report:
 
     def markdown(self) -> str:
         return f"# {self.title}\n\n" + "\n".join(f"## {h}\n\n{md}\n" for h, _, md in self.sections)
+
+
+def _verdict_html(verdict: str) -> str:
+    if not verdict:
+        return ""
+    css = "verdict ok" if verdict == "ok" else "verdict bad"
+    return f'<div class="{css}">check: {html.escape(verdict)}</div>'
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -107,19 +120,11 @@ def _format(value) -> str:
 # --- datasets ---
 
 
-def iter_segments(manifest: dict, manifest_uri: str, split: str) -> Iterator[records.Segment]:
-    """Records of one split read straight from the shards (local or object storage), without TensorFlow."""
-    for uri in dataset.shard_uris(manifest, manifest_uri, split):
-        with storage.open_read(uri) as stream:
-            for serialized in records.iter_records(stream, name=uri):
-                yield records.decode_example(serialized)
-
-
 def pick_clips(manifest: dict, manifest_uri: str, max_clips: int = 8) -> list[Clip]:
     """One clip per genre first (so every timbre is heard), then more until max_clips, from the first segments."""
     by_genre: dict[str, list[records.Segment]] = {}
     for split in ("train", "validation"):
-        for segment in iter_segments(manifest, manifest_uri, split):
+        for segment in dataset.iter_segments(manifest, manifest_uri, split):
             if segment.offset == 0:
                 by_genre.setdefault(segment.genre, []).append(segment)
             if sum(len(v) for v in by_genre.values()) >= 4 * max_clips:
@@ -252,26 +257,35 @@ def _receptive_field(config: dict, final: dict) -> int:
     return int(task.config_from_dict(config["model"]).receptive_field)
 
 
-def loss_curve_png(history: list[dict], uniform_bits: float | None = None) -> bytes:
-    """Train loss and validation NLL, both in bits/sample, against step; a dashed line at the uniform-guess cost."""
+def _train_bits(entry: dict) -> float | None:
+    """Training loss in bits/sample; metrics.json from before it was logged in bits holds `loss` in nats."""
+    if isinstance(entry.get("train_bits"), int | float):
+        return entry["train_bits"]
+    if isinstance(entry.get("loss"), int | float):
+        return entry["loss"] / math.log(2)
+    return None
+
+
+def loss_curve_png(history: list[dict], baselines: dict | None = None) -> bytes:
+    """Train loss and validation NLL, both in bits/sample, against step; the count-model baselines as dashed lines."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    def series(key: str, scale: float = 1.0) -> tuple[list[int], list[float]]:
-        points = [
-            (e["step"], e[key] * scale)
-            for e in history
-            if isinstance(e.get(key), int | float) and math.isfinite(e[key])
-        ]
+    def series(value_of) -> tuple[list[int], list[float]]:
+        points = [(e["step"], value_of(e)) for e in history]
+        points = [(step, value) for step, value in points if isinstance(value, int | float) and math.isfinite(value)]
         return [step for step, _ in points], [value for _, value in points]
 
     figure = Figure(figsize=LOSS_CURVE_INCHES, dpi=LOSS_CURVE_DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.plot(*series("loss", 1.0 / math.log(2)), marker=".", label="train loss")  # metrics.json holds nats
-    axes.plot(*series("val_bits"), marker="o", label="validation")
-    if uniform_bits:
-        axes.axhline(uniform_bits, color="grey", linestyle="--", linewidth=1, label=f"uniform guess ({uniform_bits:g})")
+    axes.plot(*series(_train_bits), marker=".", label="train loss")
+    axes.plot(*series(lambda e: e.get("val_bits")), marker="o", label="validation (held-out windows)")
+    styles = {"uniform": ":", "unigram": "-.", "bigram": "--", "trigram": (0, (5, 1))}
+    for name, style in styles.items():
+        value = (baselines or {}).get(name)
+        if isinstance(value, int | float):
+            axes.axhline(value, color="grey", linestyle=style, linewidth=1, label=f"{name} baseline ({value:.2f})")
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("step")
     axes.set_ylabel("bits / sample")
@@ -292,8 +306,12 @@ def training_report(model_uri: str) -> tuple[Report, dict[str, float]]:
     model, train_settings = config["model"], config["train"]
     metrics = {name: float(value) for name, value in final.items()
                if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)}  # fmt: skip
-    if "loss" in metrics:
-        metrics["train_bits"] = metrics["loss"] / math.log(2)
+    if "train_bits" not in metrics and _train_bits(final) is not None:
+        metrics["train_bits"] = _train_bits(final)
+    baselines = record_baselines(model_uri, config)
+    for name in ("uniform", "unigram", "bigram", "trigram"):
+        if isinstance(baselines.get(name), int | float):
+            metrics[f"{name}_bits"] = float(baselines[name])
     receptive_field = _receptive_field(config, final)
     metrics["receptive_field"] = float(receptive_field)
 
@@ -309,12 +327,26 @@ def training_report(model_uri: str) -> tuple[Report, dict[str, float]]:
     report.add_table("Run", ["property", "value"], summary)
 
     quantization = model.get("quantization_channels")
-    uniform_bits = math.log2(quantization) if isinstance(quantization, int) and quantization > 1 else None
+    if "uniform" not in baselines and isinstance(quantization, int) and quantization > 1:
+        baselines = {**baselines, "uniform": math.log2(quantization)}
+    verdict = baseline_verdict(final, baselines)
+    if verdict:
+        report.add_text("Verdict", verdict, alert=verdict.startswith("NOT LEARNED"))
     if history:
-        report.add_image("Loss curve", loss_curve_png(history, uniform_bits),
-                         "train loss and validation NLL in bits/sample against step")  # fmt: skip
+        report.add_image("Loss curve", loss_curve_png(history, baselines),
+                         "train loss and validation NLL in bits/sample against step, with the count-model baselines")  # fmt: skip
+    if any(name in baselines for name in ("unigram", "bigram", "trigram")):
+        rows = [["model (validation)", _cell(final.get("val_bits")), _cell(final.get("val_bits_se", "")), ""]]
+        rows += [[f"{name} baseline", _cell(baselines[name]), "",
+                  _cell(baselines[name] - final["val_bits"]) if isinstance(final.get("val_bits"), int | float) else ""]
+                 for name in ("uniform", "unigram", "bigram", "trigram") if isinstance(baselines.get(name), int | float)]  # fmt: skip
+        where = (f"on the same {baselines.get('windows')} held-out windows from {baselines.get('songs')} songs; "
+                 "count models fitted on the training split") if baselines.get("windows") else ""  # fmt: skip
+        report.add_table(f"Bits per sample {where}".strip(), ["", "bits/sample", "standard error", "model below it by"],
+                         rows)  # fmt: skip
     values = {**final, **({"train_bits": metrics["train_bits"]} if "train_bits" in metrics else {})}
-    leading = {name: values[name] for name in ("step", "val_bits", "train_bits", "loss") if name in values}
+    values.pop("loss", None)
+    leading = {name: values[name] for name in ("step", "val_bits", "val_bits_se", "train_bits") if name in values}
     report.add_table("Final metrics", ["metric", "value"],
                      [[name, _cell(value)] for name, value in (leading | values).items()])  # fmt: skip
     rate = config.get("sample_rate")
@@ -328,13 +360,41 @@ def training_report(model_uri: str) -> tuple[Report, dict[str, float]]:
     return report, metrics
 
 
+def record_baselines(model_uri: str, config: dict) -> dict:
+    """The baselines a run scored: config.json's copy once exported, metrics.json's while the run goes on."""
+    if isinstance(config.get("baselines"), dict) and config["baselines"]:
+        return config["baselines"]
+    from waveforms import train
+
+    uri = storage.join(model_uri, train.METRICS_FILE)
+    recorded = _read_json(uri, "a metrics file").get("baselines") if storage.exists(uri) else None
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def baseline_verdict(final: dict, baselines: dict) -> str:
+    """A plain sentence when the model does not beat the best count model on the same windows; '' when it does."""
+    scored = {name: baselines[name] for name in ("uniform", "unigram", "bigram", "trigram")
+              if isinstance(baselines.get(name), int | float)}  # fmt: skip
+    val_bits = final.get("val_bits")
+    if not scored or not isinstance(val_bits, int | float):
+        return ""
+    name = min(scored, key=scored.get)
+    if val_bits < scored[name]:
+        return f"The model beats the best count model ({name}, {scored[name]:.3f}) by {scored[name] - val_bits:.3f} bits/sample."
+    return (
+        f"NOT LEARNED: the model's {val_bits:.3f} bits/sample is no better than the {name} count model's "
+        f"{scored[name]:.3f} on the same held-out windows. Train longer or fix the recipe before trusting its audio."
+    )
+
+
 # --- generation ---
 
 MAX_REPORT_AUDIO_BYTES = 1_600_000  # WAV bytes embedded in one page; base64 (4/3) and spectrograms make it about 2.5 MB
 
 
 def clip_statistics(clip: Clip) -> dict[str, float]:
-    """Duration, peak, RMS, spectral flatness (~0 tonal, ~1 noise) and spectral centroid of one clip."""
+    """Duration, peak, RMS (whole clip, silence counts), spectral flatness (~0 tonal, ~1 noise; over sounding frames)
+    and spectral centroid of one clip."""
     samples = np.asarray(clip.samples, dtype=np.float32)
     if samples.ndim != 1 or samples.size == 0:
         raise ValueError(f"clip {clip.title!r}: expected mono audio of shape (samples,), got shape {samples.shape}")
@@ -355,15 +415,30 @@ def _embedded_wav_bytes(clip: Clip) -> int:
     return 44 + 2 * min(len(clip.samples), int(MAX_CLIP_SECONDS * clip.sample_rate))
 
 
-def generation_report(clips: list[Clip], model_uri: str | None = None, settings: dict | None = None) -> Report:
-    """Generated clips as players with spectrograms, the settings, the model they came from and statistics per clip.
+def generation_report(clips: list[Clip], model_uri: str | None = None, settings: dict | None = None,
+                      checks: list | None = None) -> Report:  # fmt: skip
+    """Generated clips as players with spectrograms, the settings, the model they came from, the audio checks' verdict
+    and statistics per clip (checks: audio_checks.ClipCheck per clip, in order).
 
     Every clip gets a statistics row; players are embedded while MAX_REPORT_AUDIO_BYTES lasts (at least one).
     """
     if not clips:
         raise ValueError("generation_report: no clips")
+    if checks is not None and len(checks) != len(clips):
+        raise ValueError(f"generation_report: {len(checks)} checks for {len(clips)} clips")
     statistics = [clip_statistics(clip) for clip in clips]  # validates every clip before any work
     report = Report("waveforms generation report")
+    if checks is not None:
+        failing = [(clip.title, check.verdict) for clip, check in zip(clips, checks, strict=True) if not check.ok]
+        for clip, check in zip(clips, checks, strict=True):
+            clip.verdict = check.verdict
+        if failing:
+            listed = "; ".join(f"{title}: {verdict}" for title, verdict in failing)
+            report.add_text("Audio checks", f"{len(failing)} of {len(clips)} clips fail the audio checks: {listed}",
+                            alert=True)  # fmt: skip
+        else:
+            report.add_text("Audio checks", f"All {len(clips)} clips pass the audio checks (not silent, not noise-like "
+                                            f"against the training data, not clipped).")  # fmt: skip
     if model_uri is not None:
         from waveforms import generate
 
@@ -394,9 +469,11 @@ def generation_report(clips: list[Clip], model_uri: str | None = None, settings:
                                         f"playable here: the page stays small enough for the Kubeflow UI.")  # fmt: skip
     report.add_table(
         "Statistics",
-        ["clip", "seconds", "peak", "RMS", "RMS dBFS", "spectral flatness", "spectral centroid (Hz)"],
-        [[clip.title, round(s["seconds"], 3), _cell(s["peak"]), _cell(s["rms"]), round(s["rms_dbfs"], 1),
-          _cell(s["spectral_flatness"]), s["spectral_centroid_hz"]]
-         for clip, s in zip(clips, statistics, strict=True)],
+        ["clip", "check", "seconds", "sound until (s)", "peak", "RMS", "RMS dBFS", "flatness (sounding frames)",
+         "spectral centroid (Hz)"],
+        [[clip.title, clip.verdict or "", round(s["seconds"], 3),
+          round(check.sound_ends_at, 2) if check is not None else "", _cell(s["peak"]), _cell(s["rms"]),
+          round(s["rms_dbfs"], 1), _cell(s["spectral_flatness"]), s["spectral_centroid_hz"]]
+         for clip, s, check in zip(clips, statistics, checks or [None] * len(clips), strict=True)],
     )  # fmt: skip
     return report

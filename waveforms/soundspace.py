@@ -425,6 +425,7 @@ def make_soundspace(
         entry["name"]: postprocess(mu_law_decode(row), sample_rate, length, spec.peak_dbfs, spec.fade_ms)
         for entry, row in zip(manifest["points"], codes, strict=True)
     }
+    check_points(manifest, audio, model_uri, sample_rate)
     say(f"writing {len(audio)} clips ({', '.join(extensions)})")
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # mp3 = one ffmpeg process per clip
         list(
@@ -446,6 +447,30 @@ def make_soundspace(
 
         write_explorer(os.path.join(out_dir, "explorer.html"), manifest, audio, sample_rate)
     return SoundSpaceResult(out_dir, manifest, audio, decode_seconds)
+
+
+def check_points(manifest: dict, audio: dict[str, np.ndarray], model_uri: str, sample_rate: int) -> None:
+    """The audio checks' verdict on every decoded point (against the training data's profile saved with the model),
+    into the manifest: each point's "check" and a "checks" summary."""
+    from waveforms import audio_checks, storage
+    from waveforms.generate import read_export_config
+    from waveforms.train import CONFIG_FILE
+
+    # a model saved outside `waveforms train` has no config.json, hence no profile: the checks use their fallbacks
+    exported = storage.exists(storage.join(model_uri, CONFIG_FILE))
+    profile = audio_checks.DataProfile.from_dict(
+        read_export_config(model_uri).get("data_profile") if exported else None
+    )
+    checks = []
+    for entry in manifest["points"]:
+        check = audio_checks.check_clip(audio[entry["name"]], sample_rate, profile)
+        entry["check"] = check.verdict
+        checks.append(check)
+    manifest["checks"] = audio_checks.summary_metrics(checks)
+
+
+def failing_points(manifest: dict) -> list[tuple[str, str]]:
+    return [(p["name"], p["check"]) for p in manifest["points"] if p.get("check", "ok") != "ok"]
 
 
 def write_clip(stem: str, clip: np.ndarray, sample_rate: int, extensions: Sequence[str]) -> None:
@@ -517,6 +542,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     n = len(result.manifest["points"])
+    failing = failing_points(result.manifest)
+    if failing:
+        listed = "; ".join(f"{name}: {verdict}" for name, verdict in failing[:8])
+        more = f" (and {len(failing) - 8} more)" if len(failing) > 8 else ""
+        print(f"check: {len(failing)} of {n} clips fail the audio checks: {listed}{more}", file=sys.stderr)
+    else:
+        print(f"check: all {n} clips pass the audio checks", file=sys.stderr)
     print(
         f"wrote {n} clips, manifest.json{' and explorer.html' if spec.explorer else ''} to {result.out_dir} "
         f"(decoded at {result.manifest['decode']['samples_per_second']:.0f} samples/s)"

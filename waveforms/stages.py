@@ -98,9 +98,10 @@ def generate_stage(
 ) -> tuple[report.Report, dict[str, float]]:
     """Generate `batch` clips of `seconds`, write them as WAV and mp3 into out_dir, report them. With seed_dataset, the
     model continues the first seed_seconds of a held-out clip (written to out_dir/seed.wav) instead of silence."""
-    from waveforms import audio, generate
+    from waveforms import audio, audio_checks, generate
 
-    sample_rate = int(generate.read_export_config(model_dir)["sample_rate"])
+    export = generate.read_export_config(model_dir)
+    sample_rate = int(export["sample_rate"])
     os.makedirs(out_dir, exist_ok=True)
     seed_audio = None
     if seed_dataset:
@@ -121,10 +122,11 @@ def generate_stage(
         "seed": seed,
         "seeded from": f"first {seed_seconds} s of a held-out clip" if seed_dataset else "silence",
     }
-    page = report.generation_report(report_clips, model_uri=model_dir, settings=settings)
+    checks = generate.check_clips(clips, export)
+    page = report.generation_report(report_clips, model_uri=model_dir, settings=settings, checks=checks)
     statistics = [report.clip_statistics(clip) for clip in report_clips]
     metrics = {f"mean_{name}": float(np.mean([s[name] for s in statistics])) for name in ("rms", "spectral_flatness")}
-    metrics["clips"] = float(len(report_clips))
+    metrics.update(audio_checks.summary_metrics(checks))
     return page, metrics
 
 
@@ -135,7 +137,7 @@ def held_out_clip(dataset_uri: str, seconds: float):
     manifest_uri = convert.manifest_uri(dataset_uri)
     manifest = dataset.load_manifest(manifest_uri)
     split = "validation" if manifest["splits"]["validation"]["records"] else "train"
-    segment = next(report.iter_segments(manifest, manifest_uri, split))
+    segment = next(dataset.iter_segments(manifest, manifest_uri, split))
     codes = np.frombuffer(segment.audio, dtype=np.uint8)[: int(seconds * segment.sample_rate)]
     return audio.mu_law_decode(codes)
 

@@ -515,6 +515,27 @@ def list_files(prefix_uri: str, suffix: str | None = None) -> list[str]:
     return sorted(f"{scheme}://{bucket}/{name}" for name in names if not suffix or name.endswith(suffix))
 
 
+CONTENT_KEY_BYTES = 64 * 1024
+
+
+def content_key(uri: str) -> tuple[int, str]:
+    """(size, a hex key of the content) of a file/object: the same however it is named. Local files hash their size,
+    first and last 64 KiB (cheap for any size); objects use the etag the server computed from the content."""
+    if is_remote(uri):
+        settings, client, bucket, key = _remote(uri)
+        stat = _call(settings, "stat", uri, lambda: client.stat_object(bucket, key))
+        return stat.size, hashlib.sha256(f"{stat.size}:{(stat.etag or '').strip(chr(34))}".encode()).hexdigest()
+    path = _local_path(uri)
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(CONTENT_KEY_BYTES))
+        if size > CONTENT_KEY_BYTES:
+            handle.seek(max(CONTENT_KEY_BYTES, size - CONTENT_KEY_BYTES))
+            digest.update(handle.read(CONTENT_KEY_BYTES))
+    return size, digest.hexdigest()
+
+
 def _fingerprint(uri: str) -> tuple[int, str] | None:
     """(size, etag) of a file/object or None if absent; local files get the etag an S3 upload of them would have."""
     if is_remote(uri):

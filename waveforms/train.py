@@ -26,7 +26,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from waveforms import checkpoints, convert, storage
+import numpy as np
+
+from waveforms import baselines, checkpoints, convert, storage
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
@@ -48,7 +50,9 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps; a checkpoint is also written at the end
     keep_checkpoints: int = 3
     eval_every: int = 500  # steps; an evaluation is also run at the end
-    eval_windows: int = 16  # validation windows (fixed set)
+    # validation windows: a fixed sample over every held-out song and the whole of each (dataset.plan_evaluation);
+    # val_bits is their mean NLL, reported with its standard error
+    eval_windows: int = 128
     seed: int = 0  # initial weights and the window stream
     # Also train on the window's first receptive_field - 1 positions, whose context the window start cuts short (they
     # are computed anyway, as context for the rest). Measured on the embedded dataset, `small`, 600 steps, same CPU
@@ -266,6 +270,7 @@ class _Output:
         self.enabled = enabled
         self.workdir = workdir
         self.history = history
+        self.baselines: dict = {}
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_DIR)) if enabled else None
         self.bar = tqdm(total=steps, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0,
                         disable=not (enabled and progress), desc="train")  # fmt: skip
@@ -282,6 +287,19 @@ class _Output:
             tf.summary.scalar("train/grad_norm", grad_norm)
             tf.summary.scalar("train/learning_rate", learning_rate)
 
+    def set_baselines(self, scores: dict) -> None:
+        """The count models' bits on the evaluation windows: printed once, beside every evaluation after."""
+        self.baselines = scores
+        listed = ", ".join(f"{name} {scores[name]:.3f}" for name in baselines.ORDERS)
+        _say(self.enabled, f"evaluation: {scores['windows']} windows over {scores['songs']} held-out songs; baselines on "
+                           f"them (bits/sample): {listed}")  # fmt: skip
+
+    def beside_baseline(self, val_bits: float) -> dict:
+        if not self.baselines:
+            return {}
+        best = self.baselines[self.baselines["best"]]
+        return {"best_baseline_bits": best, "bits_below_baseline": best - val_bits}
+
     def evaluation(self, entry: dict) -> None:
         if not self.enabled:
             return
@@ -296,6 +314,8 @@ class _Output:
         sys.stdout.flush()
         with self.writer.as_default(step=entry["step"]):
             tf.summary.scalar("validation/bits_per_sample", entry["val_bits"])
+            if "train_bits" in entry:
+                tf.summary.scalar("train/bits_per_sample", entry["train_bits"])
             tf.summary.scalar("train/samples_per_second", entry["samples_per_second"])
         self.writer.flush()
         self.write_metrics()
@@ -303,7 +323,8 @@ class _Output:
     def write_metrics(self, final: dict | None = None) -> None:
         if not self.enabled:
             return
-        data = {"history": self.history, **({"final": final} if final else {})}
+        data = {"history": self.history, **({"baselines": self.baselines} if self.baselines else {}),
+                **({"final": final} if final else {})}  # fmt: skip
         checkpoints._write_json_atomically(os.path.join(self.workdir, METRICS_FILE), data)
 
     def close(self) -> None:
@@ -382,7 +403,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
         result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
                        window_length, start)  # fmt: skip
         if chief:
-            _export(task, model, workdir, run_config, manifest, result)
+            _warn_if_no_better_than_baselines(result, out.baselines)
+            _export(task, model, workdir, run_config, manifest, result, out.baselines)
             out.write_metrics(final=result)
             if remote:
                 storage.sync_dir_up(workdir, model_uri)
@@ -467,23 +489,24 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
                                     num_workers=context.num_input_pipelines)  # fmt: skip
 
     iterator = iter(strategy.distribute_datasets_from_function(input_pipeline))
-    eval_batches = list(dataset.make_eval_dataset(manifest_uri, window_length, G, max_windows=config.eval_windows,
-                                                  with_genre=task.conditioned))  # fmt: skip
-    if not eval_batches:
-        raise ValueError(f"dataset {manifest_uri}: no validation windows of {window_length} samples")
+    evaluation = dataset.evaluation_windows(manifest_uri, window_length, config.eval_windows)
+    if out.enabled:
+        out.set_baselines(baselines.for_evaluation(manifest_uri, evaluation, T))
     train_step = make_train_step(task, model, optimizer, step, strategy, config)
 
     @tf.function(jit_compile=config.jit_compile)
     def eval_nats(inputs, targets):
-        return tf.reduce_sum(next_sample_nll(model, inputs, targets, T, training=False))
+        return next_sample_nll(model, inputs, targets, T, training=False)  # (B,)
 
-    def evaluate() -> float:
-        total, count = 0.0, 0
-        for batch in eval_batches:
-            inputs, targets = _split_batch(task, batch)
-            total += float(eval_nats(inputs, targets))
-            count += int(targets.shape[0])
-        return total / count / math.log(2)
+    def evaluate() -> tuple[float, float]:
+        """Mean and standard error, in bits/sample, over the fixed evaluation windows (one mean per window)."""
+        per_window = []
+        for x, y, genre, valid in evaluation.batches(G, window_length):
+            inputs = task.model_inputs(tf.constant(x), tf.constant(genre) if task.conditioned else None)
+            per_window.append(eval_nats(inputs, tf.constant(y)).numpy()[:valid])
+        bits = np.concatenate(per_window) / math.log(2)  # (N,)
+        error = float(bits.std(ddof=1) / math.sqrt(bits.size)) if bits.size > 1 else 0.0
+        return float(bits.mean()), error
 
     current = start
     losses, interval_start, interval_steps, eval_seconds = [], time.perf_counter(), 0, 0.0
@@ -510,21 +533,24 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
         if current % config.eval_every == 0 or last_step:
             elapsed = time.perf_counter() - interval_start
             began = time.perf_counter()
-            val_bits = evaluate()
+            val_bits, val_bits_se = evaluate()
             eval_seconds = time.perf_counter() - began
             speed = interval_steps * G * T / elapsed if interval_steps else 0.0
-            result = {"step": current, "loss": sum(losses) / len(losses), "val_bits": val_bits,
-                      "learning_rate": learning_rate, "samples_per_second": speed}  # fmt: skip
+            result = {"step": current, "train_bits": sum(losses) / len(losses) / math.log(2), "val_bits": val_bits,
+                      "val_bits_se": val_bits_se, **out.beside_baseline(val_bits), "learning_rate": learning_rate,
+                      "samples_per_second": speed}  # fmt: skip
             out.evaluation(result)
             losses, interval_start, interval_steps = [], time.perf_counter(), 0
         if current % config.checkpoint_every == 0 or last_step:
             store.save(current)
             last_saved = current
-    if not result:  # resumed at the last step: report without training
-        result = {"step": current, "loss": float("nan"), "val_bits": evaluate(), "learning_rate": float(optimizer.learning_rate),
-                  "samples_per_second": 0.0}  # fmt: skip
+    if not result:  # resumed at the last step: report without training (no train loss to report)
+        val_bits, val_bits_se = evaluate()
+        result = {"step": current, "val_bits": val_bits, "val_bits_se": val_bits_se, **out.beside_baseline(val_bits),
+                  "learning_rate": float(optimizer.learning_rate), "samples_per_second": 0.0}  # fmt: skip
     return {**result, "receptive_field": task.receptive_field, "window_length": window_length,
-            "resumed_from": start, "eval_seconds": eval_seconds}  # fmt: skip
+            "resumed_from": start, "eval_seconds": eval_seconds, "eval_windows": len(evaluation.windows),
+            "eval_songs": evaluation.songs}  # fmt: skip
 
 
 def _split_batch(task, batch):
@@ -537,13 +563,22 @@ def _split_batch(task, batch):
     return task.model_inputs(features), targets
 
 
-def _export(task, model, workdir: str, run_config: dict, manifest: dict, result: dict) -> None:
+def _warn_if_no_better_than_baselines(result: dict, scores: dict) -> None:
+    if scores and result.get("bits_below_baseline", 1.0) <= 0:
+        _say(True, f"warning: the model has not learned more than a count model: val_bits {result['val_bits']:.3f} "
+                   f"± {result['val_bits_se']:.3f} against the {scores['best']} baseline's "
+                   f"{result['best_baseline_bits']:.3f} bits/sample on the same windows")  # fmt: skip
+
+
+def _export(task, model, workdir: str, run_config: dict, manifest: dict, result: dict, scores: dict) -> None:
     """A fresh single-device copy of the trained model, saved with its configuration (generate.load_model)."""
     fresh = task.build_model()
     fresh.set_weights([variable.numpy() for variable in model.weights])
     task.export(fresh, workdir)
     config = {**run_config, "sample_rate": int(manifest["sample_rate"]), "genres": manifest.get("genres", []),
-              "receptive_field": task.receptive_field, "step": result["step"], "val_bits": result["val_bits"]}  # fmt: skip
+              "receptive_field": task.receptive_field, "step": result["step"], "val_bits": result["val_bits"],
+              "val_bits_se": result["val_bits_se"], "baselines": scores,
+              "data_profile": manifest.get("statistics")}  # fmt: skip
     checkpoints._write_json_atomically(os.path.join(workdir, CONFIG_FILE), config)
 
 
@@ -641,8 +676,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TrainingDivergedError, storage.StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(
-        f"trained to step {result['step']}: val_bits={result['val_bits']:.4f}; model in {args.model_uri}",
-        file=sys.stderr,
-    )
+    beside = (f" (best baseline {result['best_baseline_bits']:.4f}, {result['bits_below_baseline']:+.4f} below it)"
+              if "best_baseline_bits" in result else "")  # fmt: skip
+    print(f"trained to step {result['step']}: val_bits {result['val_bits']:.4f} ± {result['val_bits_se']:.4f}"
+          f"{beside}; model in {args.model_uri}", file=sys.stderr)  # fmt: skip
     return 0

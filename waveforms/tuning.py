@@ -5,7 +5,7 @@
 - `create_and_wait_experiment` submits such an Experiment from inside a pipeline and returns the best trial.
 - `local_search` samples the same space at random on this machine (`tuning=local`: the demo and the tests).
 
-Katib reads metrics from the trial's stdout: `waveforms train` prints `step=200 loss=2.31 val_bits=5.12` lines.
+Katib reads metrics from the trial's stdout: `waveforms train` prints `step=200 train_bits=5.31 val_bits=5.12 ...` lines.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 OBJECTIVE_METRIC = "val_bits"  # validation negative log-likelihood, bits per sample: lower is better
-ADDITIONAL_METRICS = ("loss",)
+ADDITIONAL_METRICS = ("train_bits",)
 # Katib's default StdOut filter, written out so the contract with `waveforms train` output is visible and tested.
 METRICS_FORMAT = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 EXPERIMENT_PATH = Path(__file__).resolve().parent.parent / "manifests" / "katib" / "experiment.yaml"

@@ -1,0 +1,94 @@
+"""audio_checks: every generated clip is judged against the training data's own statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from waveforms import audio, audio_checks, synth
+
+RATE = 16000
+
+
+def sine(seconds: float, frequency: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def notes_profile() -> audio_checks.DataProfile:
+    """The profile of a few real (synthesised) notes after the mu-law round trip, as convert computes it."""
+    samples = {"rms_dbfs": [], "flatness": [], "dc": []}
+    for note in synth.plan_notes(10, seed=3):
+        codes = audio.mu_law_encode(audio.peak_normalize(synth.render_note(note, RATE, 3.0)))
+        for name, values in audio_checks.profile_sample_of(codes, RATE).items():
+            samples[name] += values
+    return audio_checks.DataProfile.from_samples(**samples)
+
+
+def test_a_sine_and_a_real_note_pass(notes_profile):
+    assert audio_checks.check_clip(sine(3.0), RATE, notes_profile).verdict == "ok"
+    note = synth.render_note(synth.Note("organ", 60, 100, 0), RATE, 4.0)  # held for 3 s, then released
+    check = audio_checks.check_clip(note[: 3 * RATE], RATE, notes_profile)
+    assert check.ok, check.verdict
+    assert check.windows == 3 and check.silent_windows == 0 and check.noisy_windows == 0
+    # the whole note ends in silence after its release, and the check says when
+    assert audio_checks.check_clip(note, RATE, notes_profile).verdict.startswith("silent after 3.")
+
+
+def test_digital_silence_is_silent(notes_profile):
+    check = audio_checks.check_clip(np.zeros(2 * RATE, np.float32), RATE, notes_profile)
+    assert check.verdict == "silent" and check.sound_ends_at == 0.0 and check.silent_windows == 2
+
+
+def test_a_burst_then_silence_is_silent_after_the_burst_even_though_its_rms_is_not_low(notes_profile):
+    clip = np.zeros(RATE, np.float32)
+    clip[:800] = sine(0.05, amplitude=0.9)  # 50 ms of sound, then nothing: what the demo's generator wrote
+    check = audio_checks.check_clip(clip, RATE, notes_profile)
+    assert check.problems == ("silent after 0.05 s",)
+    assert check.rms_dbfs > -30  # the whole-clip RMS alone would have passed it
+
+
+def test_white_noise_is_noise_like_against_tonal_data(notes_profile):
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 3 * RATE).astype(np.float32)
+    check = audio_checks.check_clip(noise, RATE, notes_profile)
+    assert check.problems == ("noise-like in 3 of 3 s",)
+    assert check.noisy_windows == 3
+
+
+def test_a_clipped_sine_is_clipped_and_dc_is_flagged(notes_profile):
+    clipped = np.clip(sine(2.0, amplitude=3.0), -1.0, 1.0)
+    assert audio_checks.check_clip(clipped, RATE, notes_profile).problems[0].startswith("clipped (")
+    offset = sine(2.0, amplitude=0.3) + 0.2
+    assert "DC offset +0.200" in audio_checks.check_clip(offset, RATE, notes_profile).verdict
+
+
+def test_thresholds_come_from_the_data_so_noisy_data_makes_noise_acceptable():
+    rng = np.random.default_rng(1)
+    noisy_data = {"rms_dbfs": [], "flatness": [], "dc": []}
+    for _ in range(4):
+        codes = audio.mu_law_encode(rng.uniform(-0.5, 0.5, 2 * RATE).astype(np.float32))
+        for name, values in audio_checks.profile_sample_of(codes, RATE).items():
+            noisy_data[name] += values
+    profile = audio_checks.DataProfile.from_samples(**noisy_data)
+    noise = rng.uniform(-0.5, 0.5, 2 * RATE).astype(np.float32)
+    assert audio_checks.check_clip(noise, RATE, profile).verdict == "ok"
+    # and the profile survives its JSON round trip; a missing one falls back to fixed thresholds, and says so
+    assert audio_checks.DataProfile.from_dict(profile.to_dict()) == profile
+    assert audio_checks.DataProfile.from_dict(None) is None
+    verdict = audio_checks.check_clip(np.zeros(RATE, np.float32), RATE, None).verdict
+    assert verdict == "silent (fixed thresholds: the dataset has no profile)"
+
+
+def test_a_quiet_collection_lowers_the_silence_threshold():
+    quiet = audio_checks.DataProfile.from_samples(rms_dbfs=[-55, -52, -50, -48], flatness=[0.01] * 4, dc=[0] * 4)
+    assert audio_checks.Thresholds.for_profile(quiet).silence_dbfs == pytest.approx(-64.55, abs=0.01)
+    loud = audio_checks.DataProfile.from_samples(rms_dbfs=[-20, -15, -12, -10], flatness=[0.01] * 4, dc=[0] * 4)
+    assert audio_checks.Thresholds.for_profile(loud).silence_dbfs == audio_checks.SILENCE_DBFS
+
+
+def test_bad_clips_are_refused_with_one_line():
+    with pytest.raises(ValueError, match="empty clip"):
+        audio_checks.check_clip(np.zeros(0, np.float32), RATE)
+    with pytest.raises(ValueError, match="NaN"):
+        audio_checks.check_clip(np.array([0.0, np.nan], np.float32), RATE)

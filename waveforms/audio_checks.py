@@ -1,0 +1,243 @@
+"""Checks every generated or decoded clip before anyone is shown it: silent, noise-like, clipped, DC, loudness.
+
+A clip is measured in 1-s windows and judged against the training data's own statistics (a DataProfile computed at
+conversion from up to PROFILE_WINDOWS_PER_SONG evenly spaced 1-s windows of every song, after the same mu-law round trip
+a generated clip goes through, and stored in manifest.json under "statistics"), not against constants tuned to one
+dataset:
+
+    silent      a window, or the tail after the sound stops, below the silence threshold: the lower of -50 dBFS and
+                10 dB under the data's 5th-percentile window RMS (so a quiet collection is not called silent)
+    noise-like  a sounding window whose spectral flatness (DC removed) is above the data's 95th percentile
+    clipped     more than 0.1% of samples at full scale
+    DC offset   |mean| above 0.05 and above twice the data's 95th percentile
+    quiet       the sounding windows' median RMS more than 20 dB under the data's median
+
+The verdict is "ok" or the problems joined by "; " (e.g. "silent after 0.05 s; noise-like in 7 of 10 s"). Without a
+profile (a dataset converted before profiles existed) fixed fallbacks are used and the verdict says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from waveforms import spectral
+
+WINDOW_SECONDS = 1.0
+FRAME_SECONDS = 0.01  # resolution of "silent after ..."
+SILENCE_DBFS = -50.0
+SILENCE_MARGIN_DB = 10.0  # below the data's 5th-percentile window RMS
+MIN_SILENCE_DBFS = -80.0  # never lower than this, whatever the data
+MIN_SILENT_TAIL_SECONDS = 0.25  # a shorter silent ending is a natural release, not a dead clip
+FULL_SCALE = 0.999
+MAX_CLIPPED_FRACTION = 0.001
+MAX_DC = 0.05
+QUIET_MARGIN_DB = 20.0
+FALLBACK_FLATNESS = 0.2  # without a data profile: white noise measures about 0.56, music about 0.001-0.06
+PROFILE_WINDOWS_PER_SONG = 8
+PERCENTILES = (5, 50, 95, 99)
+
+
+def _dbfs(rms: np.ndarray | float) -> np.ndarray:
+    return 20.0 * np.log10(np.maximum(rms, 1e-10))
+
+
+def _windows(x: np.ndarray, sample_rate: int) -> list[np.ndarray]:
+    """Consecutive 1-s windows; a clip shorter than a window is one window; a last partial window of at least half a
+    second counts, a shorter tail joins nothing (it is covered by the frame-level silence check)."""
+    size = int(round(WINDOW_SECONDS * sample_rate))
+    if x.size <= size:
+        return [x]
+    windows = [x[start : start + size] for start in range(0, x.size - size + 1, size)]
+    tail = x.size % size
+    if tail >= size // 2:
+        windows.append(x[-tail:])
+    return windows
+
+
+@dataclass(frozen=True)
+class WindowMeasures:
+    """Per-window measurements of one clip: RMS in dBFS, spectral flatness of the DC-free window, DC."""
+
+    rms_dbfs: np.ndarray  # (W,)
+    flatness: np.ndarray  # (W,)
+    dc: np.ndarray  # (W,)
+
+    @classmethod
+    def of(cls, windows: list[np.ndarray]) -> WindowMeasures:
+        rms, flat, dc = [], [], []
+        for window in windows:
+            w = np.asarray(window, dtype=np.float64)
+            mean = float(w.mean()) if w.size else 0.0
+            rms.append(float(_dbfs(math.sqrt(float(np.mean(np.square(w)))) if w.size else 0.0)))
+            flat.append(spectral.spectral_flatness((w - mean).astype(np.float32)) if w.size else 0.0)
+            dc.append(mean)
+        return cls(np.array(rms), np.array(flat), np.array(dc))
+
+
+def measure(x: np.ndarray, sample_rate: int) -> WindowMeasures:
+    return WindowMeasures.of(_windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate))
+
+
+def sample_windows(x: np.ndarray, sample_rate: int, count: int = PROFILE_WINDOWS_PER_SONG) -> WindowMeasures:
+    """Measures of up to `count` evenly spaced 1-s windows of a song (all of a short one): the profile's sample."""
+    windows = _windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate)
+    if len(windows) > count:
+        windows = [windows[i] for i in np.linspace(0, len(windows) - 1, count).round().astype(int)]
+    return WindowMeasures.of(windows)
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    """What the training data's 1-s windows look like: the ruler for every generated clip."""
+
+    windows: int
+    rms_dbfs: dict[str, float]  # percentiles p5, p50, p95, p99 over all windows
+    flatness: dict[str, float]  # percentiles over windows above SILENCE_DBFS (silence has no spectrum to judge)
+    dc: dict[str, float]  # percentiles of |DC|
+
+    @classmethod
+    def from_samples(cls, rms_dbfs, flatness, dc) -> DataProfile:
+        rms, flat, dc = (np.asarray(values, dtype=np.float64) for values in (rms_dbfs, flatness, dc))
+        if rms.size == 0:
+            raise ValueError("a data profile needs at least one window")
+        sounding = flat[rms > SILENCE_DBFS]
+        if sounding.size == 0:
+            sounding = flat
+
+        def percentiles(values: np.ndarray) -> dict[str, float]:
+            return {f"p{p}": round(float(np.percentile(values, p)), 6) for p in PERCENTILES}
+
+        return cls(int(rms.size), percentiles(rms), percentiles(sounding), percentiles(np.abs(dc)))
+
+    def to_dict(self) -> dict:
+        return {"window_seconds": WINDOW_SECONDS, "windows": self.windows, "rms_dbfs": self.rms_dbfs,
+                "flatness": self.flatness, "dc": self.dc}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> DataProfile | None:
+        """None for a missing or malformed profile (older datasets): checks then use the fallbacks."""
+        try:
+            return cls(int(data["windows"]), {k: float(v) for k, v in data["rms_dbfs"].items()},
+                       {k: float(v) for k, v in data["flatness"].items()}, {k: float(v) for k, v in data["dc"].items()})  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+def profile_sample_of(codes: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
+    """A song's contribution to the profile, from its mu-law codes (what a generated clip is also made of)."""
+    from waveforms.audio import mu_law_decode
+
+    measures = sample_windows(mu_law_decode(codes), sample_rate)
+    return {"rms_dbfs": [round(float(v), 3) for v in measures.rms_dbfs],
+            "flatness": [round(float(v), 6) for v in measures.flatness],
+            "dc": [round(float(v), 6) for v in measures.dc]}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    silence_dbfs: float
+    flatness: float
+    dc: float
+    quiet_dbfs: float | None
+    from_data: bool
+
+    @classmethod
+    def for_profile(cls, profile: DataProfile | None) -> Thresholds:
+        if profile is None:
+            return cls(SILENCE_DBFS, FALLBACK_FLATNESS, MAX_DC, None, False)
+        silence = max(MIN_SILENCE_DBFS, min(SILENCE_DBFS, profile.rms_dbfs["p5"] - SILENCE_MARGIN_DB))
+        return cls(silence, profile.flatness["p95"], max(MAX_DC, 2 * profile.dc["p95"]),
+                   profile.rms_dbfs["p50"] - QUIET_MARGIN_DB, True)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClipCheck:
+    """The verdict on one clip and the numbers behind it (all over the whole clip: silence counts)."""
+
+    verdict: str  # "ok" or the problems joined by "; "
+    problems: tuple[str, ...]
+    seconds: float
+    rms_dbfs: float  # whole clip
+    sound_ends_at: float  # seconds: end of the last frame above the silence threshold (0 for a silent clip)
+    silent_windows: int
+    noisy_windows: int
+    windows: int
+    clipped_fraction: float
+    dc: float
+    median_flatness: float  # over sounding windows (0 when none)
+    thresholds: Thresholds = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def metrics(self) -> dict[str, float]:
+        return {"ok": float(self.ok), "rms_dbfs": self.rms_dbfs, "sound_ends_at": self.sound_ends_at,
+                "silent_windows": float(self.silent_windows), "noisy_windows": float(self.noisy_windows),
+                "clipped_fraction": self.clipped_fraction, "median_flatness": self.median_flatness}  # fmt: skip
+
+
+def _sound_end(x: np.ndarray, sample_rate: int, silence_dbfs: float) -> float:
+    frame = max(1, int(round(FRAME_SECONDS * sample_rate)))
+    count = x.size // frame
+    if count == 0:
+        loud = x.size and _dbfs(math.sqrt(float(np.mean(np.square(x, dtype=np.float64))))) > silence_dbfs
+        return x.size / sample_rate if loud else 0.0
+    frames = x[: count * frame].astype(np.float64).reshape(count, frame)
+    loud = np.flatnonzero(_dbfs(np.sqrt(np.mean(np.square(frames), axis=1))) > silence_dbfs)
+    if loud.size == 0:
+        return 0.0
+    return min(x.size, (int(loud[-1]) + 1) * frame) / sample_rate
+
+
+def check_clip(x: np.ndarray, sample_rate: int, profile: DataProfile | None = None) -> ClipCheck:
+    x = np.asarray(x, dtype=np.float32).ravel()
+    if x.size == 0:
+        raise ValueError("check_clip: empty clip")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("check_clip: clip contains NaN or infinity")
+    limits = Thresholds.for_profile(profile)
+    seconds = x.size / sample_rate
+    measures = measure(x, sample_rate)
+    silent = measures.rms_dbfs <= limits.silence_dbfs
+    noisy = ~silent & (measures.flatness > limits.flatness)
+    sound_end = _sound_end(x, sample_rate, limits.silence_dbfs)
+    clipped = float(np.mean(np.abs(x) >= FULL_SCALE))
+    dc = float(np.mean(x, dtype=np.float64))
+    rms = float(_dbfs(math.sqrt(float(np.mean(np.square(x, dtype=np.float64))))))
+    sounding_rms = measures.rms_dbfs[~silent]
+    problems = []
+    if sound_end == 0.0:
+        problems.append("silent")
+    elif seconds - sound_end >= max(MIN_SILENT_TAIL_SECONDS, 0.1 * seconds):
+        problems.append(f"silent after {sound_end:.2f} s")
+    elif silent.any():
+        problems.append(f"silent in {int(silent.sum())} of {len(silent)} s")
+    if noisy.any():
+        problems.append(f"noise-like in {int(noisy.sum())} of {len(noisy)} s" if len(noisy) > 1 else "noise-like")
+    if clipped > MAX_CLIPPED_FRACTION:
+        problems.append(f"clipped ({100 * clipped:.1f}% of samples)")
+    if abs(dc) > limits.dc:
+        problems.append(f"DC offset {dc:+.3f}")
+    if limits.quiet_dbfs is not None and sounding_rms.size and float(np.median(sounding_rms)) < limits.quiet_dbfs:
+        problems.append(f"quiet ({float(np.median(sounding_rms)) - limits.quiet_dbfs - QUIET_MARGIN_DB:.0f} dB "
+                        f"against the data)")  # fmt: skip
+    verdict = "; ".join(problems) if problems else "ok"
+    if problems and not limits.from_data:
+        verdict += " (fixed thresholds: the dataset has no profile)"
+    flat = measures.flatness[~silent]
+    return ClipCheck(verdict, tuple(problems), seconds, rms, sound_end, int(silent.sum()), int(noisy.sum()),
+                     len(silent), clipped, dc, float(np.median(flat)) if flat.size else 0.0, limits)  # fmt: skip
+
+
+def summary_metrics(checks: list[ClipCheck], prefix: str = "") -> dict[str, float]:
+    """Counts for a KFP Metrics artifact: clips, how many pass, how many are silent/noise-like anywhere."""
+    return {
+        f"{prefix}clips": float(len(checks)),
+        f"{prefix}clips_ok": float(sum(check.ok for check in checks)),
+        f"{prefix}clips_silent": float(sum(any(p.startswith("silent") for p in c.problems) for c in checks)),
+        f"{prefix}clips_noise_like": float(sum(any(p.startswith("noise") for p in c.problems) for c in checks)),
+    }
