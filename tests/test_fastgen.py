@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from waveforms.fastgen import FastGenerator, gumbel_noise
+from waveforms.fastgen import FastGenerator, gumbel_noise, uniform_from_bits
 from waveforms.model import NAMED_CONFIGS, WaveNetConfig, build_wavenet
 
 TINY = WaveNetConfig(
@@ -109,6 +109,12 @@ def test_gumbel_noise_has_the_gumbel_moments():
     assert abs(values.mean() - 0.5772) < 0.02
     assert abs(values.var() - np.pi**2 / 6) < 0.05
     assert np.isfinite(values).all()
+
+
+def test_the_uniform_behind_the_noise_never_reaches_0_or_1():
+    extremes = uniform_from_bits(tf.constant([0, 1, 0xFFFFFEFF, 0xFFFFFFFF], tf.uint32)).numpy()
+    assert (extremes > 0).all() and (extremes < 1).all()
+    assert np.isfinite(-np.log(-np.log(extremes))).all()  # a finite Gumbel draw: no class is ever forced
 
 
 def test_bad_arguments_get_one_clear_error():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import wave
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 from helpers import TINY_WAVENET as TINY
 from helpers import synth_dataset
 
-from waveforms import audio, cli
+from waveforms import audio, audio_checks, cli
+from waveforms.fastgen import SILENCE_CODE
 from waveforms.generate import generate, load_model, output_paths
 from waveforms.train import TrainConfig, train
 
@@ -76,6 +78,32 @@ def test_cli_writes_one_file_per_batch_row_as_wav_or_mp3(model_dir, tmp_path, ca
     assert cli.main(["generate", model_dir, str(mp3), "--seconds", "0.5", "--no-progress"]) == 0
     assert audio.probe(mp3).duration == pytest.approx(0.5, abs=0.1)  # mp3 frames pad the end
     assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_defaults_report_the_verdict_the_checks_give_the_written_file(model_dir, tmp_path, capsys):
+    """What a user runs: `waveforms generate MODEL out.wav --seconds 1`, nothing else; stderr names each clip's verdict."""
+    out = tmp_path / "out.wav"
+    assert cli.main(["generate", model_dir, str(out), "--seconds", "1"]) == 0
+    written = audio.decode(out, SAMPLE_RATE, normalize=False)
+    export = json.loads((Path(model_dir) / "config.json").read_text())
+    expected = audio_checks.check_clip(written, SAMPLE_RATE, audio_checks.DataProfile.from_dict(export["data_profile"]))
+    assert export["data_profile"]["windows"] > 0  # the training data's profile travels with the model
+    assert f"check {out}: {expected.verdict}" in capsys.readouterr().err.splitlines()
+
+
+def test_a_model_that_only_predicts_silence_is_reported_silent(model_dir, tmp_path, capsys):
+    silent_dir = tmp_path / "silent"
+    shutil.copytree(model_dir, silent_dir)
+    model, _ = load_model(str(silent_dir))
+    layer = model.get_layer("output_logits")
+    kernel, bias = layer.get_weights()
+    bias[:] = -50.0
+    bias[SILENCE_CODE] = 50.0  # every step samples the silence code
+    layer.set_weights([np.zeros_like(kernel), bias])
+    model.save(silent_dir / "model.keras")
+    out = tmp_path / "silence.wav"
+    assert cli.main(["generate", str(silent_dir), str(out), "--seconds", "1", "--no-progress"]) == 0
+    assert f"check {out}: silent" in capsys.readouterr().err.splitlines()
 
 
 def test_cli_refuses_bad_requests_with_one_clear_line(model_dir, tmp_path, capsys):

@@ -301,6 +301,27 @@ class EvaluationSet:
     songs: int  # held-out songs represented (all that have a usable record, unless there are more than N)
     samples: int  # samples of those songs' usable records: what the windows stand for
 
+    def mean_and_standard_error(self, per_window: np.ndarray) -> tuple[float, float]:
+        """The mean of per-window values and its standard error for this stratified sample: windows are allocated to
+        songs in proportion to their length, so only the variation within songs adds to the error (songs with one
+        window borrow the pooled within-song variance; with no song of two windows, the plain per-window variance)."""
+        values = np.asarray(per_window, dtype=np.float64)
+        if values.size < 2:
+            return float(values.mean()), 0.0
+        songs = np.array(self.song_ids)
+        deviations, sizes = [], []
+        for song in dict.fromkeys(self.song_ids):
+            mine = values[songs == song]
+            sizes.append(mine.size)
+            deviations.append(((mine - mine.mean()) ** 2).sum())
+        sizes = np.array(sizes)
+        repeated = sizes >= 2
+        if repeated.any():
+            pooled = float(np.sum(np.array(deviations)[repeated]) / np.sum(sizes[repeated] - 1))
+        else:
+            pooled = float(values.var(ddof=1))
+        return float(values.mean()), float(np.sqrt(pooled * values.size) / values.size)
+
     def batches(self, batch_size: int, window_length: int):
         """(x, y, genre_id, valid) NumPy batches of exactly batch_size rows: the last is padded, `valid` rows count."""
         for start in range(0, len(self.windows), batch_size):

@@ -504,9 +504,7 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
         for x, y, genre, valid in evaluation.batches(G, window_length):
             inputs = task.model_inputs(tf.constant(x), tf.constant(genre) if task.conditioned else None)
             per_window.append(eval_nats(inputs, tf.constant(y)).numpy()[:valid])
-        bits = np.concatenate(per_window) / math.log(2)  # (N,)
-        error = float(bits.std(ddof=1) / math.sqrt(bits.size)) if bits.size > 1 else 0.0
-        return float(bits.mean()), error
+        return evaluation.mean_and_standard_error(np.concatenate(per_window) / math.log(2))  # over (N,) windows
 
     current = start
     losses, interval_start, interval_steps, eval_seconds = [], time.perf_counter(), 0, 0.0
