@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_length": 2048,
         "learning_rate": 3e-3,
         "checkpoint_every": 100,
-        "eval_every": 50,
-        "eval_windows": 8,
+        "eval_every": 100,
+        "eval_windows": 32,
         "warmup_steps": 20,
     }
     run_demo(

@@ -91,7 +91,7 @@ def local_options(image: str, data_root: str, **overrides) -> PipelineOptions:
         "target_length": 2000,
         "checkpoint_every": 30,
         "eval_every": 30,
-        "eval_windows": 4,
+        "eval_windows": 16,
         "warmup_steps": 10,
     }
     options = PipelineOptions(

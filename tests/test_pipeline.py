@@ -4,6 +4,7 @@ credentials), and the demo running end to end under kfp.local."""
 import glob
 import json
 import os
+from html import escape
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from pipelines.compile import compile_pipeline
 from pipelines.compile import main as compile_main
 from pipelines.run_local import run_demo
 from pipelines.waveforms_pipeline import PipelineOptions
+from waveforms import audio, audio_checks
 
 IMAGE = "registry.example/waveforms/waveforms:0.1.0-abc123def456"
 GPU_STEPS = ("tune", "train", "train-2", "generate", "soundspace", "soundspace-2")
@@ -182,9 +184,19 @@ def test_demo_pipeline_runs_locally(tmp_path):
         and outputs("generate", "clips/seed.wav")
         and len(outputs("generate", "clips/*.mp3")) == 2
     )
+    # every generated clip carries the audio checks' verdict, computed against the dataset's own profile
+    profile = audio_checks.DataProfile.from_dict(manifest["statistics"])
+    generate_page = open(outputs("generate", "page")[0]).read()
+    for clip in sorted(outputs("generate", "clips/generated-*.wav")):
+        verdict = audio_checks.check_clip(audio.decode(clip, 16000, normalize=False), 16000, profile).verdict
+        assert f"check: {escape(verdict)}" in generate_page
+    assert "Audio checks" in generate_page
+    train_page = open(outputs("train", "page")[0]).read()
+    assert "trigram baseline" in train_page and "Bits per sample" in train_page
     for space_task, points in (("soundspace", 5), ("soundspace-2", 9)):
         space = json.load(open(outputs(space_task, "space/manifest.json")[0]))
         assert len(space["points"]) == points
+        assert all(point["check"] for point in space["points"]) and space["checks"]["clips"] == points
         assert len(outputs(space_task, "space/*.wav")) == points
         assert (
             "<audio" in open(outputs(space_task, "page")[0]).read()
