@@ -9,7 +9,7 @@ IMAGE_REPO ?= ghcr.io/waveforms/waveforms
 IMAGE_TAG ?= $(shell $(PYTHON) -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])" 2>/dev/null)-$(shell git rev-parse --short=12 HEAD 2>/dev/null || echo nogit)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test compile submit images lint lint-python clean lock bench
+.PHONY: install demo test compile submit images lint lint-python clean lock bench bench-quality
 
 install: $(STAMP)
 
@@ -45,6 +45,11 @@ submit: compile
 
 bench: install
 	$(BIN)/python -m benchmarks.run --output docs/benchmarks.md
+
+# real music: needs the songs (default: sudo apt-get install drascula-music hyperrogue-music, or MUSIC=dir)
+QUALITY_ARGS ?= --steps 200 --seeds 0 1
+bench-quality: install
+	$(BIN)/python -m benchmarks.quality $(if $(MUSIC),--music $(MUSIC)) $(QUALITY_ARGS) --output docs/quality.md
 
 lint: lint-python lint-images manifests-check
 

@@ -95,8 +95,12 @@ def test_small_wavenet_learns_the_synth_dataset_and_generates_tonal_audio(tmp_pa
         print(f"\nheld-out NLL {result['val_bits']:.3f} bits/sample; mu-law marginal entropy {entropy:.3f} bits "
               f"(gain {entropy - result['val_bits']:.3f}, required {REQUIRED_GAIN_BITS}) after {STEPS} steps, "
               f"{training_cpu_seconds:.0f} CPU-s of training (budget {TRAINING_CPU_BUDGET_SECONDS})")  # fmt: skip
+    with capsys.disabled():
+        print(f"baselines on the same windows: {json.dumps({k: round(v, 3) for k, v in result.items() if k.endswith('baseline_bits')})}; "
+              f"{result['bits_below_baseline']:.3f} bits below the best")  # fmt: skip
     assert math.isfinite(result["val_bits"])
     assert result["val_bits"] <= entropy - REQUIRED_GAIN_BITS
+    assert result["bits_below_baseline"] > 0  # a model that does not beat a count model has not learned
 
     seed_length = int(SEED_SECONDS * SAMPLE_RATE)
     measured = slice(seed_length, seed_length + int(MEASURED_SECONDS * SAMPLE_RATE))

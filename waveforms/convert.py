@@ -18,7 +18,9 @@ manifest.json:
   {"format", "encoding", "sample_rate", "segment_samples", "genres": [...] (genre_id = index),
    "splits": {"train"|"validation": {"shards": [{"file", "records", "samples"}], "records", "samples"}},
    "songs": [{"song_id", "source", "sha256", "genre", "split", "samples", "seconds", "peak_db", "silent"}],
-   "skipped": [{"source", "reason"}], "totals": {"songs", "samples", "hours", "skipped", "bytes"}}
+   "skipped": [{"source", "reason"}], "totals": {"songs", "samples", "hours", "skipped", "bytes"},
+   "validation_fraction", "held_out": {"requested_fraction", "fraction" (of the samples), "songs": [song_id]},
+   "statistics": audio_checks.DataProfile (the data's 1-s window RMS/flatness/DC percentiles: the clip checks' ruler)}
 Shard "file" entries are relative to the manifest's folder, so a dataset folder can be copied anywhere.
 """
 
