@@ -281,7 +281,7 @@ class _Output:
         import tensorflow as tf
 
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        self.bar.set_postfix_str(f"train {loss / math.log(2):.3f} bits/sample", refresh=False)  # no name=value: Katib
         with self.writer.as_default(step=step):
             tf.summary.scalar("train/loss_nats", loss)
             tf.summary.scalar("train/grad_norm", grad_norm)
