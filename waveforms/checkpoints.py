@@ -25,7 +25,9 @@ RUN_CONFIG = "run_config.json"
 INDEX_FILE = "checkpoint"  # TF's name for the latest-checkpoint pointer
 # Train settings that may change between a run and its resumption: they decide how long and how often, not what is
 # learned. Every other setting (model, batch, lengths, learning rate, seed...) must match the checkpoint.
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "eval_every", "eval_windows", "keep_checkpoints"})
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "checkpoint_every", "eval_every", "eval_windows", "keep_checkpoints", "time_budget_seconds"}
+)
 
 
 class ConfigMismatchError(ValueError):

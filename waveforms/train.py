@@ -59,6 +59,10 @@ class TrainConfig:
     # time: 3.84-3.92 held-out bits/sample against 4.12-4.25 for the full-context positions only.
     loss_on_context: bool = True
     jit_compile: bool = True  # XLA-compile the forward/backward pass (2x faster on CPU, measured)
+    # > 0: also stop when this much wall time (seconds, summed over resumes) has gone into the loop, and run the
+    # learning-rate schedule over whichever of `steps` and the budget ends first (warm-up = warmup_steps / steps of it),
+    # so a short run still anneals; the final evaluation, checkpoint and export come after the budget
+    time_budget_seconds: float = 0.0
 
     def validate(self) -> TrainConfig:
         positive = ("steps", "batch_size", "target_length", "checkpoint_every", "keep_checkpoints", "eval_every",
@@ -71,6 +75,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be a non-negative integer, got {value!r}")
+        if (
+            not isinstance(self.time_budget_seconds, int | float)
+            or isinstance(self.time_budget_seconds, bool)
+            or not (0 <= self.time_budget_seconds < math.inf)
+        ):
+            raise ValueError(
+                f"TrainConfig.time_budget_seconds must be a finite number >= 0, got {self.time_budget_seconds!r}"
+            )
         for name in ("learning_rate", "clip_norm"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not (0 < value < math.inf):
@@ -213,14 +225,20 @@ def run_config_of(task, train_config: TrainConfig) -> dict:
 # ------------------------------------------------------------------------------------------------- the TF pieces
 
 
-def learning_rate_schedule(config: TrainConfig):
-    """Linear warm-up to the peak, then cosine / exponential decay to peak · final_learning_rate_ratio at `steps`."""
+def learning_rate_schedule(config: TrainConfig, run_progress=None):
+    """Linear warm-up to the peak, then cosine / exponential decay to peak · final_learning_rate_ratio at `steps`.
+
+    With run_progress (a variable holding the fraction of the run done, by steps or by time budget, whichever is
+    further), the same curve is laid over that fraction instead of the step count.
+    """
     import keras
     import tensorflow as tf
 
     class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
         def __call__(self, step):
             step = tf.cast(step, tf.float32)
+            if run_progress is not None:  # in steps of a run of config.steps
+                step = tf.maximum(step, tf.cast(run_progress, tf.float32) * config.steps)
             warmup = float(max(config.warmup_steps, 1))
             progress = tf.clip_by_value(
                 (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1), 0.0, 1.0
@@ -387,10 +405,12 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             # the seed decides the initial weights too (same on every worker), so a run is reproducible
             keras.utils.set_random_seed(train_config.seed)
             model = task.build_model()
-            optimizer = _make_optimizer(train_config)
+            # the share of the time budget spent so far, summed over resumes (saved with the checkpoint)
+            budget = RunBudget(train_config.time_budget_seconds)
+            optimizer = _make_optimizer(train_config, budget.progress if budget.enabled else None)
             optimizer.build(model.trainable_variables)  # slots exist before restore, so restore fills them
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, spent_seconds=budget.spent)
         store = checkpoints.CheckpointStore(
             checkpoint, model_uri, workdir, run_config, train_config.keep_checkpoints, writer=chief
         )
@@ -401,7 +421,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             _say(chief, f"resumed from {restored}: step={start} optimizer_iterations={iterations}")
         out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps)
         result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
-                       window_length, start)  # fmt: skip
+                       window_length, start, budget)  # fmt: skip
         if chief:
             _warn_if_no_better_than_baselines(result, out.baselines)
             _export(task, model, workdir, run_config, manifest, result, out.baselines)
@@ -429,10 +449,48 @@ def _restore_shared(store, model_uri: str):
     return path
 
 
-def _make_optimizer(config: TrainConfig):
+def _make_optimizer(config: TrainConfig, run_progress=None):
     import keras
 
-    return keras.optimizers.Adam(learning_rate=learning_rate_schedule(config))
+    return keras.optimizers.Adam(learning_rate=learning_rate_schedule(config, run_progress))
+
+
+class RunBudget:
+    """Wall time spent in the training loop against TrainConfig.time_budget_seconds, kept in the checkpoint so a
+    resumed run continues the same budget. Every worker of a multi-worker run agrees on the time (the slowest's)."""
+
+    def __init__(self, seconds: float):
+        import tensorflow as tf
+
+        self.seconds = float(seconds)
+        self.enabled = self.seconds > 0
+        self.spent = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="spent_seconds")
+        self.progress = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="budget_progress")
+        self._since = None
+
+    def start(self) -> None:
+        self._since = time.monotonic()
+
+    def tick(self, strategy) -> bool:
+        """Add the time since the last tick; update the schedule's progress; -> whether the budget is spent."""
+        now = time.monotonic()
+        elapsed = _agreed_max(strategy, now - self._since) if self.enabled else now - self._since
+        self._since = now
+        self.spent.assign_add(elapsed)
+        if not self.enabled:
+            return False
+        self.progress.assign(min(1.0, float(self.spent.numpy()) / self.seconds))
+        return float(self.spent.numpy()) >= self.seconds
+
+
+def _agreed_max(strategy, value: float) -> float:
+    """The largest of every worker's value (a collective), or the value itself without other workers."""
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return value
+    local = tf.constant(value, tf.float64)
+    return float(strategy.reduce("MAX", strategy.run(lambda: local), axis=None))
 
 
 def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig):
@@ -474,7 +532,8 @@ def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig)
     return train_step
 
 
-def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, config: TrainConfig, window_length, start):
+def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, config: TrainConfig, window_length, start,
+          budget: RunBudget):  # fmt: skip
     import tensorflow as tf
 
     from waveforms import dataset
@@ -510,7 +569,9 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
     losses, interval_start, interval_steps, eval_seconds = [], time.perf_counter(), 0, 0.0
     last_saved = start
     result = {}
-    while current < config.steps:
+    budget_spent = budget.enabled and float(budget.spent.numpy()) >= budget.seconds
+    budget.start()
+    while current < config.steps and not budget_spent:
         loss, norm = (float(value) for value in train_step(iterator))
         current += 1
         interval_steps += 1
@@ -527,7 +588,8 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
         losses.append(loss)
         learning_rate = float(optimizer.learning_rate)
         out.step(current, loss, norm, learning_rate)
-        last_step = current == config.steps
+        budget_spent = budget.tick(strategy)
+        last_step = current == config.steps or budget_spent
         if current % config.eval_every == 0 or last_step:
             elapsed = time.perf_counter() - interval_start
             began = time.perf_counter()
@@ -644,6 +706,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps between checkpoints"
     )
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps between validations")
+    parser.add_argument("--time-budget", type=float, default=defaults.time_budget_seconds, metavar="SECONDS",
+                        help="also stop after this many seconds of training (summed over resumes), with the learning "
+                             "rate schedule laid over the budget; 0 = steps only (default 0)")  # fmt: skip
     parser.add_argument("--eval-windows", type=int, default=defaults.eval_windows, help="validation windows")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="initial weights and window order")
     parser.add_argument("--no-loss-on-context", action="store_true",
@@ -668,6 +733,7 @@ def run(args: argparse.Namespace) -> int:
             learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, decay=args.decay, clip_norm=args.clip_norm,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_windows=args.eval_windows,
             seed=args.seed, loss_on_context=not args.no_loss_on_context, jit_compile=not args.no_jit,
+            time_budget_seconds=args.time_budget,
         )  # fmt: skip
         result = train(args.dataset_uri, args.model_uri, model_config, train_config, model_kind=args.model,
                        progress=not args.no_progress)  # fmt: skip
