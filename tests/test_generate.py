@@ -15,6 +15,7 @@ from helpers import TINY_WAVENET as TINY
 from helpers import synth_dataset
 
 from waveforms import audio, audio_checks, cli
+from waveforms.dataset import iter_segments
 from waveforms.fastgen import SILENCE_CODE
 from waveforms.generate import generate, load_model, output_paths
 from waveforms.train import TrainConfig, train
@@ -84,9 +85,12 @@ def test_cli_defaults_report_the_verdict_the_checks_give_the_written_file(model_
     """What a user runs: `waveforms generate MODEL out.wav --seconds 1`, nothing else; stderr names each clip's verdict."""
     out = tmp_path / "out.wav"
     assert cli.main(["generate", model_dir, str(out), "--seconds", "1"]) == 0
+    generated = generate(model_dir, 1.0)[0]  # the same defaults: seed 0, the model's primer
     written = audio.decode(out, SAMPLE_RATE, normalize=False)
+    np.testing.assert_allclose(written, audio.limit_peak(generated), atol=2 / 32768)  # the file is what was checked
     export = json.loads((Path(model_dir) / "config.json").read_text())
-    expected = audio_checks.check_clip(written, SAMPLE_RATE, audio_checks.DataProfile.from_dict(export["data_profile"]))
+    profile = audio_checks.DataProfile.from_dict(export["data_profile"])
+    expected = audio_checks.check_clip(generated, SAMPLE_RATE, profile)  # before the peak limit: saturation shows
     assert export["data_profile"]["windows"] > 0  # the training data's profile travels with the model
     assert f"check {out}: {expected.verdict}" in capsys.readouterr().err.splitlines()
 
@@ -104,6 +108,41 @@ def test_a_model_that_only_predicts_silence_is_reported_silent(model_dir, tmp_pa
     out = tmp_path / "silence.wav"
     assert cli.main(["generate", str(silent_dir), str(out), "--seconds", "1", "--no-progress"]) == 0
     assert f"check {out}: silent" in capsys.readouterr().err.splitlines()
+
+
+def test_the_model_carries_a_primer_of_training_audio_and_generation_continues_it(
+    model_dir, data_dir, tmp_path, capsys
+):
+    primer = audio.decode(Path(model_dir) / "primer.wav", SAMPLE_RATE, normalize=False)
+    assert primer.size >= TINY.receptive_field and np.sqrt(np.mean(primer**2)) > 10 ** (-50 / 20)
+    manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    codes = audio.mu_law_encode(primer).tobytes()
+    owners = {segment.song_id: segment for split in ("train", "validation")
+              for segment in iter_segments(manifest, f"{data_dir}/manifest.json", split) if codes in segment.audio}  # fmt: skip
+    splits = {song["song_id"]: song["split"] for song in manifest["songs"]}
+    assert owners and all(splits[song_id] == "train" for song_id in owners)  # never held-out audio
+    # the default continues the primer; --from-silence does not
+    np.testing.assert_array_equal(generate(model_dir, 0.1, seed=3),
+                                  generate(model_dir, 0.1, seed=3, seed_audio=str(Path(model_dir) / "primer.wav")))  # fmt: skip
+    out = tmp_path / "with-seed.wav"
+    assert cli.main(["generate", model_dir, str(out), "--seconds", "0.5", "--include-seed", "--no-progress"]) == 0
+    with wave.open(str(out)) as clip:
+        assert clip.getnframes() == TINY.receptive_field + SAMPLE_RATE // 2
+    assert f"the continuation starts at {TINY.receptive_field / SAMPLE_RATE:.3f} s" in capsys.readouterr().err
+    assert (
+        cli.main(["generate", model_dir, str(out), "--seconds", "1", "--from-silence", "--seed-audio", str(out)]) == 2
+    )
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_written_clips_are_peak_limited_so_mp3_never_clips(tmp_path):
+    from waveforms.generate import write_outputs
+
+    full_scale = np.sign(np.random.default_rng(0).standard_normal((1, SAMPLE_RATE))).astype(np.float32)  # +-1.0
+    written = write_outputs(full_scale, str(tmp_path / "loud.mp3"), SAMPLE_RATE)
+    decoded = audio.decode(written[0], SAMPLE_RATE, normalize=False)
+    assert np.max(np.abs(decoded)) < 0.999  # nothing at full scale after the encoder
+    assert audio.limit_peak(np.array([0.1, -0.2], np.float32)).tolist() == pytest.approx([0.1, -0.2])  # never louder
 
 
 def test_cli_refuses_bad_requests_with_one_clear_line(model_dir, tmp_path, capsys):

@@ -213,6 +213,15 @@ def peak_normalize(x: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
     return x * np.float32(_peak_gain(x, peak_db))
 
 
+def limit_peak(x: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
+    """Scale down (never up) so the loudest sample is at most peak_db dBFS: generated audio can sit at full scale,
+    and a lossy encoder's overshoot would then clip in the file."""
+    x = np.asarray(x, dtype=np.float32)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    ceiling = 10.0 ** (peak_db / 20.0)
+    return x * np.float32(ceiling / peak) if peak > ceiling else x
+
+
 def mu_law_encode(x: np.ndarray) -> np.ndarray:
     """Float audio in [-1, 1] -> uint8 codes 0..255 (mu = 255), one fixed quantiser for every song; input is clipped."""
     x = np.asarray(x, dtype=np.float32)
@@ -284,16 +293,45 @@ _FFMPEG_FORMATS = {
 }
 
 
-def _encode_with_ffmpeg(path: Path, audio: np.ndarray, sample_rate: int, extra: list[str]) -> Path:
-    muxer, codec = _FFMPEG_FORMATS[path.suffix.lower()]
-    pcm = _pcm16(audio)
+LOSSY_SUFFIXES = (".mp3", ".ogg")
+LOSSY_CEILING = 0.999  # decoded peak a lossy file may reach: above it, a player clips
+LOSSY_TRIES = 3
 
-    def write(temporary: Path) -> None:
+
+def _decoded_peak(path: Path) -> float:
+    """The loudest sample a decoder produces from a mono file, unclipped (decode() clips at the downmix)."""
+    command = [_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-f", "f32le", "-"]
+    result = subprocess.run(command, capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not read back {path}: {result.stderr.decode('utf-8', 'replace').strip()}")
+    samples = np.frombuffer(result.stdout, dtype="<f4")
+    return float(np.max(np.abs(samples))) if samples.size else 0.0
+
+
+def _encode_with_ffmpeg(path: Path, audio: np.ndarray, sample_rate: int, extra: list[str]) -> Path:
+    """Encode with ffmpeg. A lossy encoder's output can overshoot its input's peak (by over 1 dB for loud noise), so
+    lossy files are decoded again and, if they would clip, re-encoded quieter until they do not."""
+    muxer, codec = _FFMPEG_FORMATS[path.suffix.lower()]
+    audio = np.asarray(audio, dtype=np.float32)
+    _pcm16(audio)  # validates shape and values before any work
+
+    def encode(temporary: Path, gain: float) -> None:
         command = [_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", "-f", "s16le", "-ar",
                    str(int(sample_rate)), "-ac", "1", "-i", "-", *codec, *extra, "-f", muxer, str(temporary)]  # fmt: skip
-        result = subprocess.run(command, input=pcm, capture_output=True)
+        result = subprocess.run(command, input=_pcm16(audio * np.float32(gain)), capture_output=True)
         if result.returncode != 0:
             raise RuntimeError(f"ffmpeg could not write {path}: {result.stderr.decode('utf-8', 'replace').strip()}")
+
+    def write(temporary: Path) -> None:
+        gain = 1.0
+        for _ in range(LOSSY_TRIES):
+            encode(temporary, gain)
+            if path.suffix.lower() not in LOSSY_SUFFIXES:
+                return
+            peak = _decoded_peak(temporary)
+            if peak <= LOSSY_CEILING:
+                return
+            gain *= 0.98 * LOSSY_CEILING / peak
 
     return _replace_atomically(path, write)
 

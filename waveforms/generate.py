@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from waveforms import storage
-from waveforms.train import CONFIG_FILE, MODEL_FILE  # the export layout is defined once, by the trainer
+from waveforms.train import CONFIG_FILE, MODEL_FILE, PRIMER_FILE  # the export layout is defined once, by the trainer
 
 
 def read_export_config(model_uri: str) -> dict:
@@ -90,17 +90,41 @@ def _genre_id(genre: str | int | None, export: dict) -> int | None:
     raise ValueError(f"--genre {genre!r}: choose one of {genres} or an id below {classes}")
 
 
+def primer_audio(model_uri: str) -> str | None:
+    """A local path of the primer clip saved with the model (train.write_primer), or None when it has none."""
+    uri = storage.join(model_uri, PRIMER_FILE)
+    if not storage.exists(uri):
+        return None
+    if storage.is_remote(uri):
+        local = os.path.join(tempfile.mkdtemp(prefix="waveforms-primer-"), PRIMER_FILE)
+        storage.download_file(uri, local)
+        return local
+    return uri
+
+
+def seed_signal(seed_audio: str, sample_rate: int, receptive_field: int) -> np.ndarray:
+    """What the generator is given of a seed clip: its last receptive_field samples after the mu-law round trip
+    (shorter clips are left-padded with silence); float32 (receptive_field,)."""
+    from waveforms import audio
+
+    return audio.mu_law_decode(_seed_codes(seed_audio, sample_rate, receptive_field, 1)[0])
+
+
 def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float = 1.0, seed_audio: str | None = None,
              seed: int = 0, genre: str | int | None = None, progress: bool = False) -> np.ndarray:  # fmt: skip
-    """Sample `seconds` of new audio per batch row; -> float32 audio (batch, samples) in [-1, 1]."""
+    """Sample `seconds` of new audio per batch row; -> float32 audio (batch, samples) in [-1, 1]. The model continues
+    seed_audio (its last receptive field); pass "" to start from digital silence. None (the default) continues the
+    primer clip saved with the model, or silence for a model exported without one."""
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if seed_audio is not None and not Path(seed_audio).is_file():
+    if seed_audio and not Path(seed_audio).is_file():
         raise ValueError(f"--seed-audio {seed_audio}: file not found")
+    if seed_audio is None:
+        seed_audio = primer_audio(model_uri)
     export = read_export_config(model_uri)
     if export["model_kind"] != "wavenet":
         raise ValueError(f"model {model_uri}: generate handles WaveNet models, not {export['model_kind']!r}")
@@ -145,10 +169,12 @@ def output_paths(out: str, batch: int) -> list[str]:
 
 
 def write_outputs(clips: np.ndarray, out: str, sample_rate: int) -> list[str]:
-    """Write each clip as WAV/mp3/flac/ogg by extension, locally or to object storage; -> the URIs written."""
+    """Write each clip as WAV/mp3/flac/ogg by extension, locally or to object storage, peak-limited to -1 dBFS so a
+    lossy encoder's overshoot never clips; -> the URIs written."""
     from waveforms import audio
 
     written = []
+    clips = [audio.limit_peak(clip) for clip in clips]
     with tempfile.TemporaryDirectory(prefix="waveforms-generate-") as scratch:
         for index, uri in enumerate(output_paths(out, len(clips))):
             if storage.is_remote(uri):
@@ -176,7 +202,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="clips generated together (default 1)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     parser.add_argument(
-        "--seed-audio", help="a clip whose last receptive field starts the generation (default silence)"
+        "--seed-audio",
+        help="a clip whose last receptive field starts the generation (default: the primer clip of training audio "
+        "saved with the model)",
+    )
+    parser.add_argument("--from-silence", action="store_true", help="start from digital silence instead of a clip")
+    parser.add_argument(
+        "--include-seed", action="store_true", help="write the seed (one receptive field) before the continuation"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same audio")
     parser.add_argument("--genre", help="genre name or id, for genre-conditioned models")
@@ -191,13 +223,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         export = read_export_config(args.model_uri)
         sample_rate = int(export["sample_rate"])
+        if args.from_silence and args.seed_audio:
+            print("error: --from-silence and --seed-audio exclude each other", file=sys.stderr)
+            return 2
+        seed_audio = "" if args.from_silence else args.seed_audio
         clips = generate(args.model_uri, args.seconds, batch=args.batch, temperature=args.temperature,
-                         seed_audio=args.seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress)  # fmt: skip
+                         seed_audio=seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress)  # fmt: skip
+        checked = clips  # the verdict is on what the model made, not on the seed in front of it
+        used = seed_audio if seed_audio is not None else primer_audio(args.model_uri)
+        if args.include_seed and used:
+            field = int(export["receptive_field"])
+            prefix = seed_signal(used, sample_rate, field)
+            clips = np.concatenate([np.tile(prefix[None], (len(clips), 1)), clips], axis=1)
+            print(f"the continuation starts at {field / sample_rate:.3f} s (after the seed)", file=sys.stderr)
         written = write_outputs(clips, args.out, sample_rate)
     except (ValueError, storage.StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for uri, check in zip(written, check_clips(clips, export), strict=True):
+    for uri, check in zip(written, check_clips(checked, export), strict=True):
         print(f"wrote {uri} ({clips.shape[1] / sample_rate:.2f} s at {sample_rate} Hz)")
         print(f"check {uri}: {check.verdict}", file=sys.stderr)
     return 0

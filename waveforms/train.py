@@ -32,6 +32,7 @@ from waveforms import baselines, checkpoints, convert, storage
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
+PRIMER_FILE = "primer.wav"  # a stretch of training audio that generation continues when given no seed clip
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"
 DECAYS = ("cosine", "exponential", "constant")
@@ -424,7 +425,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
                        window_length, start, budget)  # fmt: skip
         if chief:
             _warn_if_no_better_than_baselines(result, out.baselines)
-            _export(task, model, workdir, run_config, manifest, result, out.baselines)
+            _export(task, model, workdir, run_config, manifest, manifest_uri, result, out.baselines)
             out.write_metrics(final=result)
             if remote:
                 storage.sync_dir_up(workdir, model_uri)
@@ -630,16 +631,49 @@ def _warn_if_no_better_than_baselines(result: dict, scores: dict) -> None:
                    f"{result['best_baseline_bits']:.3f} bits/sample on the same windows")  # fmt: skip
 
 
-def _export(task, model, workdir: str, run_config: dict, manifest: dict, result: dict, scores: dict) -> None:
+def _export(task, model, workdir: str, run_config: dict, manifest: dict, manifest_uri: str, result: dict,
+            scores: dict) -> None:  # fmt: skip
     """A fresh single-device copy of the trained model, saved with its configuration (generate.load_model)."""
     fresh = task.build_model()
     fresh.set_weights([variable.numpy() for variable in model.weights])
     task.export(fresh, workdir)
+    if task.kind == "wavenet":
+        write_primer(manifest_uri, os.path.join(workdir, PRIMER_FILE), task.receptive_field)
     config = {**run_config, "sample_rate": int(manifest["sample_rate"]), "genres": manifest.get("genres", []),
               "receptive_field": task.receptive_field, "step": result["step"], "val_bits": result["val_bits"],
               "val_bits_se": result["val_bits_se"], "baselines": scores,
               "data_profile": manifest.get("statistics")}  # fmt: skip
     checkpoints._write_json_atomically(os.path.join(workdir, CONFIG_FILE), config)
+
+
+PRIMER_SECONDS = 0.5  # at least; a receptive field when that is longer
+PRIMER_RECORDS = 16  # training records looked at
+
+
+def write_primer(manifest_uri: str, path: str, receptive_field: int) -> None:
+    """Save the most typical stretch of training audio (median loudness among the sounding stretches of the first
+    PRIMER_RECORDS training records) as the clip `generate` continues by default: a model trained on music continues
+    music, where digital silence is a state the data rarely starts from."""
+    from waveforms import audio, dataset
+
+    manifest = dataset.load_manifest(manifest_uri)
+    sample_rate = int(manifest["sample_rate"])
+    length = max(receptive_field, int(PRIMER_SECONDS * sample_rate))
+    candidates = []
+    for index, segment in enumerate(dataset.iter_segments(manifest, manifest_uri, "train")):
+        if index >= PRIMER_RECORDS:
+            break
+        codes = np.frombuffer(segment.audio, dtype=np.uint8)
+        candidates += [codes[start : start + length] for start in range(0, codes.size - length + 1, length)]
+    if not candidates:
+        return  # no training record is that long: generation starts from silence
+    clips = [audio.mu_law_decode(codes) for codes in candidates]
+    loudness = np.array([float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) for clip in clips])
+    sounding = (
+        np.flatnonzero(loudness > 10 ** (-50 / 20)) if np.any(loudness > 10 ** (-50 / 20)) else np.arange(len(clips))
+    )
+    median = sounding[np.argsort(loudness[sounding])[len(sounding) // 2]]
+    audio.write_wav(path, clips[median], sample_rate)
 
 
 def weights_digest(model) -> str:
