@@ -55,6 +55,83 @@ def test_experiment_round_trips_through_the_katib_sdk_model():
         tuning.check_experiment(misspelt)
 
 
+@pytest.mark.parametrize("algorithm", tuning.ALGORITHMS)
+def test_every_algorithm_renders_settings_its_katib_service_accepts(algorithm):
+    experiment = tuning.render_experiment(tuning.ExperimentOptions(algorithm=algorithm, seed=7))
+    tuning.check_experiment(experiment)
+    spec = experiment["spec"]
+    assert spec["algorithm"]["algorithmName"] == algorithm
+    accepted = tuning.KATIB_ALGORITHMS[algorithm]
+    for setting in spec["algorithm"]["algorithmSettings"]:
+        assert setting["name"] in accepted, f"{algorithm} does not accept {setting['name']}"
+        assert accepted[setting["name"]].problem(setting["value"]) == ""
+    settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
+    assert settings.get("random_state") == ("7" if "random_state" in accepted else None)
+    for setting in spec["earlyStopping"]["algorithmSettings"]:
+        assert setting["name"] in tuning.KATIB_EARLY_STOPPING["medianstop"]
+    kinds = [parameter["parameterType"] for parameter in spec["parameters"]]
+    if algorithm == "grid":  # Katib's grid needs a step for every double: ours become listed values
+        assert "double" not in kinds
+        rate = next(p for p in spec["parameters"] if p["name"] == "learning_rate")["feasibleSpace"]["list"]
+        assert (
+            [float(v) for v in rate] == sorted(float(v) for v in rate) and rate[0] == "0.0001" and rate[-1] == "0.003"
+        )
+    else:
+        assert kinds.count("double") == 1
+
+
+def test_checked_in_experiment_uses_only_settings_katib_knows():
+    spec = yaml.safe_load(tuning.EXPERIMENT_PATH.read_text())["spec"]
+    for table, part in ((tuning.KATIB_ALGORITHMS, "algorithm"), (tuning.KATIB_EARLY_STOPPING, "earlyStopping")):
+        accepted = table[spec[part]["algorithmName"]]
+        for setting in spec[part]["algorithmSettings"]:
+            assert setting["name"] in accepted, f"{part} setting {setting['name']} is unknown to Katib"
+            assert accepted[setting["name"]].problem(setting["value"]) == "", setting
+
+
+def test_rendering_refuses_settings_katib_would_refuse():
+    def render(**changes):
+        return tuning.render_experiment(tuning.ExperimentOptions(**changes))
+
+    # the bug this table exists for: optuna's n_startup_trials given to hyperopt's tpe
+    with pytest.raises(ValueError, match=r"algorithm tpe: unknown setting 'n_startup_trials'"):
+        render(algorithm="tpe", algorithm_settings={"n_startup_trials": "5"})
+    assert render(algorithm="multivariate-tpe", algorithm_settings={"n_startup_trials": "2"})
+    with pytest.raises(ValueError, match=r"gamma='1' must be < 1"):
+        render(algorithm="tpe", algorithm_settings={"gamma": "1"})
+    assert render(algorithm="tpe", algorithm_settings={"gamma": "0.25", "n_EI_candidates": "24"})
+    with pytest.raises(ValueError, match=r"base_estimator='SVM' must be one of GP, RF, ET, GBRT"):
+        render(algorithm="bayesianoptimization", algorithm_settings={"base_estimator": "SVM"})
+    with pytest.raises(ValueError, match=r"random_state='-1' must be >= 0"):
+        render(algorithm="random", algorithm_settings={"random_state": "-1"})
+    with pytest.raises(ValueError, match=r"random_state='x' must be an integer"):
+        render(algorithm="cmaes", algorithm_settings={"random_state": "x"})
+    with pytest.raises(ValueError, match=r"unknown setting 'random_state' \(accepted: none\)"):
+        render(algorithm="sobol", algorithm_settings={"random_state": "1"})
+    with pytest.raises(ValueError, match=r"unknown Katib algorithm 'hyperopt'"):
+        render(algorithm="hyperopt")
+    with pytest.raises(ValueError, match=r"maxTrialCount 500 exceeds the 405 grid points"):
+        render(algorithm="grid", max_trial_count=500)
+    one_continuous = tuple(p for p in tuning.SEARCH_SPACE if p.name != "layers_per_stack")
+    with pytest.raises(ValueError, match=r"cmaes needs two or more double/int parameters"):
+        tuning.render_experiment(tuning.ExperimentOptions(algorithm="cmaes"), space=one_continuous)
+    experiment = tuning.render_experiment()
+    experiment["spec"]["earlyStopping"]["algorithmSettings"].append({"name": "start_step", "value": "0"})
+    with pytest.raises(ValueError, match=r"early stopping medianstop: setting start_step='0' must be >= 1"):
+        tuning.check_experiment(experiment)
+
+
+def test_write_experiment_chooses_the_algorithm(tmp_path):
+    path = tmp_path / "experiment.yaml"
+    command = [sys.executable, "-m", "waveforms.cli", "tune", "write-experiment", "--output", str(path)]
+    assert subprocess.run([*command, "--algorithm", "multivariate-tpe"], capture_output=True).returncode == 0
+    algorithm = yaml.safe_load(path.read_text())["spec"]["algorithm"]
+    assert algorithm["algorithmName"] == "multivariate-tpe"
+    assert {"name": "n_startup_trials", "value": "5"} in algorithm["algorithmSettings"]
+    refused = subprocess.run([*command, "--algorithm", "hyperband"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "invalid choice" in refused.stderr
+
+
 def test_trial_job_is_a_valid_batch_job_in_strict_mode():
     job = copy.deepcopy(tuning.render_experiment()["spec"]["trialTemplate"]["trialSpec"])
     job["metadata"] = {"name": "trial"}
