@@ -28,7 +28,7 @@ from helpers import synth_dataset
 
 from waveforms import checkpoints, cli, dataset, storage
 from waveforms.model import WaveNetConfig
-from waveforms.train import TrainConfig, TrainingDivergedError, train
+from waveforms.train import TrainConfig, TrainingDivergedError, is_trial_output, train
 
 KATIB_LINE = re.compile(r"^step=(\d+) loss=(\S+) val_bits=(\S+) ")
 
@@ -217,6 +217,29 @@ def test_resuming_with_another_configuration_is_a_clear_error_but_more_steps_are
     assert [entry["step"] for entry in history] == [3, 6, 7]
 
 
+def test_trial_output_is_chosen_by_the_flag_or_by_a_log_that_is_not_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert is_trial_output(None) is False and is_trial_output(True) is True
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pod's log, or Katib's `2>&1` into a file
+    assert is_trial_output(None) is True and is_trial_output(False) is False
+
+
+def test_trial_progress_is_a_plain_line_without_name_value_pairs(tmp_path, monkeypatch, capsys):
+    from waveforms import train as train_module
+
+    monkeypatch.setattr(train_module, "TRIAL_PROGRESS_SECONDS", 0.0)
+    out = train_module._Output(str(tmp_path), True, [], True, 0, 10, trial=True)
+    out.step(1, 2.5, 1.0, 1e-3)
+    out.close()
+    err = capsys.readouterr().err
+    assert "train: step 1 of 10, training loss 2.500 nats" in err and "=" not in err and "\r" not in err
+
+
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, tiny_config_file,
                                                                                 capsys):  # fmt: skip
     # A real divergence: Adam moves every weight by about the learning rate on its first step, so with 1e30 the second
@@ -256,7 +279,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(data_dir, ti
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    resumed = re.search(r"resumed from \S+ckpt-(\d+): step=(\d+) optimizer_iterations=(\d+)", second.stderr)
+    resumed = re.search(r"resumed from \S+ckpt-(\d+): step (\d+), optimizer iterations (\d+)", second.stderr)
     assert resumed, second.stderr[-3000:]
     checkpoint_step, step, iterations = (int(group) for group in resumed.groups())
     assert checkpoint_step == step == iterations and step % 10 == 0 and 10 <= step < 60

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ import kubernetes_validate
 import numpy as np
 import pytest
 import yaml
+from helpers import TINY_WAVENET, synth_dataset
 from kubernetes import client as k8s
 
 from waveforms import tuning
@@ -216,6 +219,66 @@ def test_trial_command_is_accepted_by_the_real_train_cli():
     assert args.command == "train" and args.model_uri.endswith("/waveforms-tune/waveforms-tune-abc12")
     assert (args.learning_rate, args.residual_channels, args.layers_per_stack) == (0.00042, 64, 7)
     assert (args.batch_size, args.target_length, args.eval_every) == (8, 16000, 200)
+
+
+def test_a_katib_trial_reports_each_metric_once_per_evaluation(tmp_path):
+    """Run the trial command from the rendered Experiment as Katib's StdOut collector does (`sh -c "cmd
+    1>metrics.log 2>&1"`) and parse the file with the Experiment's metricsFormat, line by line (a progress bar's
+    carriage-return updates are one line to the collector)."""
+    data = synth_dataset(tmp_path / "synth", count=8, seed=0, seconds=1.0)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY_WAVENET.to_dict()))
+    options = tuning.ExperimentOptions(
+        dataset_uri=data, model_uri_root=str(tmp_path / "katib"), model_preset=str(config), steps=12, eval_every=4
+    )
+    experiment = tuning.render_experiment(options)
+    assignment = {"trialName": "waveforms-tune-t1", "learningRate": "0.002", "residualChannels": "8",
+                  "layersPerStack": "4", "batchSize": "4", "targetLength": "4000"}  # fmt: skip
+    container = trial_container(experiment)
+    command = [re.sub(r"\$\{trialParameters\.(\w+)\}", lambda m: assignment[m.group(1)], token)
+               for token in container["command"]]  # fmt: skip
+    assert command[0] == "waveforms"
+    command = [sys.executable, "-m", "waveforms.cli", *command[1:]]  # the image's entry point, from this checkout
+    env = {item["name"]: item["value"] for item in container["env"] if item["name"] == "PYTHONUNBUFFERED"}
+    log = tmp_path / "metrics.log"
+    wrapped = subprocess.run(["sh", "-c", f"{shlex.join(command)} 1>{shlex.quote(str(log))} 2>&1"],
+                             env={**os.environ, **env}, timeout=300)  # fmt: skip
+    text = log.read_text()
+    assert wrapped.returncode == 0, text[-3000:]
+
+    spec = experiment["spec"]
+    (pattern,) = spec["metricsCollectorSpec"]["source"]["filter"]["metricsFormat"]
+    objective = spec["objective"]["objectiveMetricName"]
+    metric_names = {objective, *spec["objective"]["additionalMetricNames"]}
+    history = json.loads((tmp_path / "katib" / "waveforms-tune" / "waveforms-tune-t1" / "metrics.json").read_text())
+    evaluations = history["history"]
+    assert [entry["step"] for entry in evaluations] == [4, 8, 12]
+
+    collected: dict[str, list[float]] = {}  # what Katib would store, per name, in order
+    evaluation_lines, summary_lines = [], []
+    for line in text.split("\n"):
+        pairs = [(m.group(1), m.group(2)) for m in re.finditer(pattern, line)]
+        for name, value in pairs:
+            collected.setdefault(name, []).append(float(value))
+        if not metric_names & {name for name, _ in pairs}:
+            continue
+        if line.startswith("step="):
+            evaluation_lines.append(dict(pairs))
+        else:
+            assert line.startswith("trained to step 12:"), f"a metric outside the evaluation and final lines: {line!r}"
+            summary_lines.append(dict(pairs))
+    assert len(evaluation_lines) == len(evaluations) and len(summary_lines) == 1
+    evaluation_keys = set(evaluation_lines[0])
+    assert metric_names <= evaluation_keys
+    for name in evaluation_keys:  # however many keys the evaluation line carries
+        assert [name in line for line in evaluation_lines] == [True] * len(evaluations), name
+        repeated = 1 if name in summary_lines[0] else 0
+        assert len(collected[name]) == len(evaluations) + repeated, (name, collected[name])
+        assert collected[name][: len(evaluations)] == [float(line[name]) for line in evaluation_lines]
+    for line, entry in zip(evaluation_lines, evaluations, strict=True):
+        assert float(line[objective]) == pytest.approx(entry[objective], rel=1e-5)
+    assert collected[objective][-1] == float(evaluation_lines[-1][objective])  # the last value is the final evaluation
+    assert set(summary_lines[0]) <= evaluation_keys
 
 
 def test_every_point_of_the_space_is_a_valid_training_configuration():

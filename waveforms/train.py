@@ -256,19 +256,46 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
 
 
-class _Output:
-    """Everything a run writes besides checkpoints: Katib lines, progress, TensorBoard, metrics.json (chief only)."""
+TRIAL_PROGRESS_SECONDS = 60.0  # trial mode: one plain progress line per minute at most
 
-    def __init__(self, workdir: str, enabled: bool, history: list[dict], progress: bool, start: int, steps: int):
+
+def format_metrics(entry: dict) -> str:
+    """`name=value ...`: the only form Katib's StdOut collector reads (evaluation lines and the final summary)."""
+    return " ".join(
+        f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}" for key, value in entry.items()
+    )
+
+
+def is_trial_output(trial: bool | None) -> bool:
+    """Trial mode (for Katib's StdOut collector, which merges stdout and stderr into one file): when asked, and
+    whenever stdout or stderr is not a terminal (a pod's log, a pipe)."""
+    if trial is not None:
+        return trial
+    return not (sys.stdout.isatty() and sys.stderr.isatty())
+
+
+class _Output:
+    """Everything a run writes besides checkpoints: Katib lines, progress, TensorBoard, metrics.json (chief only).
+
+    Progress never carries `name=value` pairs in trial mode: a tqdm postfix `loss=...` on the bar's carriage-return
+    line is read by Katib as one more `loss` value per refresh (single training steps), so trial mode writes a plain
+    line now and then instead of the bar, and `name=value` appears only on evaluation lines and the final summary.
+    """
+
+    def __init__(self, workdir: str, enabled: bool, history: list[dict], progress: bool, start: int, steps: int,
+                 trial: bool = False):  # fmt: skip
         import tensorflow as tf
         from tqdm import tqdm
 
         self.enabled = enabled
         self.workdir = workdir
         self.history = history
+        self.steps = steps
+        self.trial_progress = enabled and progress and trial
+        self.last_progress = time.monotonic()
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_DIR)) if enabled else None
         self.bar = tqdm(total=steps, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0,
-                        disable=not (enabled and progress), desc="train")  # fmt: skip
+                        disable=not (enabled and progress) or trial, desc="train")  # fmt: skip
 
     def step(self, step: int, loss: float, grad_norm: float, learning_rate: float) -> None:
         if not self.enabled:
@@ -276,7 +303,10 @@ class _Output:
         import tensorflow as tf
 
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)  # a no-op when the bar is disabled (trial mode)
+        if self.trial_progress and time.monotonic() - self.last_progress >= TRIAL_PROGRESS_SECONDS:
+            print(f"train: step {step} of {self.steps}, training loss {loss:.3f} nats", file=sys.stderr, flush=True)
+            self.last_progress = time.monotonic()
         with self.writer.as_default(step=step):
             tf.summary.scalar("train/loss_nats", loss)
             tf.summary.scalar("train/grad_norm", grad_norm)
@@ -288,11 +318,7 @@ class _Output:
         import tensorflow as tf
 
         self.history.append(entry)
-        # Katib's StdOut collector reads name=value pairs from this line.
-        line = " ".join(
-            f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}" for key, value in entry.items()
-        )
-        self.bar.write(line, file=sys.stdout)
+        self.bar.write(format_metrics(entry), file=sys.stdout)  # Katib's StdOut collector reads this line
         sys.stdout.flush()
         with self.writer.as_default(step=entry["step"]):
             tf.summary.scalar("validation/bits_per_sample", entry["val_bits"])
@@ -329,9 +355,10 @@ def _say(enabled: bool, message: str) -> None:
 
 
 def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainConfig, *, model_kind: str = "wavenet",
-          progress: bool = True) -> dict:  # fmt: skip
+          progress: bool = True, trial: bool | None = None) -> dict:  # fmt: skip
     """Train (or resume training of) a model; -> the final metrics. Raises ValueError before any work on bad input,
-    checkpoints.ConfigMismatchError when MODEL_URI holds another configuration, TrainingDivergedError on NaN/Inf."""
+    checkpoints.ConfigMismatchError when MODEL_URI holds another configuration, TrainingDivergedError on NaN/Inf.
+    `trial`: Katib trial output (is_trial_output; None decides from the terminal)."""
     train_config.validate()
     task = make_task(model_kind, model_config)
     from waveforms import dataset
@@ -377,8 +404,9 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
         start = int(step.numpy())
         if restored:
             iterations = int(optimizer.iterations.numpy())
-            _say(chief, f"resumed from {restored}: step={start} optimizer_iterations={iterations}")
-        out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps)
+            _say(chief, f"resumed from {restored}: step {start}, optimizer iterations {iterations}")
+        out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps,
+                      is_trial_output(trial))  # fmt: skip
         result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
                        window_length, start)  # fmt: skip
         if chief:
@@ -617,6 +645,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="train on the full-context positions of each window only")  # fmt: skip
     parser.add_argument("--no-jit", action="store_true", help="do not XLA-compile the training step")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--trial", action="store_true", default=None,
+                        help="Katib trial output: no progress bar, name=value only on evaluation lines and the final "
+                             "line (the default whenever stdout or stderr is not a terminal)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -637,12 +668,11 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, loss_on_context=not args.no_loss_on_context, jit_compile=not args.no_jit,
         )  # fmt: skip
         result = train(args.dataset_uri, args.model_uri, model_config, train_config, model_kind=args.model,
-                       progress=not args.no_progress)  # fmt: skip
+                       progress=not args.no_progress, trial=args.trial)  # fmt: skip
     except (ValueError, TrainingDivergedError, storage.StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(
-        f"trained to step {result['step']}: val_bits={result['val_bits']:.4f}; model in {args.model_uri}",
-        file=sys.stderr,
-    )
+    # the objective again, formatted as on the evaluation line: Katib's last value is the final evaluation's
+    final = format_metrics({"val_bits": result["val_bits"]})
+    print(f"trained to step {result['step']}: {final}; model in {args.model_uri}", file=sys.stderr)
     return 0

@@ -5,7 +5,8 @@
 - `create_and_wait_experiment` submits such an Experiment from inside a pipeline and returns the best trial.
 - `local_search` samples the same space at random on this machine (`tuning=local`: the demo and the tests).
 
-Katib reads metrics from the trial's stdout: `waveforms train` prints `step=200 loss=2.31 val_bits=5.12` lines.
+Katib reads metrics from the trial's stdout and stderr: `waveforms train --trial` prints `name=value` pairs only on its
+evaluation lines (`step=200 loss=2.31 val_bits=5.12 ...`) and its final line (the last evaluation's val_bits again).
 """
 
 from __future__ import annotations
@@ -348,7 +349,7 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
         "waveforms", "train", options.dataset_uri,
         f"{options.model_uri_root}/{options.name}/${{trialParameters.{trial_name}}}",
         "--config", options.model_preset, "--steps", str(options.steps), "--eval-every", str(options.eval_every),
-        "--seed", str(options.seed),
+        "--seed", str(options.seed), "--trial",
     ]  # fmt: skip
     for parameter in space:
         command += [parameter.flag, f"${{trialParameters.{parameter.trial_parameter}}}"]
