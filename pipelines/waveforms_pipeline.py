@@ -46,7 +46,7 @@ class PipelineOptions:
     gpu_pool_value: str = "nvidia-l4"  # that label's value (GKE accelerator type, Karpenter NodePool name, true)
     storage_secret: str = "waveforms-s3-credentials"  # Kubernetes Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
     s3_endpoint: str = "http://minio-service.kubeflow:9000"  # not a secret; the keys come from storage_secret
-    data_root: str = "minio://mlpipeline/waveforms"  # shards, checkpoints and tuning trials (a run parameter)
+    data_root: str = "minio://waveforms/data"  # shards, checkpoints, trials (a run parameter); bucket: docs/cluster.md
     source: str = "synth"
     source_options: dict = field(default_factory=lambda: {"count": 200, "seed": 0})
     sample_rate: int = 16000

@@ -204,3 +204,16 @@ def test_katib_trials_use_the_gpu_image_pool_and_storage_of_the_pipeline(tmp_pat
     tuning.check_experiment(experiment)
     pod = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == IMAGE + "-gpu" and pod["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"}
+
+
+def test_the_default_data_root_is_in_the_bucket_the_cluster_guide_creates():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    default = PipelineOptions(image="registry.example/waveforms:0.1.0").data_root
+    guide = (root / "docs" / "cluster.md").read_text()
+    assert f"`data_root` (default `{default}`" in guide
+    launcher = yaml.safe_load((root / "manifests" / "base" / "kfp-launcher.yaml").read_text())
+    pipeline_root = launcher["data"]["defaultPipelineRoot"]  # minio://<bucket>/pipelines: the bucket of step 5
+    assert default.split("/")[2] == pipeline_root.split("/")[2] == "waveforms"
+    assert "c.make_bucket('waveforms')" in guide
