@@ -15,6 +15,7 @@ It is model-agnostic: a task (TASKS) builds a Keras model whose logits[:, t] pre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -33,6 +34,8 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"
 DECAYS = ("cosine", "exponential", "constant")
+# Keras dtype policies (variables stay float32 in all of them), and "auto": choose_precision.
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class TrainConfig:
     # time: 3.84-3.92 held-out bits/sample against 4.12-4.25 for the full-context positions only.
     loss_on_context: bool = True
     jit_compile: bool = True  # XLA-compile the forward/backward pass (2x faster on CPU, measured)
+    # auto: float32 on CPU, mixed_bfloat16 on GPUs of compute capability >= 8.0, mixed_float16 (with dynamic loss
+    # scaling) on older ones; or one of those by name. Weights and the exported model stay float32.
+    precision: str = "auto"
 
     def validate(self) -> TrainConfig:
         positive = ("steps", "batch_size", "target_length", "checkpoint_every", "keep_checkpoints", "eval_every",
@@ -77,6 +83,8 @@ class TrainConfig:
             )
         if self.decay not in DECAYS:
             raise ValueError(f"TrainConfig.decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("loss_on_context", "jit_compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainConfig.{name} must be true or false, got {getattr(self, name)!r}")
@@ -153,7 +161,9 @@ def next_sample_nll(model, inputs: dict, targets, target_length: int | None, tra
     """Mean NLL in nats over the last target_length positions of each window (None: all of them): (B,)."""
     import tensorflow as tf
 
-    logits = model(inputs, training=training)  # (B, W, Q)
+    logits = tf.cast(
+        model(inputs, training=training), tf.float32
+    )  # (B, W, Q); softmax in float32 under mixed precision
     if target_length is not None:
         logits, targets = logits[:, -target_length:], targets[:, -target_length:]
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
@@ -235,6 +245,39 @@ def learning_rate_schedule(config: TrainConfig):
             return config.to_dict()
 
     return WarmupThenDecay()
+
+
+def choose_precision(requested: str, gpu_capabilities: list[tuple[int, int]]) -> str:
+    """The dtype policy for `requested` on GPUs of these compute capabilities (none: CPU). auto: float32 on CPU (the
+    CPU kernels are tuned for it), mixed_bfloat16 when every GPU is Ampere or newer (>= 8.0: bf16 tensor cores; bf16
+    has float32's range, so no loss scaling), else mixed_float16 (Volta/Turing tensor cores are fp16-only; its narrow
+    range needs loss scaling)."""
+    if requested != "auto":
+        return requested
+    if not gpu_capabilities:
+        return "float32"
+    return "mixed_bfloat16" if min(gpu_capabilities) >= (8, 0) else "mixed_float16"
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    import tensorflow as tf
+
+    return [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+            for gpu in tf.config.list_physical_devices("GPU")]  # fmt: skip
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers built inside compute in `name` (their variables stay float32); the global policy is restored after, so
+    the exported copy (`_export`) is plain float32."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def select_strategy():
@@ -381,6 +424,9 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
 
     strategy = select_strategy()  # first TF call: MultiWorkerMirroredStrategy must come before any other op
     chief = is_chief(strategy)
+    precision = choose_precision(train_config.precision, gpu_compute_capabilities())
+    if train_config.precision == "auto" and precision != "float32":
+        _say(chief, f"precision: {precision} (auto, for this GPU)")
     replicas = strategy.num_replicas_in_sync
     if train_config.batch_size % replicas:
         raise ValueError(f"--batch-size {train_config.batch_size} must be a multiple of the {replicas} replicas")
@@ -392,8 +438,9 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
         with strategy.scope():
             # the seed decides the initial weights too (same on every worker), so a run is reproducible
             keras.utils.set_random_seed(train_config.seed)
-            model = task.build_model()
-            optimizer = _make_optimizer(train_config)
+            with dtype_policy(precision):
+                model = task.build_model()
+            optimizer = _make_optimizer(train_config, loss_scaling=precision == "mixed_float16")
             optimizer.build(model.trainable_variables)  # slots exist before restore, so restore fills them
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
@@ -409,6 +456,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
                       is_trial_output(trial))  # fmt: skip
         result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
                        window_length, start)  # fmt: skip
+        result = {**result, "precision": precision}  # after the evaluation lines: Katib reads numbers only
         if chief:
             _export(task, model, workdir, run_config, manifest, result)
             out.write_metrics(final=result)
@@ -435,38 +483,54 @@ def _restore_shared(store, model_uri: str):
     return path
 
 
-def _make_optimizer(config: TrainConfig):
+def _make_optimizer(config: TrainConfig, loss_scaling: bool = False):
+    """Adam; wrapped in Keras' dynamic LossScaleOptimizer for float16 (scale 2**15, halved on an overflowing step,
+    which is skipped; doubled after 2000 good steps). make_train_step scales the loss and clips by hand."""
     import keras
 
-    return keras.optimizers.Adam(learning_rate=learning_rate_schedule(config))
+    adam = keras.optimizers.Adam(learning_rate=learning_rate_schedule(config))
+    return keras.optimizers.LossScaleOptimizer(adam) if loss_scaling else adam
 
 
 def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig):
     """-> train_step(distributed iterator) -> (global mean loss in nats, gradient norm); one optimizer step.
 
     The forward/backward pass is XLA-compiled on its own: collectives (all-reduce across workers) stay outside XLA.
+    With a LossScaleOptimizer (float16) the gradients are of the scaled loss: all-reduced, unscaled, clipped by their
+    true global norm, then scaled back for the optimizer, which unscales them again (exactly: the scale is a power of
+    two) and skips the step when they are not finite (an overflow makes the norm infinite, so clipping turns every
+    gradient to NaN). A skipped step reports gradient norm 0: nothing was applied.
     """
+    import keras
     import tensorflow as tf
 
     G = config.batch_size
     trained_positions = None if config.loss_on_context else config.target_length
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     @tf.function(jit_compile=config.jit_compile)
     def loss_and_gradients(inputs, targets):
         with tf.GradientTape() as tape:
             per_example = next_sample_nll(model, inputs, targets, trained_positions, training=True)  # (B/replicas,)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=G)
+            differentiated = optimizer.scale_loss(loss) if loss_scaled else loss
         # embedding gradients come as IndexedSlices: dense ones (256 x channels) all-reduce and clip simply
-        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(differentiated, variables)]
 
     def replica_step(batch):
         inputs, targets = _split_batch(task, batch)
         loss, gradients = loss_and_gradients(inputs, targets)
         context = tf.distribute.get_replica_context()
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)  # the global batch's gradient
+        if loss_scaled:
+            scale = tf.convert_to_tensor(optimizer.dynamic_scale.value)
+            gradients = [g / scale for g in gradients]
         gradients, norm = tf.clip_by_global_norm(gradients, config.clip_norm)
+        if loss_scaled:
+            gradients = [g * scale for g in gradients]  # the optimizer unscales, checks and maybe skips
+            norm = tf.where(tf.math.is_finite(norm), norm, 0.0)
         # Keras all-reduces (sums) the gradients it applies once more: hand it each replica's share of the clipped one.
         optimizer.apply([g / replicas for g in gradients], variables)
         return loss, norm
@@ -644,6 +708,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-loss-on-context", action="store_true",
                         help="train on the full-context positions of each window only")  # fmt: skip
     parser.add_argument("--no-jit", action="store_true", help="do not XLA-compile the training step")
+    parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
+                        help="auto: float32 on CPU, bf16 on GPUs of compute capability >= 8.0, else fp16 with "
+                             "loss scaling")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--trial", action="store_true", default=None,
                         help="Katib trial output: no progress bar, name=value only on evaluation lines and the final "
@@ -666,6 +733,7 @@ def run(args: argparse.Namespace) -> int:
             learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, decay=args.decay, clip_norm=args.clip_norm,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_windows=args.eval_windows,
             seed=args.seed, loss_on_context=not args.no_loss_on_context, jit_compile=not args.no_jit,
+            precision=args.precision,
         )  # fmt: skip
         result = train(args.dataset_uri, args.model_uri, model_config, train_config, model_kind=args.model,
                        progress=not args.no_progress, trial=args.trial)  # fmt: skip
