@@ -100,6 +100,8 @@ def test_rendering_refuses_settings_katib_would_refuse():
     with pytest.raises(ValueError, match=r"algorithm tpe: unknown setting 'n_startup_trials'"):
         render(algorithm="tpe", algorithm_settings={"n_startup_trials": "5"})
     assert render(algorithm="multivariate-tpe", algorithm_settings={"n_startup_trials": "2"})
+    from_kfp = render(algorithm="multivariate-tpe", algorithm_settings={"n_startup_trials": 2.0})  # a KFP dict number
+    assert {"name": "n_startup_trials", "value": "2"} in from_kfp["spec"]["algorithm"]["algorithmSettings"]
     with pytest.raises(ValueError, match=r"gamma='1' must be < 1"):
         render(algorithm="tpe", algorithm_settings={"gamma": "1"})
     assert render(algorithm="tpe", algorithm_settings={"gamma": "0.25", "n_EI_candidates": "24"})

@@ -275,6 +275,11 @@ def settings_problems(kind: str, name: str, settings: Sequence[Mapping[str, str]
     return problems
 
 
+def _setting_text(value) -> str:
+    """Katib setting values are strings; a whole float (KFP dict parameters carry every number as one) is an int."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def check_algorithm_settings(experiment: dict) -> None:
     """Raise ValueError when Katib's suggestion or early-stopping service would refuse the Experiment's settings."""
     spec = experiment.get("spec", {})
@@ -343,7 +348,7 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
     """The Katib Experiment for `space` as a plain dict (kubeflow.org/v1beta1). Raises ValueError for an algorithm
     setting Katib's services would refuse (KATIB_ALGORITHMS)."""
     settings = {**default_algorithm_settings(options.algorithm, options),
-                **{name: str(value) for name, value in options.algorithm_settings.items()}}  # fmt: skip
+                **{name: _setting_text(value) for name, value in options.algorithm_settings.items()}}  # fmt: skip
     trial_name = "trialName"
     command = [
         "waveforms", "train", options.dataset_uri,
