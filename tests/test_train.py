@@ -269,6 +269,7 @@ def test_bfloat16_training_learns_and_its_float32_export_samples_like_the_full_m
                                precision="mixed_bfloat16")  # fmt: skip
     result = train(data_dir, model_dir, TINY, config, progress=False)
     assert result["precision"] == "mixed_bfloat16"
+    assert json.loads(Path(model_dir, "config.json").read_text())["precision"] == "mixed_bfloat16"
     history = json.loads(Path(model_dir, "metrics.json").read_text())["history"]
     assert [entry["step"] for entry in history] == [10, 20, 30, 40]
     assert history[-1]["val_bits"] < history[0]["val_bits"] - 0.3, history  # measured: 7.78 -> 6.93 over 60 steps

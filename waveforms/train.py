@@ -161,9 +161,8 @@ def next_sample_nll(model, inputs: dict, targets, target_length: int | None, tra
     """Mean NLL in nats over the last target_length positions of each window (None: all of them): (B,)."""
     import tensorflow as tf
 
-    logits = tf.cast(
-        model(inputs, training=training), tf.float32
-    )  # (B, W, Q); softmax in float32 under mixed precision
+    # the softmax in float32 whatever the compute dtype (mixed precision)
+    logits = tf.cast(model(inputs, training=training), tf.float32)  # (B, W, Q)
     if target_length is not None:
         logits, targets = logits[:, -target_length:], targets[:, -target_length:]
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
@@ -399,7 +398,7 @@ def _say(enabled: bool, message: str) -> None:
 
 def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainConfig, *, model_kind: str = "wavenet",
           progress: bool = True, trial: bool | None = None) -> dict:  # fmt: skip
-    """Train (or resume training of) a model; -> the final metrics. Raises ValueError before any work on bad input,
+    """Train (or resume training of) a model; -> the final metrics and the precision used. Raises ValueError before any work on bad input,
     checkpoints.ConfigMismatchError when MODEL_URI holds another configuration, TrainingDivergedError on NaN/Inf.
     `trial`: Katib trial output (is_trial_output; None decides from the terminal)."""
     train_config.validate()
@@ -456,16 +455,15 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
                       is_trial_output(trial))  # fmt: skip
         result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
                        window_length, start)  # fmt: skip
-        result = {**result, "precision": precision}  # after the evaluation lines: Katib reads numbers only
-        if chief:
-            _export(task, model, workdir, run_config, manifest, result)
+        if chief:  # the export says which precision trained it; metrics.json stays numbers only
+            _export(task, model, workdir, {**run_config, "precision": precision}, manifest, result)
             out.write_metrics(final=result)
             if remote:
                 storage.sync_dir_up(workdir, model_uri)
         _barrier(strategy)  # all workers leave together: no coordination-service heartbeat errors
         name, digest = _worker_name(strategy), weights_digest(model)
         _say(True, f"{name} finished at step {result['step']}; weights sha256 {digest}")
-        return result
+        return {**result, "precision": precision}
     finally:
         if out is not None:
             out.close()
