@@ -24,13 +24,14 @@ GPU_POOL_SELECTORS = {
     "eks": "karpenter.sh/nodepool",  # value: the Karpenter NodePool name (manifests/gpu/eks: gpu)
     "generic": "nvidia.com/gpu.present",  # value: true (NVIDIA GPU feature discovery)
 }
-# TrainConfig fields of a full run on a GPU (the WaveNet and the autoencoder alike); run parameters override them
+# TrainConfig fields of a full run on a GPU (the WaveNet and the autoencoder alike); run parameters override them.
+# Chosen from the sizing table in docs/cluster.md (section 11): about half an L4-hour (estimated) for `small`.
 CLUSTER_TRAINING = {
-    "steps": 20000,
+    "steps": 100000,
     "batch_size": 16,
     "target_length": 8000,
-    "checkpoint_every": 1000,
-    "eval_every": 1000,
+    "checkpoint_every": 5000,
+    "eval_every": 2500,
 }
 STORAGE_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 
@@ -46,7 +47,7 @@ class PipelineOptions:
     gpu_pool_value: str = "nvidia-l4"  # that label's value (GKE accelerator type, Karpenter NodePool name, true)
     storage_secret: str = "waveforms-s3-credentials"  # Kubernetes Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
     s3_endpoint: str = "http://minio-service.kubeflow:9000"  # not a secret; the keys come from storage_secret
-    data_root: str = "minio://mlpipeline/waveforms"  # shards, checkpoints and tuning trials (a run parameter)
+    data_root: str = "minio://waveforms/data"  # shards, checkpoints, trials (a run parameter); bucket: docs/cluster.md
     source: str = "synth"
     source_options: dict = field(default_factory=lambda: {"count": 200, "seed": 0})
     sample_rate: int = 16000

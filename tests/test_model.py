@@ -145,3 +145,22 @@ def test_input_embedding_starts_smooth_in_amplitude_and_follows_the_global_seed(
     np.testing.assert_array_equal(build_wavenet(TINY).get_layer("input_embedding").embeddings.numpy(), table)
     keras.utils.set_random_seed(6)
     assert not np.allclose(build_wavenet(TINY).get_layer("input_embedding").embeddings.numpy(), table)
+
+
+def test_flops_per_sample_match_a_hand_count_and_the_models_own_kernels():
+    from waveforms.model import flops_per_sample
+
+    # small (L=20, K=2, R=D=32, S=128, Q=256), multiply-adds per position counted by hand:
+    #   dilated convs 20 * 2*32*64 = 81,920; residual 19 * 32*32 = 19,456; skip 20*32 * 128 = 81,920;
+    #   hidden 128*128 = 16,384; logits 128*256 = 32,768  -> 232,448 MACs = 464,896 FLOPs; training x3
+    assert flops_per_sample(NAMED_CONFIGS["small"], training=False) == 464_896
+    assert flops_per_sample(NAMED_CONFIGS["small"]) == 1_394_688
+    # ibab (L=50, S=512): 50*4,096 + 49*1,024 + 50*32*512 + 512*512 + 512*256 = 1,467,392 MACs
+    assert flops_per_sample(NAMED_CONFIGS["ibab"], training=False) == 2 * 1_467_392
+    # independently: every kernel that runs once per time position is one multiply-add per weight
+    for config in (NAMED_CONFIGS["small"], WaveNetConfig(1, 3, 3, 8, 12, 16, local_condition_channels=5)):
+        model = build_wavenet(config)
+        per_position = [layer for layer in model.layers if layer.name not in ("input_embedding", "global_embedding",
+                                                                              "global_condition_projection")]  # fmt: skip
+        kernels = sum(int(np.prod(w.shape)) for layer in per_position for w in layer.weights if len(w.shape) > 1)
+        assert flops_per_sample(config, training=False) == 2 * kernels

@@ -216,3 +216,45 @@ def test_katib_trials_use_the_gpu_image_pool_and_storage_of_the_pipeline(tmp_pat
     tuning.check_experiment(experiment)
     pod = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == IMAGE + "-gpu" and pod["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"}
+
+
+def test_the_default_data_root_is_in_the_bucket_the_cluster_guide_creates():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    default = PipelineOptions(image="registry.example/waveforms:0.1.0").data_root
+    guide = (root / "docs" / "cluster.md").read_text()
+    assert f"`data_root` (default `{default}`" in guide
+    launcher = yaml.safe_load((root / "manifests" / "base" / "kfp-launcher.yaml").read_text())
+    pipeline_root = launcher["data"]["defaultPipelineRoot"]  # minio://<bucket>/pipelines: the bucket of step 5
+    assert default.split("/")[2] == pipeline_root.split("/")[2] == "waveforms"
+    assert "c.make_bucket('waveforms')" in guide
+
+
+def test_the_cluster_guide_sizes_the_default_run_from_the_flop_count():
+    """docs/cluster.md section 11: its FLOP figures come from model.flops_per_sample and the CLUSTER_TRAINING defaults
+    (change either and this fails until the table is recomputed)."""
+    from pathlib import Path
+
+    from pipelines.waveforms_pipeline import CLUSTER_TRAINING
+    from waveforms.model import NAMED_CONFIGS, flops_per_sample
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "cluster.md").read_text()
+    for name in ("small", "ibab"):
+        config = NAMED_CONFIGS[name]
+        row = f"| {config.receptive_field:,} | {flops_per_sample(config, training=False):,} | {flops_per_sample(config):,} |"
+        assert f"| `{name}` |" in guide and row in guide, row
+    options = PipelineOptions(image="registry.example/waveforms:0.1.0")
+    assert options.wavenet_train == CLUSTER_TRAINING
+    config = NAMED_CONFIGS[options.wavenet_config]
+    steps, batch, target = (CLUSTER_TRAINING[key] for key in ("steps", "batch_size", "target_length"))
+    positions = batch * (config.receptive_field + target - 1)
+    per_step = positions * flops_per_sample(config)
+
+    def short(value: float) -> str:
+        return f"{value:.3e}".replace("e+", "e")
+
+    assert f"`{options.wavenet_config}`, {steps:,} steps of batch {batch} ×\ntarget {target:,}" in guide
+    assert f"{positions:,} positions and {short(per_step)} FLOPs per step, {short(per_step * steps)} FLOPs" in guide
+    l4_steps_per_second = 0.10 * 121e12 / per_step  # the table's assumption: 10% of the L4's published BF16 peak
+    assert f"| L4 | 30.3 / 121 | {l4_steps_per_second:.0f} | {steps / l4_steps_per_second / 3600:.2f} |" in guide

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ import kubernetes_validate
 import numpy as np
 import pytest
 import yaml
+from helpers import TINY_WAVENET, synth_dataset
 from kubernetes import client as k8s
 
 from waveforms import tuning
@@ -53,6 +56,85 @@ def test_experiment_round_trips_through_the_katib_sdk_model():
     misspelt["spec"]["earlyStopping"]["algorithmSetings"] = []
     with pytest.raises(ValueError, match=r"spec\.earlyStopping\.algorithmSetings is unknown"):
         tuning.check_experiment(misspelt)
+
+
+@pytest.mark.parametrize("algorithm", tuning.ALGORITHMS)
+def test_every_algorithm_renders_settings_its_katib_service_accepts(algorithm):
+    experiment = tuning.render_experiment(tuning.ExperimentOptions(algorithm=algorithm, seed=7))
+    tuning.check_experiment(experiment)
+    spec = experiment["spec"]
+    assert spec["algorithm"]["algorithmName"] == algorithm
+    accepted = tuning.KATIB_ALGORITHMS[algorithm]
+    for setting in spec["algorithm"]["algorithmSettings"]:
+        assert setting["name"] in accepted, f"{algorithm} does not accept {setting['name']}"
+        assert accepted[setting["name"]].problem(setting["value"]) == ""
+    settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
+    assert settings.get("random_state") == ("7" if "random_state" in accepted else None)
+    for setting in spec["earlyStopping"]["algorithmSettings"]:
+        assert setting["name"] in tuning.KATIB_EARLY_STOPPING["medianstop"]
+    kinds = [parameter["parameterType"] for parameter in spec["parameters"]]
+    if algorithm == "grid":  # Katib's grid needs a step for every double: ours become listed values
+        assert "double" not in kinds
+        rate = next(p for p in spec["parameters"] if p["name"] == "learning_rate")["feasibleSpace"]["list"]
+        assert (
+            [float(v) for v in rate] == sorted(float(v) for v in rate) and rate[0] == "0.0001" and rate[-1] == "0.003"
+        )
+    else:
+        assert kinds.count("double") == 1
+
+
+def test_checked_in_experiment_uses_only_settings_katib_knows():
+    spec = yaml.safe_load(tuning.EXPERIMENT_PATH.read_text())["spec"]
+    for table, part in ((tuning.KATIB_ALGORITHMS, "algorithm"), (tuning.KATIB_EARLY_STOPPING, "earlyStopping")):
+        accepted = table[spec[part]["algorithmName"]]
+        for setting in spec[part]["algorithmSettings"]:
+            assert setting["name"] in accepted, f"{part} setting {setting['name']} is unknown to Katib"
+            assert accepted[setting["name"]].problem(setting["value"]) == "", setting
+
+
+def test_rendering_refuses_settings_katib_would_refuse():
+    def render(**changes):
+        return tuning.render_experiment(tuning.ExperimentOptions(**changes))
+
+    # the bug this table exists for: optuna's n_startup_trials given to hyperopt's tpe
+    with pytest.raises(ValueError, match=r"algorithm tpe: unknown setting 'n_startup_trials'"):
+        render(algorithm="tpe", algorithm_settings={"n_startup_trials": "5"})
+    assert render(algorithm="multivariate-tpe", algorithm_settings={"n_startup_trials": "2"})
+    from_kfp = render(algorithm="multivariate-tpe", algorithm_settings={"n_startup_trials": 2.0})  # a KFP dict number
+    assert {"name": "n_startup_trials", "value": "2"} in from_kfp["spec"]["algorithm"]["algorithmSettings"]
+    with pytest.raises(ValueError, match=r"gamma='1' must be < 1"):
+        render(algorithm="tpe", algorithm_settings={"gamma": "1"})
+    assert render(algorithm="tpe", algorithm_settings={"gamma": "0.25", "n_EI_candidates": "24"})
+    with pytest.raises(ValueError, match=r"base_estimator='SVM' must be one of GP, RF, ET, GBRT"):
+        render(algorithm="bayesianoptimization", algorithm_settings={"base_estimator": "SVM"})
+    with pytest.raises(ValueError, match=r"random_state='-1' must be >= 0"):
+        render(algorithm="random", algorithm_settings={"random_state": "-1"})
+    with pytest.raises(ValueError, match=r"random_state='x' must be an integer"):
+        render(algorithm="cmaes", algorithm_settings={"random_state": "x"})
+    with pytest.raises(ValueError, match=r"unknown setting 'random_state' \(accepted: none\)"):
+        render(algorithm="sobol", algorithm_settings={"random_state": "1"})
+    with pytest.raises(ValueError, match=r"unknown Katib algorithm 'hyperopt'"):
+        render(algorithm="hyperopt")
+    with pytest.raises(ValueError, match=r"maxTrialCount 500 exceeds the 405 grid points"):
+        render(algorithm="grid", max_trial_count=500)
+    one_continuous = tuple(p for p in tuning.SEARCH_SPACE if p.name != "layers_per_stack")
+    with pytest.raises(ValueError, match=r"cmaes needs two or more double/int parameters"):
+        tuning.render_experiment(tuning.ExperimentOptions(algorithm="cmaes"), space=one_continuous)
+    experiment = tuning.render_experiment()
+    experiment["spec"]["earlyStopping"]["algorithmSettings"].append({"name": "start_step", "value": "0"})
+    with pytest.raises(ValueError, match=r"early stopping medianstop: setting start_step='0' must be >= 1"):
+        tuning.check_experiment(experiment)
+
+
+def test_write_experiment_chooses_the_algorithm(tmp_path):
+    path = tmp_path / "experiment.yaml"
+    command = [sys.executable, "-m", "waveforms.cli", "tune", "write-experiment", "--output", str(path)]
+    assert subprocess.run([*command, "--algorithm", "multivariate-tpe"], capture_output=True).returncode == 0
+    algorithm = yaml.safe_load(path.read_text())["spec"]["algorithm"]
+    assert algorithm["algorithmName"] == "multivariate-tpe"
+    assert {"name": "n_startup_trials", "value": "5"} in algorithm["algorithmSettings"]
+    refused = subprocess.run([*command, "--algorithm", "hyperband"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "invalid choice" in refused.stderr
 
 
 def test_trial_job_is_a_valid_batch_job_in_strict_mode():
@@ -139,6 +221,66 @@ def test_trial_command_is_accepted_by_the_real_train_cli():
     assert args.command == "train" and args.model_uri.endswith("/waveforms-tune/waveforms-tune-abc12")
     assert (args.learning_rate, args.residual_channels, args.layers_per_stack) == (0.00042, 64, 7)
     assert (args.batch_size, args.target_length, args.eval_every) == (8, 16000, 200)
+
+
+def test_a_katib_trial_reports_each_metric_once_per_evaluation(tmp_path):
+    """Run the trial command from the rendered Experiment as Katib's StdOut collector does (`sh -c "cmd
+    1>metrics.log 2>&1"`) and parse the file with the Experiment's metricsFormat, line by line (a progress bar's
+    carriage-return updates are one line to the collector)."""
+    data = synth_dataset(tmp_path / "synth", count=8, seed=0, seconds=1.0)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY_WAVENET.to_dict()))
+    options = tuning.ExperimentOptions(
+        dataset_uri=data, model_uri_root=str(tmp_path / "katib"), model_preset=str(config), steps=12, eval_every=4
+    )
+    experiment = tuning.render_experiment(options)
+    assignment = {"trialName": "waveforms-tune-t1", "learningRate": "0.002", "residualChannels": "8",
+                  "layersPerStack": "4", "batchSize": "4", "targetLength": "4000"}  # fmt: skip
+    container = trial_container(experiment)
+    command = [re.sub(r"\$\{trialParameters\.(\w+)\}", lambda m: assignment[m.group(1)], token)
+               for token in container["command"]]  # fmt: skip
+    assert command[0] == "waveforms"
+    command = [sys.executable, "-m", "waveforms.cli", *command[1:]]  # the image's entry point, from this checkout
+    env = {item["name"]: item["value"] for item in container["env"] if item["name"] == "PYTHONUNBUFFERED"}
+    log = tmp_path / "metrics.log"
+    wrapped = subprocess.run(["sh", "-c", f"{shlex.join(command)} 1>{shlex.quote(str(log))} 2>&1"],
+                             env={**os.environ, **env}, timeout=300)  # fmt: skip
+    text = log.read_text()
+    assert wrapped.returncode == 0, text[-3000:]
+
+    spec = experiment["spec"]
+    (pattern,) = spec["metricsCollectorSpec"]["source"]["filter"]["metricsFormat"]
+    objective = spec["objective"]["objectiveMetricName"]
+    metric_names = {objective, *spec["objective"]["additionalMetricNames"]}
+    history = json.loads((tmp_path / "katib" / "waveforms-tune" / "waveforms-tune-t1" / "metrics.json").read_text())
+    evaluations = history["history"]
+    assert [entry["step"] for entry in evaluations] == [4, 8, 12]
+
+    collected: dict[str, list[float]] = {}  # what Katib would store, per name, in order
+    evaluation_lines, summary_lines = [], []
+    for line in text.split("\n"):
+        pairs = [(m.group(1), m.group(2)) for m in re.finditer(pattern, line)]
+        for name, value in pairs:
+            collected.setdefault(name, []).append(float(value))
+        if not metric_names & {name for name, _ in pairs}:
+            continue
+        if line.startswith("step="):
+            evaluation_lines.append(dict(pairs))
+        else:
+            assert line.startswith("trained to step 12:"), f"a metric outside the evaluation and final lines: {line!r}"
+            summary_lines.append(dict(pairs))
+    assert len(evaluation_lines) == len(evaluations) and len(summary_lines) == 1
+    evaluation_keys = set(evaluation_lines[0])
+    assert metric_names <= evaluation_keys
+    for name in evaluation_keys:  # however many keys the evaluation line carries
+        assert [name in line for line in evaluation_lines] == [True] * len(evaluations), name
+        repeated = 1 if name in summary_lines[0] else 0
+        assert len(collected[name]) == len(evaluations) + repeated, (name, collected[name])
+        assert collected[name][: len(evaluations)] == [float(line[name]) for line in evaluation_lines]
+    for line, entry in zip(evaluation_lines, evaluations, strict=True):
+        assert float(line[objective]) == pytest.approx(entry[objective], rel=1e-5)
+    assert collected[objective][-1] == float(evaluation_lines[-1][objective])  # the last value is the final evaluation
+    assert set(summary_lines[0]) <= evaluation_keys
 
 
 def test_every_point_of_the_space_is_a_valid_training_configuration():

@@ -31,8 +31,9 @@ SILENCE_CODE = 128  # mu-law code of 0.0 for 256 classes
 
 
 def _value(variable) -> tf.Tensor:
-    """The current value of a (shared) Keras variable as a tensor, read inside the compiled function."""
-    return tf.convert_to_tensor(variable.value)
+    """The current value of a (shared) Keras variable as a float32 tensor, read inside the compiled function: sampling
+    runs in float32 whatever precision the model was trained in (mixed precision keeps float32 variables anyway)."""
+    return tf.cast(tf.convert_to_tensor(variable.value), tf.float32)
 
 
 def _hash32(x: tf.Tensor) -> tf.Tensor:

@@ -122,6 +122,27 @@ def load_config(name_or_path: str, **overrides) -> WaveNetConfig:
     return WaveNetConfig.from_dict({**base, **overrides}, source=f"{name_or_path} with overrides {overrides}")
 
 
+def flops_per_sample(config: WaveNetConfig, training: bool = True) -> int:
+    """Matmul FLOPs (a multiply-add = 2) per time position of the full forward pass, times 3 when `training` (the
+    backward pass computes two matmuls per forward one: the gradients of the inputs and of the weights).
+
+    With loss on every window position (TrainConfig.loss_on_context, the default) every position is a predicted
+    sample. Left out, as under 2% for the named configurations: element-wise work (gates, biases, ReLUs, softmax) and
+    the per-sequence global-condition projection. docs/cluster.md sizes GPU runs with it.
+    """
+    K, R, D, S, Q, L = (config.kernel_size, config.residual_channels, config.dilation_channels, config.skip_channels,
+                        config.quantization_channels, config.num_layers)  # fmt: skip
+    multiply_adds = (
+        L * K * R * 2 * D  # dilated convolutions: K taps of R -> 2D (filter and gate)
+        + (L - 1) * D * R  # residual 1x1 (none after the last block)
+        + L * D * S  # skip projection of all blocks' gated outputs
+        + S * S  # output_hidden
+        + S * Q  # output_logits
+        + config.local_condition_channels * (2 * D * L + S)  # local conditioning, one projection for all
+    )
+    return 2 * multiply_adds * (3 if training else 1)
+
+
 def block_name(index: int) -> str:
     return f"block_{index:02d}"
 

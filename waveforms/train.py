@@ -4,7 +4,7 @@
       ──next_sample_nll──▶ mean NLL over every position (validation: the last target_length, full context only)
       ──all-reduce, clip by global norm, Adam with warm-up + decay──▶ weights
     every checkpoint_every steps: tf.train.Checkpoint(model, optimizer, step) + run config   (checkpoints.py)
-    every eval_every steps: validation NLL in bits/sample on a fixed set; `step=.. loss=.. val_bits=..` on stdout
+    every eval_every steps: validation NLL in bits/sample on a fixed set; `step=.. train_bits=.. val_bits=.. best_baseline_bits=..` on stdout
     at the end: MODEL_URI/model.keras + MODEL_URI/config.json (generate.load_model reads them), metrics.json
 
 The loop is custom rather than Keras `fit` for two measured reasons (STACK.md): `fit` fails under
@@ -15,6 +15,7 @@ It is model-agnostic: a task (TASKS) builds a Keras model whose logits[:, t] pre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -36,6 +37,8 @@ PRIMER_FILE = "primer.wav"  # a stretch of training audio that generation contin
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"
 DECAYS = ("cosine", "exponential", "constant")
+# Keras dtype policies (variables stay float32 in all of them), and "auto": choose_precision.
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class TrainConfig:
     # learning-rate schedule over whichever of `steps` and the budget ends first (warm-up = warmup_steps / steps of it),
     # so a short run still anneals; the final evaluation, checkpoint and export come after the budget
     time_budget_seconds: float = 0.0
+    # auto: float32 on CPU, mixed_bfloat16 on GPUs of compute capability >= 8.0, mixed_float16 (with dynamic loss
+    # scaling) on older ones; or one of those by name. Weights and the exported model stay float32.
+    precision: str = "auto"
 
     def validate(self) -> TrainConfig:
         positive = ("steps", "batch_size", "target_length", "checkpoint_every", "keep_checkpoints", "eval_every",
@@ -94,6 +100,8 @@ class TrainConfig:
             )
         if self.decay not in DECAYS:
             raise ValueError(f"TrainConfig.decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("loss_on_context", "jit_compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainConfig.{name} must be true or false, got {getattr(self, name)!r}")
@@ -170,7 +178,8 @@ def next_sample_nll(model, inputs: dict, targets, target_length: int | None, tra
     """Mean NLL in nats over the last target_length positions of each window (None: all of them): (B,)."""
     import tensorflow as tf
 
-    logits = model(inputs, training=training)  # (B, W, Q)
+    # the softmax in float32 whatever the compute dtype (mixed precision)
+    logits = tf.cast(model(inputs, training=training), tf.float32)  # (B, W, Q)
     if target_length is not None:
         logits, targets = logits[:, -target_length:], targets[:, -target_length:]
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
@@ -260,6 +269,42 @@ def learning_rate_schedule(config: TrainConfig, run_progress=None):
     return WarmupThenDecay()
 
 
+def choose_precision(requested: str, gpu_capabilities: list[tuple[int, int]]) -> str:
+    """The dtype policy for `requested` on GPUs of these compute capabilities (none: CPU).
+
+    auto: float32 on CPU (measured on our 2-core AMX CPU, busy: `small` trained at 18-29k samples/s in float32 and
+    14-24k in mixed_bfloat16, float32 ahead in both runs); mixed_bfloat16 when every GPU is Ampere or newer (>= 8.0:
+    bf16 tensor cores; bf16 has float32's range, so no loss scaling); else mixed_float16 (Volta/Turing tensor cores are
+    fp16-only, and its narrow range needs loss scaling).
+    """
+    if requested != "auto":
+        return requested
+    if not gpu_capabilities:
+        return "float32"
+    return "mixed_bfloat16" if min(gpu_capabilities) >= (8, 0) else "mixed_float16"
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    import tensorflow as tf
+
+    return [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+            for gpu in tf.config.list_physical_devices("GPU")]  # fmt: skip
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers built inside compute in `name` (their variables stay float32); the global policy is restored after, so
+    the exported copy (`_export`) is plain float32."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def select_strategy():
     """MultiWorkerMirrored under TF_CONFIG (Kubeflow TFJob), Mirrored on several GPUs, else the default strategy."""
     import tensorflow as tf
@@ -279,10 +324,34 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
 
 
-class _Output:
-    """Everything a run writes besides checkpoints: Katib lines, progress, TensorBoard, metrics.json (chief only)."""
+TRIAL_PROGRESS_SECONDS = 60.0  # trial mode: one plain progress line per minute at most
 
-    def __init__(self, workdir: str, enabled: bool, history: list[dict], progress: bool, start: int, steps: int):
+
+def format_metrics(entry: dict) -> str:
+    """`name=value ...`: the only form Katib's StdOut collector reads (evaluation lines and the final summary)."""
+    return " ".join(
+        f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}" for key, value in entry.items()
+    )
+
+
+def is_trial_output(trial: bool | None) -> bool:
+    """Trial mode (for Katib's StdOut collector, which merges stdout and stderr into one file): when asked, and
+    whenever stdout or stderr is not a terminal (a pod's log, a pipe)."""
+    if trial is not None:
+        return trial
+    return not (sys.stdout.isatty() and sys.stderr.isatty())
+
+
+class _Output:
+    """Everything a run writes besides checkpoints: Katib lines, progress, TensorBoard, metrics.json (chief only).
+
+    Progress never carries `name=value` pairs in trial mode: a tqdm postfix `loss=...` on the bar's carriage-return
+    line is read by Katib as one more `loss` value per refresh (single training steps), so trial mode writes a plain
+    line now and then instead of the bar, and `name=value` appears only on evaluation lines and the final summary.
+    """
+
+    def __init__(self, workdir: str, enabled: bool, history: list[dict], progress: bool, start: int, steps: int,
+                 trial: bool = False):  # fmt: skip
         import tensorflow as tf
         from tqdm import tqdm
 
@@ -290,9 +359,12 @@ class _Output:
         self.workdir = workdir
         self.history = history
         self.baselines: dict = {}
+        self.steps = steps
+        self.trial_progress = enabled and progress and trial
+        self.last_progress = time.monotonic()
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_DIR)) if enabled else None
         self.bar = tqdm(total=steps, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0,
-                        disable=not (enabled and progress), desc="train")  # fmt: skip
+                        disable=not (enabled and progress) or trial, desc="train")  # fmt: skip
 
     def step(self, step: int, loss: float, grad_norm: float, learning_rate: float) -> None:
         if not self.enabled:
@@ -301,6 +373,13 @@ class _Output:
 
         self.bar.update(1)
         self.bar.set_postfix_str(f"train {loss / math.log(2):.3f} bits/sample", refresh=False)  # no name=value: Katib
+        if self.trial_progress and time.monotonic() - self.last_progress >= TRIAL_PROGRESS_SECONDS:
+            print(
+                f"train: step {step} of {self.steps}, training loss {loss / math.log(2):.3f} bits/sample",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.last_progress = time.monotonic()
         with self.writer.as_default(step=step):
             tf.summary.scalar("train/loss_nats", loss)
             tf.summary.scalar("train/grad_norm", grad_norm)
@@ -325,11 +404,7 @@ class _Output:
         import tensorflow as tf
 
         self.history.append(entry)
-        # Katib's StdOut collector reads name=value pairs from this line.
-        line = " ".join(
-            f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}" for key, value in entry.items()
-        )
-        self.bar.write(line, file=sys.stdout)
+        self.bar.write(format_metrics(entry), file=sys.stdout)  # Katib's StdOut collector reads this line
         sys.stdout.flush()
         with self.writer.as_default(step=entry["step"]):
             tf.summary.scalar("validation/bits_per_sample", entry["val_bits"])
@@ -369,9 +444,10 @@ def _say(enabled: bool, message: str) -> None:
 
 
 def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainConfig, *, model_kind: str = "wavenet",
-          progress: bool = True) -> dict:  # fmt: skip
-    """Train (or resume training of) a model; -> the final metrics. Raises ValueError before any work on bad input,
-    checkpoints.ConfigMismatchError when MODEL_URI holds another configuration, TrainingDivergedError on NaN/Inf."""
+          progress: bool = True, trial: bool | None = None) -> dict:  # fmt: skip
+    """Train (or resume training of) a model; -> the final metrics and the precision used. Raises ValueError before any work on bad input,
+    checkpoints.ConfigMismatchError when MODEL_URI holds another configuration, TrainingDivergedError on NaN/Inf.
+    `trial`: Katib trial output (is_trial_output; None decides from the terminal)."""
     train_config.validate()
     task = make_task(model_kind, model_config)
     from waveforms import dataset
@@ -394,6 +470,9 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
 
     strategy = select_strategy()  # first TF call: MultiWorkerMirroredStrategy must come before any other op
     chief = is_chief(strategy)
+    precision = choose_precision(train_config.precision, gpu_compute_capabilities())
+    if train_config.precision == "auto" and precision != "float32":
+        _say(chief, f"precision: {precision} (auto, for this GPU)")
     replicas = strategy.num_replicas_in_sync
     if train_config.batch_size % replicas:
         raise ValueError(f"--batch-size {train_config.batch_size} must be a multiple of the {replicas} replicas")
@@ -405,10 +484,12 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
         with strategy.scope():
             # the seed decides the initial weights too (same on every worker), so a run is reproducible
             keras.utils.set_random_seed(train_config.seed)
-            model = task.build_model()
+            with dtype_policy(precision):
+                model = task.build_model()
             # the share of the time budget spent so far, summed over resumes (saved with the checkpoint)
             budget = RunBudget(train_config.time_budget_seconds)
-            optimizer = _make_optimizer(train_config, budget.progress if budget.enabled else None)
+            optimizer = _make_optimizer(train_config, budget.progress if budget.enabled else None,
+                                        loss_scaling=precision == "mixed_float16")  # fmt: skip
             optimizer.build(model.trainable_variables)  # slots exist before restore, so restore fills them
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, spent_seconds=budget.spent)
@@ -419,20 +500,22 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
         start = int(step.numpy())
         if restored:
             iterations = int(optimizer.iterations.numpy())
-            _say(chief, f"resumed from {restored}: step={start} optimizer_iterations={iterations}")
-        out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps)
+            _say(chief, f"resumed from {restored}: step {start}, optimizer iterations {iterations}")
+        out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps,
+                      is_trial_output(trial))  # fmt: skip
         result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
                        window_length, start, budget)  # fmt: skip
-        if chief:
+        if chief:  # the export says which precision trained it; metrics.json stays numbers only
             _warn_if_no_better_than_baselines(result, out.baselines)
-            _export(task, model, workdir, run_config, manifest, manifest_uri, result, out.baselines)
+            _export(task, model, workdir, {**run_config, "precision": precision}, manifest, manifest_uri, result,
+                    out.baselines)  # fmt: skip
             out.write_metrics(final=result)
             if remote:
                 storage.sync_dir_up(workdir, model_uri)
         _barrier(strategy)  # all workers leave together: no coordination-service heartbeat errors
         name, digest = _worker_name(strategy), weights_digest(model)
         _say(True, f"{name} finished at step {result['step']}; weights sha256 {digest}")
-        return result
+        return {**result, "precision": precision}
     finally:
         if out is not None:
             out.close()
@@ -450,10 +533,13 @@ def _restore_shared(store, model_uri: str):
     return path
 
 
-def _make_optimizer(config: TrainConfig, run_progress=None):
+def _make_optimizer(config: TrainConfig, run_progress=None, loss_scaling: bool = False):
+    """Adam; wrapped in Keras' dynamic LossScaleOptimizer for float16 (scale 2**15, halved on an overflowing step,
+    which is skipped; doubled after 2000 good steps). make_train_step scales the loss and clips by hand."""
     import keras
 
-    return keras.optimizers.Adam(learning_rate=learning_rate_schedule(config, run_progress))
+    adam = keras.optimizers.Adam(learning_rate=learning_rate_schedule(config, run_progress))
+    return keras.optimizers.LossScaleOptimizer(adam) if loss_scaling else adam
 
 
 class RunBudget:
@@ -498,28 +584,41 @@ def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig)
     """-> train_step(distributed iterator) -> (global mean loss in nats, gradient norm); one optimizer step.
 
     The forward/backward pass is XLA-compiled on its own: collectives (all-reduce across workers) stay outside XLA.
+    With a LossScaleOptimizer (float16) the gradients are of the scaled loss: all-reduced, unscaled, clipped by their
+    true global norm, then scaled back for the optimizer, which unscales them again (exactly: the scale is a power of
+    two) and skips the step when they are not finite (an overflow makes the norm infinite, so clipping turns every
+    gradient to NaN). A skipped step reports gradient norm 0: nothing was applied.
     """
+    import keras
     import tensorflow as tf
 
     G = config.batch_size
     trained_positions = None if config.loss_on_context else config.target_length
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     @tf.function(jit_compile=config.jit_compile)
     def loss_and_gradients(inputs, targets):
         with tf.GradientTape() as tape:
             per_example = next_sample_nll(model, inputs, targets, trained_positions, training=True)  # (B/replicas,)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=G)
+            differentiated = optimizer.scale_loss(loss) if loss_scaled else loss
         # embedding gradients come as IndexedSlices: dense ones (256 x channels) all-reduce and clip simply
-        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(differentiated, variables)]
 
     def replica_step(batch):
         inputs, targets = _split_batch(task, batch)
         loss, gradients = loss_and_gradients(inputs, targets)
         context = tf.distribute.get_replica_context()
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)  # the global batch's gradient
+        if loss_scaled:
+            scale = tf.convert_to_tensor(optimizer.dynamic_scale.value)
+            gradients = [g / scale for g in gradients]
         gradients, norm = tf.clip_by_global_norm(gradients, config.clip_norm)
+        if loss_scaled:
+            gradients = [g * scale for g in gradients]  # the optimizer unscales, checks and maybe skips
+            norm = tf.where(tf.math.is_finite(norm), norm, 0.0)
         # Keras all-reduces (sums) the gradients it applies once more: hand it each replica's share of the clipped one.
         optimizer.apply([g / replicas for g in gradients], variables)
         return loss, norm
@@ -581,7 +680,7 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
                 f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was written"
             )
             raise TrainingDivergedError(
-                f"training diverged at step {current}: loss={loss} gradient_norm={norm}; stopped, {last}. "
+                f"training diverged at step {current}: loss {loss}, gradient norm {norm}; stopped, {last}. "
                 f"Lower --learning-rate (now {config.learning_rate}) or the clip norm (now {config.clip_norm})"
             )
         if current == start + 1:  # the first step traced and compiled: keep it out of the speed figure
@@ -748,7 +847,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-loss-on-context", action="store_true",
                         help="train on the full-context positions of each window only")  # fmt: skip
     parser.add_argument("--no-jit", action="store_true", help="do not XLA-compile the training step")
+    parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
+                        help="auto: float32 on CPU, bf16 on GPUs of compute capability >= 8.0, else fp16 with "
+                             "loss scaling")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--trial", action="store_true", default=None,
+                        help="Katib trial output: no progress bar, name=value only on evaluation lines and the final "
+                             "line (the default whenever stdout or stderr is not a terminal)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -768,14 +873,16 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_windows=args.eval_windows,
             seed=args.seed, loss_on_context=not args.no_loss_on_context, jit_compile=not args.no_jit,
             time_budget_seconds=args.time_budget,
+            precision=args.precision,
         )  # fmt: skip
         result = train(args.dataset_uri, args.model_uri, model_config, train_config, model_kind=args.model,
-                       progress=not args.no_progress)  # fmt: skip
+                       progress=not args.no_progress, trial=args.trial)  # fmt: skip
     except (ValueError, TrainingDivergedError, storage.StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    beside = (f" (best baseline {result['best_baseline_bits']:.4f}, {result['bits_below_baseline']:+.4f} below it)"
-              if "best_baseline_bits" in result else "")  # fmt: skip
-    print(f"trained to step {result['step']}: val_bits {result['val_bits']:.4f} ± {result['val_bits_se']:.4f}"
-          f"{beside}; model in {args.model_uri}", file=sys.stderr)  # fmt: skip
+    # the objective again, formatted as on the evaluation line: Katib's last value is the final evaluation's
+    final = format_metrics({"val_bits": result["val_bits"]})
+    beside = (f" (± {result['val_bits_se']:.4f}; best baseline {result['best_baseline_bits']:.4f}, "
+              f"{result['bits_below_baseline']:+.4f} below it)" if "best_baseline_bits" in result else "")  # fmt: skip
+    print(f"trained to step {result['step']}: {final}{beside}; model in {args.model_uri}", file=sys.stderr)
     return 0

@@ -1,11 +1,12 @@
 """Hyperparameter tuning: one search space, three ways to search it.
 
-- `render_experiment` turns the space into a Katib v1beta1 Experiment (TPE, median stopping, one GPU Job per trial running
+- `render_experiment` turns the space into a Katib v1beta1 Experiment (TPE by default, median stopping, one GPU Job per trial running
   `waveforms train`); `manifests/katib/experiment.yaml` is its default rendering (`waveforms tune write-experiment`).
 - `create_and_wait_experiment` submits such an Experiment from inside a pipeline and returns the best trial.
 - `local_search` samples the same space at random on this machine (`tuning=local`: the demo and the tests).
 
-Katib reads metrics from the trial's stdout: `waveforms train` prints `step=200 train_bits=5.31 val_bits=5.12 ...` lines.
+Katib reads metrics from the trial's stdout and stderr: `waveforms train --trial` prints `name=value` pairs only on its
+evaluation lines (`step=200 train_bits=5.31 val_bits=5.12 ...`) and its final line (the last evaluation's val_bits again).
 """
 
 from __future__ import annotations
@@ -99,7 +100,20 @@ class Parameter:
             pass
         raise ValueError(f"parameter {self.name}: {text!r} is not a valid {self.kind} value")
 
-    def katib_spec(self) -> dict:
+    def grid_values(self, points: int) -> tuple[float, ...]:
+        """`points` values spanning a double's range (geometric on a log scale), 3 significant digits."""
+        if self.log_scale:
+            ratio = (self.high / self.low) ** (1 / (points - 1))
+            values = [self.low * ratio**index for index in range(points)]
+        else:
+            values = [self.low + (self.high - self.low) * index / (points - 1) for index in range(points)]
+        return tuple(min(max(float(f"{value:.3g}"), self.low), self.high) for value in values)
+
+    def katib_spec(self, grid: bool = False) -> dict:
+        """Katib's parameter spec; `grid`: a double becomes a discrete list (Katib's grid needs finite values)."""
+        if grid and self.kind == "double":
+            values = [repr(value) for value in self.grid_values(GRID_POINTS)]
+            return {"name": self.name, "parameterType": "discrete", "feasibleSpace": {"list": values}}
         if self.kind in ("double", "int"):
             space = {"min": _katib_number(self.low, self.kind), "max": _katib_number(self.high, self.kind)}
             if self.kind == "double":
@@ -143,6 +157,164 @@ def apply_parameters(model_config, train_config, params: Mapping[str, Any], spac
     return dataclasses.replace(model_config, **model_changes), dataclasses.replace(train_config, **train_changes)
 
 
+# ------------------------------------------------------------------------------------------ Katib algorithm settings
+# Katib passes `algorithmSettings` to the suggestion service of the algorithm (katib-config.yaml maps each name to an
+# image); the service validates them by name only after `kubectl apply` has succeeded, and an unknown setting marks
+# the Suggestion Failed: the Experiment then fails before any trial. So every setting we render must be in this table.
+# Read from kubeflow/katib v0.18.0 (the files are unchanged up to v0.19); the file each entry follows is named beside it.
+
+
+@dataclass(frozen=True)
+class SettingRange:
+    """The values a Katib suggestion or early-stopping service accepts for one setting (values are strings there)."""
+
+    kind: str  # "int" | "float" | "choice"
+    low: float | None = None  # bound, inclusive unless low_open
+    high: float | None = None  # bound, inclusive unless high_open
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: str) -> str:
+        """Why `value` would be refused; "" when it is accepted."""
+        if self.kind == "choice":
+            return "" if value in self.choices else f"must be one of {', '.join(self.choices)}"
+        try:
+            number = int(value) if self.kind == "int" else float(value)
+        except ValueError:
+            return f"must be {'an integer' if self.kind == 'int' else 'a number'}"
+        if self.kind == "float" and not math.isfinite(number):
+            return "must be finite"
+        if self.low is not None and (number <= self.low if self.low_open else number < self.low):
+            return f"must be {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None and (number >= self.high if self.high_open else number > self.high):
+            return f"must be {'<' if self.high_open else '<='} {self.high:g}"
+        return ""
+
+
+_SEED = SettingRange("int", low=0)  # every service that takes random_state wants an int >= 0
+
+# algorithmName -> setting -> accepted values. The service file is the one katib-config.yaml's image runs.
+KATIB_ALGORITHMS: dict[str, dict[str, SettingRange]] = {
+    # pkg/suggestion/v1beta1/hyperopt/service.py (_validate_random_setting)
+    "random": {"random_state": _SEED},
+    # pkg/suggestion/v1beta1/hyperopt/service.py (_validate_tpe_setting). Hyperopt's TPE starts modelling after
+    # parallelTrialCount random trials (hyperopt/base_service.py passes n_startup_jobs=current_request_number).
+    "tpe": {
+        "gamma": SettingRange("float", low=0, high=1, low_open=True, high_open=True),
+        "prior_weight": SettingRange("float", low=0, low_open=True),
+        "n_EI_candidates": SettingRange("int", low=1),
+        "random_state": _SEED,
+    },
+    # pkg/suggestion/v1beta1/optuna/service.py (_validate_tpe_setting; random_state becomes optuna's seed)
+    "multivariate-tpe": {
+        "n_startup_trials": SettingRange("int", low=0),
+        "n_ei_candidates": SettingRange("int", low=0),
+        "random_state": _SEED,
+    },
+    # pkg/suggestion/v1beta1/optuna/service.py (_validate_grid_setting: also every double needs a step and
+    # maxTrialCount <= the number of grid points, see _grid_problems)
+    "grid": {"random_state": _SEED},
+    # pkg/suggestion/v1beta1/skopt/service.py (_validate_bayesianoptimization_setting)
+    "bayesianoptimization": {
+        "base_estimator": SettingRange("choice", choices=("GP", "RF", "ET", "GBRT")),
+        "n_initial_points": SettingRange("int", low=0),
+        "acq_func": SettingRange("choice", choices=("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps")),
+        "acq_optimizer": SettingRange("choice", choices=("auto", "sampling", "lbfgs")),
+        "random_state": _SEED,
+    },
+    # pkg/suggestion/v1beta1/goptuna/converter.go (toGoptunaSampler) and service.go (ValidateAlgorithmSettings:
+    # two or more double/int parameters). Goptuna samples doubles uniformly: it ignores `distribution: logUniform`.
+    "cmaes": {
+        "random_state": _SEED,
+        "sigma": SettingRange("float", low=0, low_open=True),
+        "restart_strategy": SettingRange("choice", choices=("ipop", "bipop", "none")),
+    },
+    # pkg/suggestion/v1beta1/goptuna/converter.go: sobol.NewSampler() takes no option (any setting would be ignored)
+    "sobol": {},
+}
+# pkg/earlystopping/v1beta1/medianstop/service.py (validate_medianstop_setting)
+KATIB_EARLY_STOPPING: dict[str, dict[str, SettingRange]] = {
+    "medianstop": {"min_trials_required": SettingRange("int", low=1), "start_step": SettingRange("int", low=1)},
+}
+ALGORITHMS = tuple(KATIB_ALGORITHMS)
+# Hyperopt TPE: 24 trials, 3 at a time, and it models from the 4th trial on; it honours logUniform.
+DEFAULT_ALGORITHM = "tpe"
+GRID_POINTS = 3  # values per double parameter when the grid algorithm lists them (geometric for log-scale ones)
+
+
+def default_algorithm_settings(algorithm: str, options: ExperimentOptions) -> dict[str, str]:
+    """What we set for each algorithm: the seed everywhere it is accepted, and a short random start for the
+    model-based ones (a few trials of a small budget, not their defaults of 10-20)."""
+    if algorithm not in KATIB_ALGORITHMS:
+        raise ValueError(f"unknown Katib algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    settings = {"random_state": str(options.seed)} if "random_state" in KATIB_ALGORITHMS[algorithm] else {}
+    startup = str(min(5, options.max_trial_count))
+    if algorithm == "multivariate-tpe":
+        settings["n_startup_trials"] = startup
+    if algorithm == "bayesianoptimization":
+        settings["n_initial_points"] = startup
+    return settings
+
+
+def settings_problems(kind: str, name: str, settings: Sequence[Mapping[str, str]]) -> list[str]:
+    """Each way `settings` ([{name, value}]) would be refused by the Katib service of algorithm `name`."""
+    table = KATIB_ALGORITHMS if kind == "algorithm" else KATIB_EARLY_STOPPING
+    if name not in table:
+        return [f"{kind} {name!r} is not one of {', '.join(table)}"]
+    problems = []
+    for setting in settings:
+        accepted = table[name].get(setting.get("name"))
+        if accepted is None:
+            known = ", ".join(table[name]) or "none"
+            problems.append(f"{kind} {name}: unknown setting {setting.get('name')!r} (accepted: {known})")
+            continue
+        why = accepted.problem(str(setting.get("value")))
+        if why:
+            problems.append(f"{kind} {name}: setting {setting['name']}={setting.get('value')!r} {why}")
+    return problems
+
+
+def _setting_text(value) -> str:
+    """Katib setting values are strings; a whole float (KFP dict parameters carry every number as one) is an int."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def check_algorithm_settings(experiment: dict) -> None:
+    """Raise ValueError when Katib's suggestion or early-stopping service would refuse the Experiment's settings."""
+    spec = experiment.get("spec", {})
+    algorithm = spec.get("algorithm", {})
+    name = algorithm.get("algorithmName")
+    problems = settings_problems("algorithm", name, algorithm.get("algorithmSettings", []))
+    if "earlyStopping" in spec:
+        early = spec["earlyStopping"]
+        problems += settings_problems("early stopping", early.get("algorithmName"), early.get("algorithmSettings", []))
+    parameters = spec.get("parameters", [])
+    if name == "cmaes" and sum(p.get("parameterType") in ("double", "int") for p in parameters) < 2:
+        problems.append("algorithm cmaes needs two or more double/int parameters")
+    if name == "grid":
+        problems += _grid_problems(parameters, spec.get("maxTrialCount", 0))
+    if problems:
+        raise ValueError(f"experiment {experiment.get('metadata', {}).get('name', '?')}: " + "; ".join(problems))
+
+
+def _grid_problems(parameters: Sequence[Mapping], max_trial_count: int) -> list[str]:
+    points, problems = 1, []
+    for parameter in parameters:
+        space = parameter.get("feasibleSpace", {})
+        if parameter.get("parameterType") == "double" and not space.get("step"):
+            problems.append(f"algorithm grid: double parameter {parameter.get('name')} needs a step")
+        elif parameter.get("parameterType") == "double":
+            points *= math.floor(round((float(space["max"]) - float(space["min"])) / float(space["step"]), 9)) + 1
+        elif parameter.get("parameterType") == "int":
+            points *= (int(space["max"]) - int(space["min"])) // int(space.get("step") or 1) + 1
+        else:
+            points *= len(space.get("list", []))
+    if not problems and max_trial_count > points:
+        problems.append(f"algorithm grid: maxTrialCount {max_trial_count} exceeds the {points} grid points")
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------------------- Katib
 
 
@@ -150,6 +322,8 @@ def apply_parameters(model_config, train_config, params: Mapping[str, Any], spac
 class ExperimentOptions:
     name: str = "waveforms-tune"
     namespace: str = "waveforms"
+    algorithm: str = DEFAULT_ALGORITHM  # one of ALGORITHMS (KATIB_ALGORITHMS)
+    algorithm_settings: Mapping[str, str] = field(default_factory=dict)  # added to / replacing the defaults
     image: str = IMAGE_PLACEHOLDER  # the project's GPU image, immutable tag
     dataset_uri: str = "s3://waveforms/datasets/default"
     model_uri_root: str = "s3://waveforms/katib"  # each trial writes under <root>/<experiment>/<trial name>
@@ -171,13 +345,16 @@ class ExperimentOptions:
 
 
 def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SEARCH_SPACE) -> dict:
-    """The Katib Experiment for `space` as a plain dict (kubeflow.org/v1beta1)."""
+    """The Katib Experiment for `space` as a plain dict (kubeflow.org/v1beta1). Raises ValueError for an algorithm
+    setting Katib's services would refuse (KATIB_ALGORITHMS)."""
+    settings = {**default_algorithm_settings(options.algorithm, options),
+                **{name: _setting_text(value) for name, value in options.algorithm_settings.items()}}  # fmt: skip
     trial_name = "trialName"
     command = [
         "waveforms", "train", options.dataset_uri,
         f"{options.model_uri_root}/{options.name}/${{trialParameters.{trial_name}}}",
         "--config", options.model_preset, "--steps", str(options.steps), "--eval-every", str(options.eval_every),
-        "--seed", str(options.seed),
+        "--seed", str(options.seed), "--trial",
     ]  # fmt: skip
     for parameter in space:
         command += [parameter.flag, f"${{trialParameters.{parameter.trial_parameter}}}"]
@@ -228,7 +405,7 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
         {"name": p.trial_parameter, "description": f"{p.config} config field {p.name}", "reference": p.name}
         for p in space
     ]
-    return {
+    experiment = {
         "apiVersion": f"{KATIB_GROUP}/{KATIB_VERSION}",
         "kind": "Experiment",
         "metadata": {"name": options.name, "namespace": options.namespace},
@@ -239,11 +416,8 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
                 "additionalMetricNames": list(ADDITIONAL_METRICS),
             },
             "algorithm": {
-                "algorithmName": "tpe",
-                "algorithmSettings": [
-                    {"name": "n_startup_trials", "value": str(min(5, options.max_trial_count))},
-                    {"name": "random_state", "value": str(options.seed)},
-                ],
+                "algorithmName": options.algorithm,
+                "algorithmSettings": [{"name": name, "value": value} for name, value in settings.items()],
             },
             "earlyStopping": {
                 "algorithmName": "medianstop",
@@ -259,7 +433,7 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
                 "collector": {"kind": "StdOut"},
                 "source": {"filter": {"metricsFormat": [METRICS_FORMAT]}},
             },
-            "parameters": [parameter.katib_spec() for parameter in space],
+            "parameters": [parameter.katib_spec(grid=options.algorithm == "grid") for parameter in space],
             "trialTemplate": {
                 "primaryContainerName": PRIMARY_CONTAINER,
                 "trialParameters": trial_parameters,
@@ -267,12 +441,15 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
             },
         },
     }
+    check_algorithm_settings(experiment)
+    return experiment
 
 
 def check_experiment(experiment: dict) -> None:
     """Load into Katib's SDK model and back; a field the model drops or changes is a typo Katib would ignore.
 
-    The Experiment CRD has no schema (Katib's webhook validates on a cluster), so this is the offline check.
+    The Experiment CRD has no schema (Katib's webhook validates on a cluster), so this is the offline check; the
+    algorithm settings are checked against KATIB_ALGORITHMS (the suggestion services validate them only later).
     """
     from types import SimpleNamespace
 
@@ -288,6 +465,7 @@ def check_experiment(experiment: dict) -> None:
     difference = _first_difference(experiment, round_trip, "")
     if difference:
         raise ValueError(f"experiment {name} does not match Katib's v1beta1 Experiment model: {difference}")
+    check_algorithm_settings(experiment)
 
 
 def _first_difference(expected: Any, actual: Any, path: str) -> str:
@@ -544,6 +722,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     write = sub.add_parser("write-experiment", help="render the Katib Experiment from the search space")
     write.add_argument("--output", type=Path, default=EXPERIMENT_PATH, help="default: manifests/katib/experiment.yaml")
     write.add_argument("--image", default=IMAGE_PLACEHOLDER, help="GPU image with an immutable tag")
+    write.add_argument(
+        "--algorithm", default=DEFAULT_ALGORITHM, choices=ALGORITHMS, help=f"Katib search (default {DEFAULT_ALGORITHM})"
+    )
     write.add_argument("--check", action="store_true", help="exit 1 if the file differs from the rendering")
 
     local = sub.add_parser("local", help="random search over the same space on this machine")
@@ -556,7 +737,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.tune_command == "write-experiment":
-        text = experiment_yaml(render_experiment(ExperimentOptions(image=args.image)))
+        text = experiment_yaml(render_experiment(ExperimentOptions(image=args.image, algorithm=args.algorithm)))
         if args.check:
             current = args.output.read_text() if args.output.exists() else ""
             if current != text:
