@@ -87,8 +87,8 @@ def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def ingest(source: str, out: str, **options) -> IngestResult:
-    """Library entry point; options are IngestOptions fields. Bad options raise ValueError before anything is fetched."""
+def check_options(source: str, options: dict) -> IngestOptions:
+    """The IngestOptions for a source and its options (KFP's `source_options`); ValueError names what is wrong."""
     known = {f.name for f in dataclasses.fields(IngestOptions)}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -96,6 +96,12 @@ def ingest(source: str, out: str, **options) -> IngestResult:
     if source not in SOURCES:
         raise ValueError(f"ingest: --source {source!r} is not one of {SOURCES}")
     opts = IngestOptions(**{k: _coerce(k, v) for k, v in options.items()})
+    return opts
+
+
+def ingest(source: str, out: str, **options) -> IngestResult:
+    """Library entry point; options are IngestOptions fields. Bad options raise ValueError before anything is fetched."""
+    opts = check_options(source, options)
     output = Output(out, opts.staging_dir)
     counts = _run_source(source, opts, output)
     output.finish()
@@ -248,7 +254,7 @@ def _checksum(text: str) -> tuple[str, str]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, choices=SOURCES)
+    parser.add_argument("--source", required=True, choices=SOURCES, help="where the songs come from")
     parser.add_argument("--out", required=True, help="output folder, s3://bucket/prefix or minio://bucket/prefix")
     parser.add_argument("--genre", action="append", default=[], help="fma: genre to list (repeatable; commas ok); "
                         "fma-dataset: keep only these top genres")  # fmt: skip
@@ -261,16 +267,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=50, help="synth: number of clips")
     parser.add_argument("--seed", type=int, default=0, help="synth: random seed")
     parser.add_argument("--max-tracks", type=int, help="stop once the index holds this many tracks")
-    parser.add_argument("--rate", type=float, default=1.0, help="requests per second per host, at most (default 1)")
-    parser.add_argument("--connect-timeout", type=float, default=10.0)
-    parser.add_argument("--read-timeout", type=float, default=30.0)
-    parser.add_argument("--retries", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=1.0, help="requests per second per host, at most")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for a connection")
+    parser.add_argument("--read-timeout", type=float, default=30.0, help="seconds to wait for data")
+    parser.add_argument("--retries", type=int, default=4, help="retries of a failed request (backoff doubles)")
     parser.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
-    parser.add_argument("--max-file-mb", type=float, default=512.0)
+    parser.add_argument("--max-file-mb", type=float, default=512.0, help="skip downloads larger than this (MB)")
     parser.add_argument("--allow-host", action="append", default=[], help="extra host that may be fetched")
     parser.add_argument("--allow-loopback", action="store_true", help="permit 127.0.0.1 (tests only)")
     parser.add_argument("--staging-dir", help="remote --out: local staging folder")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def run(args: argparse.Namespace) -> int:

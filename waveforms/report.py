@@ -50,6 +50,10 @@ class Report:
     def add_text(self, heading: str, text: str) -> None:
         self.sections.append((heading, f"<p>{html.escape(text)}</p>", text))
 
+    def add_html(self, heading: str, content: str, markdown: str = "") -> None:
+        """A section of ready-made (already escaped) HTML, e.g. links."""
+        self.sections.append((heading, content, markdown))
+
     def add_table(self, heading: str, header: list[str], rows: list[list]) -> None:
         def cell(value) -> str:
             css = ' class="num"' if isinstance(value, int | float) else ""

@@ -86,6 +86,7 @@ class SoundSpaceSpec:
     seed: int = 0
     max_batch: int = 1024  # memory guard: larger spaces decode in several passes of this many points
     explorer: bool = True
+    title: str = ""  # the explorer's title (default: "Sound space: <folder>")
 
 
 @dataclass(frozen=True)
@@ -444,7 +445,7 @@ def make_soundspace(
     if spec.explorer:
         from waveforms.explorer import write_explorer
 
-        write_explorer(os.path.join(out_dir, "explorer.html"), manifest, audio, sample_rate)
+        write_explorer(os.path.join(out_dir, "explorer.html"), manifest, audio, sample_rate, title=spec.title or None)
     return SoundSpaceResult(out_dir, manifest, audio, decode_seconds)
 
 
