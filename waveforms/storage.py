@@ -330,6 +330,20 @@ def _object_key(uri: str) -> str:
 # ------------------------------------------------------------------------------------------------------- local files
 
 
+def current_umask() -> int:
+    """The process's umask, read from /proc where it is shown (no change at all), else by setting it back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_local_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Write through a hidden temp file in the same directory and rename it over `path` when complete."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -339,6 +353,9 @@ def _atomic_local_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     )
     try:
         with handle:
+            # a temp file is private (0600); the finished file gets the mode open() would give it (0644 under umask
+            # 022), so another user or a serving pod can read what we wrote
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
