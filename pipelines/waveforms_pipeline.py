@@ -65,7 +65,7 @@ class PipelineOptions:
     # for the next genre present; empty: the first 2 / 4 genres of the collection (waveforms/corners.py)
     soundspace_2: tuple = ()  # W, E
     soundspace_4: tuple = ()  # NW, NE, SW, SE
-    soundspace_resolution_2: int = 8
+    soundspace_resolution_2: int = 9  # points along each side: 9 on the W-E path, 5x5 for 4 corners
     soundspace_resolution_4: int = 5
     soundspace_seconds: float = 1.0
     step_timeout_seconds: int = 6 * 3600  # any one step
@@ -115,7 +115,7 @@ def local_options(image: str, data_root: str, **overrides) -> PipelineOptions:
         tuning_fixed={"batch_size": 2, "target_length": 2000, "layers_per_stack": 6},
         generate_seconds=1.0,
         generate_batch=2,
-        soundspace_resolution_2=4,
+        soundspace_resolution_2=5,
         soundspace_resolution_4=3,
         soundspace_seconds=0.5,
         run_folder="name",

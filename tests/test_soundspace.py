@@ -79,8 +79,9 @@ def test_nsynth_weighting_distance_rule():
     assert not np.allclose(w, bilinear_weights(0.2, 0.1))
 
 
-def test_two_corner_path_has_r_plus_one_points_with_linear_weights():
-    points = grid_points(2, 4)
+def test_two_corner_path_has_r_points_like_each_side_of_a_four_corner_grid():
+    points = grid_points(2, 5)
+    assert len(points) == len([p for p in grid_points(4, 5) if p.row == 0])
     assert [p.x for p in points] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert all(p.y == 0.0 and p.row == 0 for p in points)
     assert [p.weights for p in points] == [(1.0, 0.0), (0.75, 0.25), (0.5, 0.5), (0.25, 0.75), (0.0, 1.0)]

@@ -96,6 +96,13 @@ def check_options(source: str, options: dict) -> IngestOptions:
     if source not in SOURCES:
         raise ValueError(f"ingest: --source {source!r} is not one of {SOURCES}")
     opts = IngestOptions(**{k: _coerce(k, v) for k, v in options.items()})
+    if source == "urls" and not opts.input:
+        raise ValueError("ingest --source urls needs --input FILE (one URL per line)")
+    if source == "dir" and not opts.input:
+        raise ValueError("ingest --source dir needs --input DIR (a local folder or s3:// / minio:// prefix)")
+    if source == "dir" and not storage.is_remote(opts.input):
+        if not Path(storage.parse(opts.input)[2]).is_dir():
+            raise ValueError(f"ingest --input {opts.input}: not a folder")  # before the output folder is made
     return opts
 
 
@@ -142,14 +149,10 @@ def _run_source(source: str, opts: IngestOptions, output: Output) -> dict[str, i
     if source == "urls":
         from waveforms.scrape.urls import hosts_of, read_url_list, scrape_urls
 
-        if not opts.input:
-            raise ValueError("ingest --source urls needs --input FILE (one URL per line)")
         items = read_url_list(opts.input)
         with PoliteFetcher(_policy(opts, hosts_of(items))) as fetcher:
             return scrape_urls(fetcher, items, output, opts.progress)
     if source == "dir":
-        if not opts.input:
-            raise ValueError("ingest --source dir needs --input DIR (a local folder or s3:// / minio:// prefix)")
         return collect_dir(opts.input, output)
     return write_synth(opts.count, opts.seed, output)
 
@@ -159,8 +162,6 @@ def collect_dir(input_uri: str, output: Output) -> dict[str, int]:
     from waveforms.scrape import sniff_audio_format
 
     counts = {"downloaded": 0, "already_complete": 0, "bytes": 0}
-    if not storage.is_remote(input_uri) and not Path(storage.parse(input_uri)[2]).is_dir():
-        raise ValueError(f"ingest --input {input_uri}: not a folder")
     prefix = str(input_uri).rstrip("/")
     output_root = output.root.resolve()
     for uri in storage.list_files(input_uri):

@@ -6,8 +6,9 @@ Coordinate convention (the only one; file names, manifest.json and the explorer 
          │                     │                 4 corners are given in the order NW NE SW SE.
     SW (x=0, y=1) ─────── SE (x=1, y=1)          2 corners are W E: the path y = 0 from x=0 to x=1.
 
-- 2 corners, resolution R: R+1 points x = i/R, weights (W, E) = (1−x, x).
-- 4 corners, resolution R: an R×R grid x = col/(R−1), y = row/(R−1) (row 0 is north). Weights are bilinear,
+- Resolution R is the number of points along each side, for 2 and 4 corners alike.
+- 2 corners: R points x = i/(R−1), weights (W, E) = (1−x, x).
+- 4 corners: an R×R grid x = col/(R−1), y = row/(R−1) (row 0 is north). Weights are bilinear,
   (NW, NE, SW, SE) = ((1−x)(1−y), x(1−y), (1−x)y, xy), or, with `--weighting nsynth`, NSynth Super's distance
   weighting: each corner weighs max(0, 1 − its Euclidean distance to (x, y)), normalised to sum 1 (corners are exact,
   the centre is 1/4 each, an edge midpoint ignores the far corners).
@@ -123,9 +124,8 @@ def grid_points(n_corners: int, resolution: int, weighting: str = "bilinear") ->
     """All points of a space in row-major order (north to south, west to east)."""
     check_grid(n_corners, resolution, weighting)
     if n_corners == 2:
-        return [
-            GridPoint(0, i, i / resolution, 0.0, (1 - i / resolution, i / resolution)) for i in range(resolution + 1)
-        ]
+        last = resolution - 1
+        return [GridPoint(0, i, i / last, 0.0, (1 - i / last, i / last)) for i in range(resolution)]
     weigh = bilinear_weights if weighting == "bilinear" else nsynth_weights
     points = []
     for row in range(resolution):
@@ -341,7 +341,7 @@ def manifest_for(
         "corner_xy": {n: list(CORNER_XY[n]) for n in names},
         "corners": {n: [os.path.basename(f) for f in files] for n, files in zip(names, spec.corners, strict=True)},
         "rows": 1 if len(spec.corners) == 2 else spec.resolution,
-        "cols": spec.resolution + 1 if len(spec.corners) == 2 else spec.resolution,
+        "cols": spec.resolution,
         "spaces": [
             {
                 "index": s.index,
@@ -478,7 +478,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--resolution",
         type=int,
         required=True,
-        help=f"2 corners: R+1 points; 4 corners: an RxR grid ({MIN_RESOLUTION}-{MAX_RESOLUTION})",
+        help=f"points along each side, corners included: 2 corners give R points, 4 corners an RxR grid "
+        f"({MIN_RESOLUTION}-{MAX_RESOLUTION})",
     )
     parser.add_argument("--weighting", default="bilinear", help="4 corners: bilinear (default) or nsynth (distance)")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of every clip (default 1.0)")

@@ -583,7 +583,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model_uri", metavar="MODEL_URI", help="folder for checkpoints, TensorBoard, metrics and the model"
     )
-    parser.add_argument("--model", default="wavenet", choices=sorted(TASKS), help="model kind (default wavenet)")
+    parser.add_argument("--model", default="wavenet", choices=sorted(TASKS), help="model kind")
     parser.add_argument(
         "--config",
         default=None,
@@ -596,16 +596,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="condition on the genre (global_condition_classes = the dataset's genre count)",
     )
-    parser.add_argument(
-        "--steps", type=int, default=defaults.steps, help=f"total optimizer steps (default {defaults.steps})"
-    )
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="total optimizer steps")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global windows per step")
     parser.add_argument(
         "--target-length", type=int, default=defaults.target_length, help="predicted samples per window"
     )
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="peak learning rate")
-    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    parser.add_argument("--decay", default=defaults.decay, choices=DECAYS)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps,
+                        help="steps of linear learning-rate warm-up")  # fmt: skip
+    parser.add_argument("--decay", default=defaults.decay, choices=DECAYS, help="learning-rate decay after warm-up")
     parser.add_argument("--clip-norm", type=float, default=defaults.clip_norm, help="global gradient norm clip")
     parser.add_argument(
         "--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps between checkpoints"
