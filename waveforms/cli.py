@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     from waveforms import logs
 
     args = build_parser().parse_args(argv)
-    logs.configure(args.verbose)
+    if logs.configure(args.verbose) == "quiet":
+        logs.filter_native_logs()
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
