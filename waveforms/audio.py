@@ -199,6 +199,44 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     )
 
 
+# tag names that mean the same thing across containers (ID3 via ffmpeg, Vorbis comments, MP4, RIFF INFO), lower case
+TAG_NAMES = {
+    "title": ("title",),
+    "artist": ("artist", "album_artist", "performer"),
+    "album": ("album",),
+    "genre": ("genre",),
+    "licence": ("license", "licence", "copyright"),
+}
+
+
+def read_tags(path: str | os.PathLike) -> dict[str, str]:
+    """Title, artist, album, genre and licence tags of a file, where present (ffprobe; decodes nothing). A file ffprobe
+    cannot read has no tags: {}."""
+    import json
+
+    path = Path(path)
+    command = [_tool("ffprobe"), "-v", "error", "-of", "json", "-show_entries", "format_tags:stream_tags", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    if result.returncode != 0:
+        return {}
+    try:
+        found = json.loads(result.stdout or "{}")
+    except ValueError:
+        return {}
+    raw: dict[str, str] = {}
+    # Vorbis comments (ogg) sit on the stream, ID3 and most others on the container; the container wins
+    for tags in [stream.get("tags") or {} for stream in found.get("streams") or []] + [
+        found.get("format", {}).get("tags") or {}
+    ]:
+        raw.update({str(key).lower(): str(value).strip() for key, value in tags.items()})
+    chosen = {}
+    for name, keys in TAG_NAMES.items():
+        value = next((raw[key] for key in keys if raw.get(key)), "")
+        if value:
+            chosen[name] = value
+    return chosen
+
+
 def _peak_gain(x: np.ndarray, peak_db: float) -> float:
     """The gain that puts the loudest sample at peak_db dBFS; 0.0 for silence (so silence stays silence, never NaN)."""
     peak = max(float(x.max()), -float(x.min())) if x.size else 0.0  # no |x| temporary: decode calls this on whole songs
