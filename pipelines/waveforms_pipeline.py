@@ -18,7 +18,7 @@ import components
 
 PIPELINE_NAME = "waveforms"
 GPU_RESOURCE = "nvidia.com/gpu"
-# node-selector label of the GPU pool, by platform (STACK.md: KFP adds no selector of its own)
+# node-selector label of the GPU pool, by platform (KFP's set_accelerator_type adds no node selector of its own)
 GPU_POOL_SELECTORS = {
     "gke": "cloud.google.com/gke-accelerator",  # value: the accelerator type, e.g. nvidia-l4
     "eks": "karpenter.sh/nodepool",  # value: the Karpenter NodePool name (manifests/gpu/eks: gpu)

@@ -186,6 +186,16 @@ def test_remove_dc_is_a_high_pass():
     assert apply_fades(np.ones(SR, np.float32), SR, 10)[160:-160].min() == 1.0
 
 
+def test_a_corner_window_is_the_loudest_stretch_unless_the_start_is_asked_for():
+    from waveforms.soundspace import corner_window
+
+    song = np.concatenate([np.full(SR, 0.001, np.float32), np.full(SR // 2, 0.5, np.float32), np.zeros(SR, np.float32)])
+    assert np.all(corner_window(song, SR // 2) == 0.5)  # the loud half second, not the near-silent intro
+    assert np.all(corner_window(song, SR // 2, "start") == 0.001)
+    short = corner_window(song[:100], 400)
+    assert len(short) == 400 and np.all(short[100:] == 0)
+
+
 def test_pitch_shift_moves_frequency_by_semitones():
     t = np.arange(SR) / SR
     sine = np.sin(2 * np.pi * 440 * t).astype(np.float32)

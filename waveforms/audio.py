@@ -3,7 +3,7 @@
 Why ffmpeg (as a subprocess writing raw float32 to a pipe) is the decoder rather than tensorflow-io:
 - speed: ffmpeg decodes mp3 -> 16 kHz mono at hundreds of times real time per core (benchmarks/audio.py), with no `import tensorflow` (about 5 s) per worker;
 - one path for every format ffmpeg reads (mp3, wav, flac, ogg, m4a, ...); tensorflow-io's ffmpeg ops fail on Debian's
-  ffmpeg 5.1, and its resampler delays the output by 32 samples (STACK.md);
+  ffmpeg 5.1 (libavformat.so.58 missing), and tfio.audio.resample delays its output by 32 samples, even 16k to 16k;
 - streaming: `iter_decode` holds one block in memory however long the song;
 - soxr resampling (Debian's ffmpeg is built with libsoxr) keeps the output aligned with the source; tests measure it.
 mp3 encoder delay and padding are trimmed by ffmpeg when the file carries a LAME/Xing header (every LAME-made mp3 with

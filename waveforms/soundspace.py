@@ -52,6 +52,7 @@ CORNER_XY: dict[str, tuple[float, float]] = {
 }
 WEIGHTINGS = ("bilinear", "nsynth")
 FORMATS = ("wav", "mp3", "both")
+EXCERPTS = ("loudest", "start")
 MIN_RESOLUTION, MAX_RESOLUTION = 2, 64
 MAX_PITCH_SHIFT = 24  # semitones; varispeed beyond two octaves is no longer the same instrument
 
@@ -88,6 +89,7 @@ class SoundSpaceSpec:
     max_batch: int = 1024  # memory guard: larger spaces decode in several passes of this many points
     explorer: bool = True
     title: str = ""  # the explorer's title (default: "Sound space: <folder>")
+    excerpt: str = "loudest"  # which part of a longer corner file is encoded: its loudest stretch, or its start
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,8 @@ def validate_spec(spec: SoundSpaceSpec) -> None:
     check_grid(len(spec.corners), spec.resolution, spec.weighting)
     if not spec.seconds > 0:
         raise SoundSpaceError(f"--seconds: got {spec.seconds}; it must be positive")
+    if spec.excerpt not in EXCERPTS:
+        raise SoundSpaceError(f"--excerpt: got {spec.excerpt!r}; choose one of {', '.join(EXCERPTS)}")
     if spec.formats not in FORMATS:
         raise SoundSpaceError(f"--format: got {spec.formats!r}; choose one of {', '.join(FORMATS)}")
     if len(set(spec.pitch_shifts)) != len(spec.pitch_shifts):
@@ -242,6 +246,16 @@ def pitch_shift(clip: np.ndarray, semitones: float) -> np.ndarray:
     ratio = 2 ** (semitones / 12)
     positions = np.arange(0, len(clip) - 1, ratio)
     return np.interp(positions, np.arange(len(clip)), clip).astype(np.float32)
+
+
+def corner_window(clip: np.ndarray, length: int, excerpt: str = "loudest") -> np.ndarray:
+    """The `length` samples of a corner sound that are encoded: its loudest stretch (a song's intro is often near
+    silence) or its start, zero-padded when the sound is shorter."""
+    if excerpt == "loudest":
+        from waveforms.corners import loudest_excerpt
+
+        clip = loudest_excerpt(clip, length)[1]
+    return fit_length(clip, length)
 
 
 def fit_length(clip: np.ndarray, length: int) -> np.ndarray:
@@ -396,7 +410,9 @@ def make_soundspace(
     # encode each (source, shift) once
     keys = sorted({(src, space.pitch_shift or 0) for space in spaces for src in space.sources})
     say(f"encoding {len(keys)} corner clips")
-    windows = np.stack([fit_length(pitch_shift(clips[src], shift), frames * hop) for src, shift in keys])
+    windows = np.stack(
+        [corner_window(pitch_shift(clips[src], shift), frames * hop, spec.excerpt) for src, shift in keys]
+    )
     embeddings = dict(zip(keys, parts.encode(windows), strict=True))  # each (frames, E)
 
     weights = np.array([p.weights for p in points], np.float32)  # (P, K)
@@ -491,6 +507,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="SEMITONES",
         help="also render the space at these varispeed pitch shifts, e.g. -12 0 7",
     )
+    parser.add_argument("--excerpt", default="loudest", choices=EXCERPTS,
+                        help="which --seconds of a longer corner file to encode: its loudest stretch or its start")  # fmt: skip
     parser.add_argument("--format", default="both", help="wav, mp3 or both (default)")
     parser.add_argument("--peak-dbfs", type=float, default=-1.0, help="peak normalisation level (default -1 dBFS)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
@@ -513,6 +531,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_batch=args.max_batch,
             explorer=not args.no_explorer,
+            excerpt=args.excerpt,
         )
         result = make_soundspace(args.model_uri, args.out_dir, spec, progress=lambda m: print(m, file=sys.stderr))
     except (SoundSpaceError, ValueError) as exc:  # ValueError: an unusable model directory (named in the message)

@@ -1,7 +1,8 @@
 """One way to address data: local paths, `s3://bucket/key` and `minio://bucket/key` (KFP's scheme for the same thing).
 
 Object storage goes through the minio client (imported lazily), never through tensorflow-io's s3:// filesystem, whose
-reads are corrupt past 512 KiB on SeaweedFS and whose processes abort at exit (see STACK.md).
+reads are corrupt past 512 KiB on SeaweedFS (it ignores Range on HEAD, and tensorflow-io 0.37.1 sizes its download
+from that HEAD) and whose processes abort at exit ("pure virtual method called", exit 134).
 
 Endpoint and keys come only from the environment, under the names Kubeflow and AWS tooling use:
     endpoint  S3_ENDPOINT | AWS_ENDPOINT_URL_S3 | AWS_ENDPOINT_URL | MINIO_ENDPOINT   (host:port or http(s)://host:port;
