@@ -19,19 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from waveforms import audio, convert, dataset, records, spectral, storage
+from waveforms import audio, convert, dataset, pagestyle, records, spectral, storage
 
 MAX_CLIP_SECONDS = 4.0
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.clips{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:1em}
-.clip{border:1px solid #ddd;border-radius:6px;padding:.5em}.clip img{width:100%;image-rendering:pixelated}
-.clip audio{width:100%}.caption{font-size:.85em;color:#555}
-"""
+_STYLE = pagestyle.BASE_CSS
 
 
 @dataclass
@@ -76,9 +68,10 @@ class Report:
             samples = clip.samples[: int(MAX_CLIP_SECONDS * clip.sample_rate)]
             wav = audio.wav_bytes(samples, clip.sample_rate)
             png = spectral.spectrogram_png(samples, clip.sample_rate, width=300, height=96)
+            frame = pagestyle.spectrogram_frame(data_uri(png, "image/png"), len(samples) / clip.sample_rate,
+                                                clip.sample_rate, f"spectrogram of {clip.title}")  # fmt: skip
             cards.append(
-                f'<div class="clip"><b>{html.escape(clip.title)}</b>'
-                f'<img alt="spectrogram of {html.escape(clip.title)}" src="{data_uri(png, "image/png")}">'
+                f'<div class="clip"><b>{html.escape(clip.title)}</b>{frame}'
                 f'<audio controls preload="none" src="{data_uri(wav, "audio/wav")}"></audio>'
                 f'<div class="caption">{html.escape(clip.caption)}</div></div>'
             )
@@ -101,6 +94,10 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def _format(value) -> str:
+    if isinstance(value, dict):  # a nested configuration, e.g. the autoencoder's decoder: name=value pairs
+        return ", ".join(f"{key}={_format(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_format(item) for item in value)
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):

@@ -461,7 +461,9 @@ def make_soundspace(
     if spec.explorer:
         from waveforms.explorer import write_explorer
 
-        write_explorer(os.path.join(out_dir, "explorer.html"), manifest, audio, sample_rate, title=spec.title or None)
+        originals = {os.path.basename(src): corner_window(clip, length, spec.excerpt) for src, clip in clips.items()}
+        write_explorer(os.path.join(out_dir, "explorer.html"), manifest, audio, sample_rate,
+                       title=spec.title or None, corners=originals)  # fmt: skip
     return SoundSpaceResult(out_dir, manifest, audio, decode_seconds)
 
 
