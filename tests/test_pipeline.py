@@ -213,7 +213,7 @@ def test_demo_runs_on_a_music_folder_and_its_printed_pages_open_in_a_browser(tmp
     for split in manifest["splits"].values():  # the artifact points at the shards, wherever they are
         assert all(os.path.isabs(shard["file"]) and os.path.exists(shard["file"]) for shard in split["shards"])
     html = open(outputs("dataset-report", "page")[0]).read()
-    assert html.count("<audio") == 6 and "convert-0" in html and "convert-1" in html and "ingest" in html
+    assert html.count("<audio") == 6 and "convert-0" in html and "convert-1" in html and "ingest" in html and "merge" in html
     for train_task, weights in (("train", "model.keras"), ("train-2", "autoencoder.weights.h5")):
         assert outputs(train_task, "model/config.json") and outputs(train_task, f"model/{weights}")
     assert len(outputs("generate", "clips/generated-*.wav")) == 2 and outputs("generate", "clips/seed.wav")
