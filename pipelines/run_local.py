@@ -52,6 +52,13 @@ class _StepPrinter(io.TextIOBase):
         self.log, self.terminal, self.total = log, terminal, total
         self.started, self.pending, self.step, self.last_error = time.monotonic(), "", 0, ""
 
+    @property
+    def interactive(self) -> bool:
+        return self.terminal.isatty()
+
+    def _clear(self) -> str:
+        return "\r\033[K" if self.interactive else ""
+
     def writable(self) -> bool:
         return True
 
@@ -65,12 +72,18 @@ class _StepPrinter(io.TextIOBase):
             error = re.match(r"\s*([\w.]+(Error|Exception)): (.*)", line)
             if error:
                 self.last_error = f"{error.group(1).rsplit('.', 1)[-1]}: {error.group(3)}"
+            progress = re.match(r"\s*step=(\d+) .*?val_bits=([\d.]+)", line)
             if started:
                 self.step += 1
                 elapsed = time.monotonic() - self.started
-                print(f"  [{self.step:>2}/{self.total}] {elapsed:5.0f} s  {started.group(1)}", file=self.terminal)
+                print(f"{self._clear()}  [{self.step:>2}/{self.total}] {elapsed:5.0f} s  {started.group(1)}",
+                      file=self.terminal)  # fmt: skip
             elif failed:
-                print(f"  step {failed.group(1)} failed: {self.last_error or 'see the log'}", file=self.terminal)
+                print(f"{self._clear()}  step {failed.group(1)} failed: {self.last_error or 'see the log'}",
+                      file=self.terminal)  # fmt: skip
+            elif progress and self.interactive:  # training progress on one line that keeps being rewritten
+                print(f"\r\033[K      training step {progress.group(1)}: validation {progress.group(2)} bits/sample",
+                      end="", file=self.terminal, flush=True)  # fmt: skip
         return len(text)
 
     def flush(self) -> None:

@@ -213,7 +213,13 @@ def test_demo_runs_on_a_music_folder_and_its_printed_pages_open_in_a_browser(tmp
     for split in manifest["splits"].values():  # the artifact points at the shards, wherever they are
         assert all(os.path.isabs(shard["file"]) and os.path.exists(shard["file"]) for shard in split["shards"])
     html = open(outputs("dataset-report", "page")[0]).read()
-    assert html.count("<audio") == 6 and "convert-0" in html and "convert-1" in html and "ingest" in html and "merge" in html
+    assert (
+        html.count("<audio") == 6
+        and "convert-0" in html
+        and "convert-1" in html
+        and "ingest" in html
+        and "merge" in html
+    )
     for train_task, weights in (("train", "model.keras"), ("train-2", "autoencoder.weights.h5")):
         assert outputs(train_task, "model/config.json") and outputs(train_task, f"model/{weights}")
     assert len(outputs("generate", "clips/generated-*.wav")) == 2 and outputs("generate", "clips/seed.wav")
@@ -288,3 +294,22 @@ def test_katib_trials_use_the_gpu_image_pool_and_storage_of_the_pipeline(tmp_pat
     tuning.check_experiment(experiment)
     pod = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == IMAGE + "-gpu" and pod["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"}
+
+
+def test_the_demo_terminal_shows_steps_and_the_reason_a_step_failed(tmp_path):
+    import io
+
+    from pipelines.run_local import _StepPrinter
+
+    terminal = io.StringIO()
+    with open(tmp_path / "demo.log", "w") as log:
+        printer = _StepPrinter(log, terminal, 12)
+        printer.write(
+            "12:00:00.000 - INFO - Executing task \x1b[96m'ingest'\x1b[0m\nI0000 00:00:17.1 1 a.cc:1] noise\n"
+        )
+        printer.write("    step=50 loss=5.1 val_bits=6.2\n    waveforms.corners.CornerError: corner 2: 'x' is nei")
+        printer.write("ther a genre nor a song\nTask \x1b[96m'choose-corners'\x1b[0m finished with status FAILURE\n")
+    lines = terminal.getvalue().splitlines()
+    assert lines[0].endswith("ingest") and "[ 1/12]" in lines[0]
+    assert lines[1] == "  step choose-corners failed: CornerError: corner 2: 'x' is neither a genre nor a song"
+    assert len(lines) == 2 and "noise" in (tmp_path / "demo.log").read_text()
