@@ -41,7 +41,7 @@ def soundspace(
         space.path,
         resolution=resolution,
         seconds=seconds,
-        title=f"Sound space of run {run_name}",
+        run_name=run_name,
     )
     shutil.copyfile(os.path.join(space.path, "explorer.html"), page.path)
     space.metadata["points"] = len(manifest["points"])

@@ -187,9 +187,9 @@ def write_index(run_dir: str) -> str:
     for path in page_paths(run_dir):
         relative = os.path.relpath(path, run_dir)
         what = PAGES.get(_task(path)) or _task(path)
-        rows.append(f'<tr><td><a href="{html.escape(relative)}">{html.escape(_title_of(path))}</a></td>'
-                    f"<td>{html.escape(what)}</td><td>{html.escape(_task(path))}</td></tr>")  # fmt: skip
-    page.add_html("Pages", "<table><tr><th>page</th><th>shows</th><th>step</th></tr>" + "".join(rows) + "</table>")
+        rows.append(f'<tr><td><a href="{html.escape(relative)}">{html.escape(what)}</a></td>'
+                    f'<td class="note">{html.escape(_title_of(path))}</td></tr>')  # fmt: skip
+    page.add_html("Pages", "<table><tr><th>page</th><th>title</th></tr>" + "".join(rows) + "</table>")
     for pattern in AUDIO_GLOBS:
         files = sorted(glob.glob(os.path.join(run_dir, pattern)))
         if not files:

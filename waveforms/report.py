@@ -47,11 +47,15 @@ class Report:
         self.sections.append((heading, content, markdown))
 
     def add_table(self, heading: str, header: list[str], rows: list[list]) -> None:
-        def cell(value) -> str:
-            css = ' class="num"' if isinstance(value, int | float) else ""
+        # a column of numbers only is right-aligned; in a mixed column numbers sit next to their labels, on the left
+        numeric = [all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows if i < len(row))
+                   for i in range(len(header))]  # fmt: skip
+
+        def cell(index: int, value) -> str:
+            css = ' class="num"' if index < len(numeric) and numeric[index] else ""
             return f"<td{css}>{html.escape(_format(value))}</td>"
 
-        body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+        body = "".join("<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         markdown = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
         markdown += "".join("| " + " | ".join(_format(v) for v in row) + " |\n" for row in rows)

@@ -521,8 +521,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        corners = parse_corners(args.corners)
         spec = SoundSpaceSpec(
-            corners=parse_corners(args.corners),
+            corners=corners,
             resolution=args.resolution,
             weighting=args.weighting,
             seconds=args.seconds,
@@ -534,6 +535,7 @@ def run(args: argparse.Namespace) -> int:
             max_batch=args.max_batch,
             explorer=not args.no_explorer,
             excerpt=args.excerpt,
+            title=f"Sound space, {len(corners)} corners: " + " · ".join(os.path.basename(f[0]) for f in corners),
         )
         result = make_soundspace(args.model_uri, args.out_dir, spec, progress=lambda m: print(m, file=sys.stderr))
     except (SoundSpaceError, ValueError) as exc:  # ValueError: an unusable model directory (named in the message)

@@ -171,14 +171,14 @@ def soundspace_stage(
     seconds: float = 1.0,
     weighting: str = "bilinear",
     seed: int = 0,
-    title: str = "",
+    run_name: str = "",
 ) -> dict:
     """A sound space between the corner excerpts in corners_dir (written by corners_stage); -> its manifest
     (explorer.html is in out_dir)."""
     from waveforms import corners, soundspace
 
     chosen = corners.read_corners(corners_dir)
-    names = " · ".join(f"{c.name} {corners.label(c)}" for c in chosen)
+    genres = ", ".join(c.genre for c in chosen)
     spec = soundspace.SoundSpaceSpec(
         corners=tuple((os.path.join(corners_dir, c.file),) for c in chosen),
         resolution=int(resolution),
@@ -186,7 +186,7 @@ def soundspace_stage(
         seconds=float(seconds),
         seed=int(seed),
         formats="wav",
-        title=f"{title or 'Sound space'}: {len(chosen)} corners ({names})",
+        title=f"Sound space, {len(chosen)} corners ({genres})" + (f" · run {run_name}" if run_name else ""),
     )
     return soundspace.make_soundspace(model_dir, out_dir, spec).manifest
 
