@@ -63,6 +63,9 @@ def test_every_task_is_present_and_wired(compiled):
         for t in ("convert", "convert-2", "convert-3")
     )
     assert shards == [0, 1, 2]
+    # on a cluster data goes under the run's unique id (the local demo names its folder after the run instead)
+    run_id = tasks["convert"]["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
+    assert run_id == "{{$.pipeline_job_uuid}}"
     assert tasks["train"]["inputs"]["parameters"]["tuned"]["taskOutputParameter"]["producerTask"] == "tune"
     assert tasks["generate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train"
     for space in ("soundspace", "soundspace-2"):
