@@ -210,6 +210,9 @@ def render_explorer(
         f"{len(manifest['points'])} clips · weighting {parameters.get('weighting', 'bilinear')} · "
         f"{manifest.get('sample_rate', '')} Hz · {manifest.get('convention', '')}"
     )
+    rate = manifest.get("sample_rate")
+    axes = f"30 Hz to {rate / 2:,.0f} Hz" if isinstance(rate, int | float) else "30 Hz to Nyquist"
+    note += f". Each cell shows its clip's spectrogram: time left to right, frequency ({axes}, log) bottom to top."
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<link rel="icon" href="data:,">'  # no favicon request: the page makes no network traffic at all
