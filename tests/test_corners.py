@@ -29,7 +29,7 @@ def test_default_takes_the_first_genres_then_more_songs_when_genres_run_out():
 def test_explicit_genres_songs_titles_and_original_names_fill_their_corners():
     songs = _songs(("blues", "a.mp3"), ("jazz", "c.mp3"), ("rock", "d.mp3"), ("rock", "f.mp3"))
     index = {"rock/f.mp3": {"title": "Don't Stop", "source_url": "/home/me/Music/Rock Hits/Don't Stop.flac"}}
-    assert [s.song_id for s in corners.resolve(songs, index, ["rock", "blues"], 2)] == ["rock/d.mp3", "blues/a.mp3"]
+    assert [s.song_id for s in corners.resolve(songs, index, ["rock", "Blues"], 2)] == ["rock/d.mp3", "blues/a.mp3"]
     assert corners.resolve(songs, index, ["Don't Stop", ""], 2)[0].song_id == "rock/f.mp3"
     assert corners.resolve(songs, index, ["Rock Hits/Don't Stop.flac", ""], 2)[0].song_id == "rock/f.mp3"
     assert corners.resolve(songs, index, ["Don't Stop.flac", "jazz/c.mp3"], 2)[1].song_id == "jazz/c.mp3"
@@ -45,6 +45,7 @@ def test_explicit_genres_songs_titles_and_original_names_fill_their_corners():
         (_songs(("blues", "a.mp3"), ("jazz", "b.mp3")), ["blues"], 2, "2 corners need 2 entries"),
         (_songs(("blues", "a.mp3"), ("jazz", "b.mp3")), [], 4, "4 corners need 4 songs; the collection has 2"),
         (_songs(("blues", "a.mp3"), ("jazz", "b.mp3")), ["blues/a.mp3", "blues/a.mp3"], 2, "corners repeat a song"),
+        (_songs(("blues", "a.mp3"), ("jazz", "b.mp3")), ["blues", "Blues"], 2, "genre 'blues' has no song left"),
     ],
 )
 def test_requests_the_collection_cannot_meet_fail_with_a_clear_message(songs, request_, count, message):

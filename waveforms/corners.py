@@ -89,8 +89,15 @@ def resolve(songs, index: dict[str, dict], requests: list[str], count: int) -> l
         if not request:
             continue
         matches = [s for s in songs if _matches_song(request, s, index.get(s.song_id, {}))]
-        if not matches:
-            matches = [s for s in songs if s.genre == request and s not in chosen]
+        genre = next((g for g in genres if g == request), None) or next(
+            (g for g in genres if g.lower() == request.lower()), None
+        )  # the exact name, else any case
+        if not matches and genre is not None:
+            matches = [s for s in songs if s.genre == genre and s not in chosen]
+            if not matches:
+                count_in_genre = sum(s.genre == genre for s in songs)
+                raise CornerError(f"corner {position + 1}: genre {genre!r} has no song left ({count_in_genre} in all, "
+                                  f"all taken by other corners)")  # fmt: skip
         if not matches:
             known = ", ".join(repr(s.song_id) for s in songs[:5]) + (" ..." if len(songs) > 5 else "")
             raise CornerError(f"corner {position + 1}: {request!r} is neither a genre nor a song of the collection "
@@ -108,15 +115,20 @@ def resolve(songs, index: dict[str, dict], requests: list[str], count: int) -> l
 
 
 def loudest_excerpt(clip: np.ndarray, length: int) -> tuple[int, np.ndarray]:
-    """(start, clip[start:start+length]) with the highest RMS; a shorter clip is returned whole from 0."""
+    """(start, clip[start:start+length]) with the highest energy, the start on a grid of length/10; a shorter clip is
+    returned whole from 0. Works on per-step energies, so a long song costs no more memory than itself."""
     if len(clip) <= length:
         return 0, clip
     step = max(1, length // 10)
-    power = np.concatenate([[0.0], np.cumsum(np.square(clip, dtype=np.float64))])
-    starts = np.arange(0, len(clip) - length + 1, step)
-    energy = power[starts + length] - power[starts]
-    start = int(starts[int(np.argmax(energy))])
+    steps = len(clip) // step
+    energy = np.square(clip[: steps * step].reshape(steps, step), dtype=np.float64).sum(axis=1)  # (steps,)
+    per_window = -(-length // step)  # steps a window spans
+    windows = np.convolve(energy, np.ones(per_window), mode="valid")  # (starts,)
+    start = min(int(np.argmax(windows)) * step, len(clip) - length)
     return start, clip[start : start + length]
+
+
+MAX_DECODED_SECONDS = 1800.0  # corners look at a song's first 30 minutes (a DJ mix need not be held whole)
 
 
 def choose_corners(songs_dir: str, requests: list[str], count: int) -> list:
@@ -142,7 +154,7 @@ def write_corners(
     corners = []
     for name, song in zip(CORNER_NAMES[count], songs, strict=True):
         try:
-            clip = audio.decode(song.source, sample_rate)
+            clip = _first_seconds(song.source, sample_rate, MAX_DECODED_SECONDS)
         except audio.AudioDecodeError as error:
             raise CornerError(f"corner {name}: cannot decode {song.song_id} ({error.reason})") from None
         if not clip.size or float(np.max(np.abs(clip))) < SILENT_PEAK:
@@ -157,6 +169,19 @@ def write_corners(
     with open(os.path.join(out_dir, CORNERS_FILE), "w", encoding="utf-8") as handle:
         json.dump({"corners": [asdict(c) for c in corners], "sample_rate": sample_rate}, handle, indent=2)
     return corners
+
+
+def _first_seconds(path: str, sample_rate: int, seconds: float) -> np.ndarray:
+    """The first `seconds` of a file, decoded in blocks (memory bounded by `seconds`, whatever the file's length)."""
+    from waveforms import audio
+
+    wanted, blocks, total = int(seconds * sample_rate), [], 0
+    for block in audio.iter_decode(path, sample_rate):
+        blocks.append(block[: wanted - total])
+        total += len(blocks[-1])
+        if total >= wanted:
+            break
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
 def read_corners(corners_dir: str) -> list[Corner]:
