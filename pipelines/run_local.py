@@ -111,7 +111,8 @@ def run_demo(
     output_dir = os.path.abspath(output_dir)
     pipeline_root = os.path.join(output_dir, "pipeline_root")
     os.makedirs(pipeline_root, exist_ok=True)
-    logs.configure(verbose)  # the steps inherit this environment
+    environment = dict(os.environ)
+    logs.configure(verbose)  # the steps inherit this environment (restored when the run ends)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     options = local_options(
         LOCAL_IMAGE,
@@ -133,6 +134,9 @@ def run_demo(
                 build_pipeline(options)()
             except RuntimeError as error:
                 raise RuntimeError(f"{_ANSI.sub('', str(error))} (full log: {log_path})") from None
+            finally:
+                os.environ.clear()
+                os.environ.update(environment)
     runs = sorted(set(glob.glob(os.path.join(pipeline_root, "*"))) - before, key=os.path.getmtime)
     if not runs:
         raise RuntimeError(f"kfp.local finished but wrote no run folder under {pipeline_root}")
