@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     from waveforms import logs
 
     args = build_parser().parse_args(argv)
-    if logs.configure(args.verbose) == "quiet":
-        logs.filter_native_logs()
+    if logs.configure(args.verbose) == "quiet" and argv is None:
+        logs.filter_native_logs()  # a real command line only: a caller of main(argv) keeps its own stderr
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
