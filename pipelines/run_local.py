@@ -51,6 +51,7 @@ class _StepPrinter(io.TextIOBase):
     def __init__(self, log, terminal, total: int):
         self.log, self.terminal, self.total = log, terminal, total
         self.started, self.pending, self.step, self.last_error = time.monotonic(), "", 0, ""
+        self.starts: list[tuple[str, float]] = []  # (step, seconds since the run started), in the order they ran
 
     @property
     def interactive(self) -> bool:
@@ -76,6 +77,7 @@ class _StepPrinter(io.TextIOBase):
             if started:
                 self.step += 1
                 elapsed = time.monotonic() - self.started
+                self.starts.append((started.group(1), elapsed))
                 print(f"{self._clear()}  [{self.step:>2}/{self.total}] {elapsed:5.0f} s  {started.group(1)}",
                       file=self.terminal)  # fmt: skip
             elif failed:
@@ -142,7 +144,9 @@ def run_demo(
         raise RuntimeError(f"kfp.local finished but wrote no run folder under {pipeline_root}")
     run_dir = runs[-1]
     os.replace(log_path, os.path.join(run_dir, LOG_NAME))
-    index = write_index(run_dir)
+    ends = [at for _, at in printer.starts[1:]] + [time.monotonic() - started]
+    timings = {name: end - at for (name, at), end in zip(printer.starts, ends, strict=True)}
+    index = write_index(run_dir, timings)
     print(f"pipeline finished in {time.monotonic() - started:.0f} s")
     for path in page_paths(run_dir):
         print(f"  {os.path.basename(os.path.dirname(path)):<15} file://{path}")
@@ -181,8 +185,9 @@ def _title_of(page: str) -> str:
     return html.unescape(found.group(1)) if found else _task(page)
 
 
-def write_index(run_dir: str) -> str:
-    """run_dir/index.html: every page (in pipeline order) and every sound of the run, as relative links."""
+def write_index(run_dir: str, timings: dict[str, float] | None = None) -> str:
+    """run_dir/index.html: every page (in pipeline order) and every sound of the run, as relative links, and how long
+    each step took (timings: step -> seconds, in the order the steps ran)."""
     from waveforms import report
 
     run = os.path.basename(run_dir)
@@ -213,6 +218,9 @@ def write_index(run_dir: str) -> str:
                 entries = json.load(handle)["corners"]
             page.add_table(f"Corners of the {count}-corner space", ["corner", "genre", "song", "excerpt from (s)"],
                            [[c["name"], c["genre"], c["song_id"], c["start_seconds"]] for c in entries])  # fmt: skip
+    if timings:
+        page.add_table("Steps", ["step", "seconds"], [[name, round(seconds, 1)] for name, seconds in timings.items()]
+                       + [["whole run", round(sum(timings.values()), 1)]])  # fmt: skip
     path = os.path.join(run_dir, "index.html")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(page.html())

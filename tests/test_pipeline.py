@@ -253,6 +253,7 @@ def test_demo_runs_on_a_music_folder_and_its_printed_pages_open_in_a_browser(tmp
         titles.append(tab.title())
         assert tab.locator("h1").count() == 1 and not problems, (path, problems)
         if path == index:
+            assert "train-2" in tab.locator("table").last.inner_text()  # how long each step took
             links = tab.locator("a").evaluate_all("all => all.map(a => a.href)")
             assert sorted(link.removeprefix("file://") for link in links) == sorted(pages)
             tab.locator("audio").first.scroll_into_view_if_needed()
