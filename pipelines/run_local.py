@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import time
+from urllib.parse import quote
 
 from pipelines.waveforms_pipeline import build_pipeline, local_options
 from waveforms import logs
@@ -196,7 +197,7 @@ def write_index(run_dir: str, timings: dict[str, float] | None = None) -> str:
     for path in page_paths(run_dir):
         relative = os.path.relpath(path, run_dir)
         what = PAGES.get(_task(path)) or _task(path)
-        rows.append(f'<tr><td><a href="{html.escape(relative)}">{html.escape(what)}</a></td>'
+        rows.append(f'<tr><td><a href="{html.escape(quote(relative))}">{html.escape(what)}</a></td>'
                     f'<td class="note">{html.escape(_title_of(path))}</td></tr>')  # fmt: skip
     page.add_html("Pages", "<table><tr><th>page</th><th>title</th></tr>" + "".join(rows) + "</table>")
     for pattern in AUDIO_GLOBS:
@@ -205,7 +206,7 @@ def write_index(run_dir: str, timings: dict[str, float] | None = None) -> str:
             continue
         cards = "".join(
             f'<div class="clip"><b>{html.escape(os.path.relpath(f, os.path.dirname(os.path.dirname(f))))}</b>'
-            f'<audio controls preload="none" src="{html.escape(os.path.relpath(f, run_dir))}"></audio></div>'
+            f'<audio controls preload="none" src="{html.escape(quote(os.path.relpath(f, run_dir)))}"></audio></div>'
             for f in files
         )
         folder = os.path.dirname(pattern).split("/")[0]

@@ -75,6 +75,7 @@ def test_stage_writes_loud_excerpts_of_real_files_in_awkward_folders(tmp_path):
     assert [label.split(":")[0] for label in labels["4"]] == ["Ska", "Big Band", "Folk", "Jazz & Blues"]
     chosen = corners.read_corners(str(tmp_path / "corners" / "4"))
     assert [c.name for c in chosen] == ["NW", "NE", "SW", "SE"]
+    assert chosen[0].file == "NW Ska - 04 Don't Stop.wav"  # readable, as pages show it
     for corner in chosen:
         excerpt = audio.decode(tmp_path / "corners" / "4" / corner.file, RATE, normalize=False)
         assert corner.start_seconds >= 1.3 and corner.seconds == 0.5  # past the quiet intro

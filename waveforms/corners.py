@@ -143,7 +143,6 @@ def write_corners(
 ) -> list[Corner]:
     """The corners' excerpts as out_dir/<NAME>.wav plus out_dir/corners.json; -> the corners in corner order."""
     from waveforms import audio
-    from waveforms.scrape import slugify
     from waveforms.soundspace import CORNER_NAMES
 
     if not seconds > 0:
@@ -161,7 +160,7 @@ def write_corners(
             raise CornerError(f"corner {name}: {song.song_id} is silent; name another song or genre")
         start, excerpt = loudest_excerpt(clip, length)
         title = str(index.get(song.song_id, {}).get("title") or os.path.splitext(os.path.basename(song.song_id))[0])
-        file = f"{name}-{slugify(song.genre, 30)}-{slugify(title, 40)}.wav"  # the name pages show for the corner
+        file = f"{name} {_readable(song.genre, 30)} - {_readable(title, 50)}.wav"  # the name pages show for the corner
         os.makedirs(out_dir, exist_ok=True)
         audio.write_wav(os.path.join(out_dir, file), excerpt, sample_rate)
         corners.append(Corner(name, song.song_id, song.genre, title, round(start / sample_rate, 3),
@@ -182,6 +181,12 @@ def _first_seconds(path: str, sample_rate: int, seconds: float) -> np.ndarray:
         if total >= wanted:
             break
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def _readable(text: str, max_length: int) -> str:
+    """Text as it reads (spaces, apostrophes, accents kept) but safe in a file name and a URL path segment."""
+    kept = re.sub(r"[^\w\s'&(),.!-]+", "-", text, flags=re.UNICODE)
+    return re.sub(r"\s+", " ", kept).strip(" .-")[:max_length].strip() or "untitled"
 
 
 def read_corners(corners_dir: str) -> list[Corner]:
