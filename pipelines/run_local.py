@@ -247,6 +247,8 @@ def source_options_from(args: argparse.Namespace) -> dict:
         options["input"] = os.path.abspath(os.path.expanduser(args.input))
     if args.genre:
         options["genres"] = list(args.genre)
+    if args.genre_from:
+        options["genre_from"] = args.genre_from
     if args.max_tracks is not None:
         options["max_tracks"] = args.max_tracks
     options.update(dict(args.option))
@@ -265,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", default="synth", choices=("synth", "dir", "urls", "fma", "fma-dataset"),
                         help="where the songs come from")  # fmt: skip
     parser.add_argument("--input", help="dir: the music folder (genre = first sub-folder); urls: the URL list file")
+    parser.add_argument("--genre-from", choices=("folder", "tag"),
+                        help="dir: label songs by their first sub-folder or by their genre tag (default: folder)")  # fmt: skip
     parser.add_argument("--genre", action="append", default=[], help="fma/fma-dataset: genre to take (repeatable)")
     parser.add_argument("--max-tracks", type=int, help="fma/fma-dataset: stop after this many tracks")
     parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",

@@ -277,9 +277,9 @@ def test_demo_command_line_takes_any_source_with_the_cluster_option_keys(tmp_pat
     synth = demo_settings(build_parser().parse_args([]))
     assert synth["source"] == "synth" and synth["source_options"] == {"count": 40, "seed": 0}
     args = build_parser().parse_args(["--source", "dir", "--input", str(tmp_path), "--corners-2", "jazz", "",
-                                      "--option", "max_file_mb=20"])  # fmt: skip
+                                      "--option", "max_file_mb=20", "--genre-from", "tag"])  # fmt: skip
     folder = demo_settings(args)
-    assert folder["source_options"] == {"input": str(tmp_path), "max_file_mb": 20}
+    assert folder["source_options"] == {"input": str(tmp_path), "max_file_mb": 20, "genre_from": "tag"}
     assert folder["soundspace_2"] == ("jazz", "")
     fma = demo_settings(build_parser().parse_args(["--source", "fma", "--genre", "Rock", "--max-tracks", "5"]))
     assert fma["source_options"] == {"genres": ["Rock"], "max_tracks": 5}
