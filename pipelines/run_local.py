@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from pipelines.waveforms_pipeline import build_pipeline, local_options
 from waveforms import logs
+from waveforms.cli import HelpFormatter
 
 LOCAL_IMAGE = "waveforms:local-venv"  # kfp.local runs components in this venv; the image string is only a label
 LOG_NAME = "demo.log"
@@ -259,9 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.run_local",
         description=__doc__,
-        formatter_class=type(
-            "Formatter", (argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter), {}
-        ),  # fmt: skip
+        formatter_class=HelpFormatter,  # the waveforms CLI's: every option's default, unless there is none
     )
     parser.add_argument("--output-dir", default="local_outputs", help="where runs, data and logs go")
     parser.add_argument("--source", default="synth", choices=("synth", "dir", "urls", "fma", "fma-dataset"),
