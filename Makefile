@@ -17,13 +17,20 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
+# Checks first (seconds), then the install (minutes). The stamp is written last and a failed install removes the venv,
+# so an interrupted or failed run never makes the next one skip a step.
 $(STAMP): $(RUNTIME_LOCK) $(DEV_LOCK) pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -r $(DEV_LOCK)
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
-	@command -v ffmpeg >/dev/null || { echo "error: ffmpeg is missing; install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)"; exit 1; }
+	@case "$$(uname -s)-$$(uname -m)" in Linux-x86_64) ;; *) echo "error: waveforms installs on Linux x86-64 only (the pinned tensorflow-cpu 2.16.2 has no wheel for $$(uname -s) $$(uname -m)); on macOS or ARM, work in a Linux x86-64 machine or container (images/Dockerfile.cpu)"; exit 1;; esac
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (Debian/Ubuntu: sudo apt-get install -y python3.11 python3.11-venv) or run make PYTHON=/path/to/python3.11"; exit 1; }
+	@$(PYTHON) -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { echo "error: $(PYTHON) is not a Python 3.11 with the venv module (TensorFlow 2.16 and the lock file need 3.11)"; exit 1; }
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { echo "error: ffmpeg/ffprobe are missing; install them first (Debian/Ubuntu: sudo apt-get install -y ffmpeg)"; exit 1; }
+	@rm -f $(STAMP)
+	@echo "installing into $(VENV) (about 2 minutes, 1.6 GB)"
+	@{ $(PYTHON) -m venv $(VENV) && \
+	  $(BIN)/pip install --quiet --upgrade "pip>=24" && \
+	  $(BIN)/pip install --quiet -r $(DEV_LOCK) && \
+	  $(BIN)/pip install --quiet --no-deps --no-build-isolation -e . ; } || \
+	  { rm -rf $(VENV); echo "error: the install failed (see pip's message above); removed $(VENV), so the next make starts afresh"; exit 1; }
 	@touch $(STAMP)
 	@echo "installed into $(VENV)"
 
@@ -40,8 +47,12 @@ lock:
 	  echo "-r runtime.lock"; \
 	  $(LOCK_VENV)/bin/pip freeze | grep -v '^-e' | grep -vxF -f $(RUNTIME_LOCK) ) > $(DEV_LOCK)
 
+# make demo [MUSIC=~/Music] [DEMO_ARGS="--steps 100 --corners-2 jazz rock"]: the synth notes, or your own music folder
+# (genre = first sub-folder); see `python -m pipelines.run_local --help`
+MUSIC ?=
+DEMO_ARGS ?=
 demo: install
-	$(BIN)/python -m pipelines.run_local
+	$(BIN)/python -m pipelines.run_local $(if $(MUSIC),--source dir --input "$(MUSIC)") $(DEMO_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

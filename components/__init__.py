@@ -24,6 +24,7 @@ class Components:
     tune: Any
     train: Any
     generate: Any
+    choose_corners: Any
     soundspace: Any
 
 
@@ -46,5 +47,6 @@ def build(image: str, gpu_image: str | None = None) -> Components:
         tune=gpu(tune.tune),
         train=gpu(train.train),
         generate=gpu(generate.generate),
+        choose_corners=cpu(soundspace.choose_corners),
         soundspace=gpu(soundspace.soundspace),
     )

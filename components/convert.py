@@ -33,9 +33,12 @@ def convert(
 def merge_dataset(data_root: str, run_id: str, num_shards: int, dataset: Output[Dataset]):
     """Join the part manifests into manifest.json; the artifact is a folder holding that manifest with absolute shard
     URIs (the shards stay under data_root/run_id/dataset)."""
+    import time
+
     from waveforms import storage
     from waveforms.convert import merge_parts, publish_manifest
 
+    started = time.monotonic()
     out_uri = storage.join(data_root, run_id, "dataset")
     _, tasks = merge_parts(out_uri, num_shards)
     manifest = publish_manifest(out_uri, dataset.path)
@@ -43,3 +46,4 @@ def merge_dataset(data_root: str, run_id: str, num_shards: int, dataset: Output[
     dataset.metadata["hours"] = manifest["totals"]["hours"]
     dataset.metadata["shards_uri"] = out_uri
     dataset.metadata["convert_seconds"] = {f"convert-{t['shard_index']}": t["seconds"] for t in tasks}
+    dataset.metadata["merge_seconds"] = round(time.monotonic() - started, 3)

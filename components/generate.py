@@ -10,6 +10,7 @@ def generate(
     batch: int,
     temperature: float,
     seed: int,
+    run_name: str,
     clips: Output[Dataset],
     page: Output[HTML],
     metrics: Output[Metrics],
@@ -26,6 +27,7 @@ def generate(
         seed=seed,
         seed_dataset=dataset.path,
     )
+    report.title = f"Generated audio (WaveNet) · run {run_name}"
     with open(page.path, "w") as f:
         f.write(report.html())
     for name, value in values.items():

@@ -11,6 +11,7 @@ def train(
     config: str,
     train_options: dict,
     tuned: dict,
+    run_name: str,
     model: Output[Model],
     metrics: Output[Metrics],
     page: Output[HTML],
@@ -29,6 +30,7 @@ def train(
         train_options=train_options,
         tuned=tuned,
     )
+    report.title = f"{'WaveNet' if model_kind == 'wavenet' else 'Autoencoder'} training · run {run_name}"
     with open(page.path, "w") as f:
         f.write(report.html())
     for name, value in values.items():

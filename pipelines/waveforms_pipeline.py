@@ -1,9 +1,9 @@
 """The waveforms pipeline: one factory, compile-time options, wiring only.
 
     ingest ─▶ convert[0..N-1] ─▶ merge_dataset ─┬─▶ dataset_report
-      │        (static fan-out)                 ├─▶ tune (katib | local | off) ─▶ train wavenet ─▶ generate
-      │                                         └─▶ train autoencoder ─┬─▶ soundspace (2 corners)
-      └────────────────────────────────────────────────────────────────┴─▶ soundspace (4 corners)
+      │        (static fan-out)       ▲         ├─▶ tune (katib | local | off) ─▶ train wavenet ─▶ generate
+      └─▶ choose corners ─────────────┘         └─▶ train autoencoder ─┬─▶ soundspace (2 corners)
+                      └────────────────────────────────────────────────┴─▶ soundspace (4 corners)
 
 The same factory builds the pipeline compiled for a cluster (`make compile`: GPU pools, Secrets, retries, timeouts) and
 the one `make demo` and the tests run with kfp.local (`local_options`: CPU, small sizes, local folders). Choices that
@@ -18,7 +18,7 @@ import components
 
 PIPELINE_NAME = "waveforms"
 GPU_RESOURCE = "nvidia.com/gpu"
-# node-selector label of the GPU pool, by platform (STACK.md: KFP adds no selector of its own)
+# node-selector label of the GPU pool, by platform (KFP's set_accelerator_type adds no node selector of its own)
 GPU_POOL_SELECTORS = {
     "gke": "cloud.google.com/gke-accelerator",  # value: the accelerator type, e.g. nvidia-l4
     "eks": "karpenter.sh/nodepool",  # value: the Karpenter NodePool name (manifests/gpu/eks: gpu)
@@ -62,14 +62,18 @@ class PipelineOptions:
     katib: dict = field(default_factory=dict)  # tuning.ExperimentOptions fields (image, namespace, steps, ...)
     generate_seconds: float = 10.0
     generate_batch: int = 4
-    soundspace_2: tuple = ("string", "organ")  # genres of the W, E corners
-    soundspace_4: tuple = ("string", "organ", "bell", "reed")  # genres of the NW, NE, SW, SE corners
-    soundspace_resolution_2: int = 8
+    # corners of the sound spaces (run parameters): per corner a genre, a song (id, original file name or title) or ""
+    # for the next genre present; empty: the first 2 / 4 genres of the collection (waveforms/corners.py)
+    soundspace_2: tuple = ()  # W, E
+    soundspace_4: tuple = ()  # NW, NE, SW, SE
+    soundspace_resolution_2: int = 9  # points along each side: 9 on the W-E path, 5x5 for 4 corners
     soundspace_resolution_4: int = 5
     soundspace_seconds: float = 1.0
     step_timeout_seconds: int = 6 * 3600  # any one step
     training_timeout_seconds: int = 48 * 3600  # tune and train steps
     network_retries: int = 3  # ingest/convert/merge: retried with exponential backoff
+    # data_root/<run> folder: the run's unique id (cluster), or its name, which kfp.local also gives the run's folder
+    run_folder: str = "id"
 
     def validate(self) -> None:
         if not 1 <= self.convert_shards <= 64:
@@ -80,8 +84,10 @@ class PipelineOptions:
             raise ValueError(f"gpu_pool must be one of {sorted(GPU_POOL_SELECTORS)}, got {self.gpu_pool!r}")
         if self.gpu_count < 0:
             raise ValueError(f"gpu_count must be >= 0, got {self.gpu_count}")
-        if len(self.soundspace_2) != 2 or len(self.soundspace_4) != 4:
-            raise ValueError("soundspace_2 names 2 corner genres and soundspace_4 names 4")
+        if len(self.soundspace_2) not in (0, 2) or len(self.soundspace_4) not in (0, 4):
+            raise ValueError("soundspace_2 names 2 corners (or none: the first genres) and soundspace_4 names 4")
+        if self.run_folder not in ("id", "name"):
+            raise ValueError(f"run_folder must be id or name, got {self.run_folder!r}")
 
 
 def local_options(image: str, data_root: str, **overrides) -> PipelineOptions:
@@ -110,9 +116,10 @@ def local_options(image: str, data_root: str, **overrides) -> PipelineOptions:
         tuning_fixed={"batch_size": 2, "target_length": 2000, "layers_per_stack": 6},
         generate_seconds=1.0,
         generate_batch=2,
-        soundspace_resolution_2=4,
+        soundspace_resolution_2=5,
         soundspace_resolution_4=3,
         soundspace_seconds=0.5,
+        run_folder="name",
     )
     return replace(options, **overrides)
 
@@ -177,10 +184,24 @@ def build_pipeline(options: PipelineOptions):
         generate_batch: int = options.generate_batch,
         temperature: float = 1.0,
         seed: int = 0,
+        soundspace_corners_2: list = list(options.soundspace_2),  # noqa: B006 (KFP reads defaults from here)
+        soundspace_corners_4: list = list(options.soundspace_4),  # noqa: B006
     ):
-        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER if options.run_folder == "id" else run_name
         songs = retried(networked(ops.ingest(source=source, options=source_options))).set_display_name("ingest")
         songs.set_caching_options(False)  # a re-scrape must fetch again: the cache key ignores remote content
+        # corners are checked (and cut) straight after ingest, so a request the songs cannot meet fails the run before
+        # conversion and training: merge_dataset waits for this step
+        corners = networked(
+            ops.choose_corners(
+                songs=songs.outputs["songs"],
+                corners_2=soundspace_corners_2,
+                corners_4=soundspace_corners_4,
+                seconds=options.soundspace_seconds,
+                sample_rate=sample_rate,
+            )
+        ).set_display_name("choose corners")
         parts = [
             retried(
                 networked(
@@ -206,12 +227,12 @@ def build_pipeline(options: PipelineOptions):
                     )
                 )
             )
-            .after(*parts)
+            .after(*parts, corners)
             .set_display_name("merge dataset")
         )
         data = dataset.outputs["dataset"]
         networked(
-            ops.dataset_report(songs=songs.outputs["songs"], dataset=data, max_clips=report_clips)
+            ops.dataset_report(songs=songs.outputs["songs"], dataset=data, max_clips=report_clips, run_name=run_name)
         ).set_display_name("dataset report")
 
         if options.tuning == "off":
@@ -244,6 +265,7 @@ def build_pipeline(options: PipelineOptions):
                 config=wavenet_config,
                 train_options=wavenet_train,
                 tuned=tuned,
+                run_name=run_name,
             ),
             options.training_timeout_seconds,
         ).set_display_name("train wavenet")
@@ -255,6 +277,7 @@ def build_pipeline(options: PipelineOptions):
                 batch=generate_batch,
                 temperature=temperature,
                 seed=seed,
+                run_name=run_name,
             ),
             options.step_timeout_seconds,
         ).set_display_name("generate")
@@ -268,22 +291,21 @@ def build_pipeline(options: PipelineOptions):
                 config=autoencoder_config,
                 train_options=autoencoder_train,
                 tuned={},
+                run_name=run_name,
             ),
             options.training_timeout_seconds,
         ).set_display_name("train autoencoder")
-        for corners, resolution in (
-            (options.soundspace_2, options.soundspace_resolution_2),
-            (options.soundspace_4, options.soundspace_resolution_4),
-        ):
+        for corner_count, resolution in ((2, options.soundspace_resolution_2), (4, options.soundspace_resolution_4)):
             on_gpu(
                 ops.soundspace(
                     model=autoencoder.outputs["model"],
-                    songs=songs.outputs["songs"],
-                    corner_genres=list(corners),
+                    corners=corners.outputs["corners"],
+                    corner_count=corner_count,
                     resolution=resolution,
                     seconds=options.soundspace_seconds,
+                    run_name=run_name,
                 ),
                 options.step_timeout_seconds,
-            ).set_display_name(f"soundspace {len(corners)} corners")
+            ).set_display_name(f"soundspace {corner_count} corners")
 
     return waveforms_pipeline

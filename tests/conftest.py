@@ -65,11 +65,15 @@ def s3_prefix(s3_server) -> str:
 
 @pytest.fixture(scope="session")
 def browser():
-    """Debian's headless Chromium driven by playwright (never `playwright install`: it downloads a browser)."""
+    """Headless Chromium driven by playwright (never `playwright install`: it downloads a browser). Debian's
+    /usr/bin/chromium unless WAVEFORMS_TEST_BROWSER names another Chromium-family executable."""
+    import os
+
     from helpers import CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
 
+    executable = os.environ.get("WAVEFORMS_TEST_BROWSER", "/usr/bin/chromium")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()

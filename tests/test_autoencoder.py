@@ -143,7 +143,7 @@ def test_save_and_load_round_trip(tmp_path):
 # (61 samples) is longer than the decoder's receptive field (32), so the decoder has to take timbre from the embedding.
 BRIGHT, DULL = ("organ", 100), ("bell", 50)
 TRAIN_STEPS, TRAIN_BATCH, TRAIN_WINDOW = 300, 8, 2048
-PATH_RESOLUTION, REPLICAS, SECONDS, TEMPERATURE = 8, 6, 1.0, 0.9
+PATH_RESOLUTION, REPLICAS, SECONDS, TEMPERATURE = 9, 6, 1.0, 0.9  # 9 points: x = 0, 1/8, ..., 1
 
 
 def train_briefly(ae, clips: np.ndarray, steps: int, seed: int = 0) -> float:
@@ -203,11 +203,11 @@ def test_interpolating_two_timbres_moves_the_spectral_centroid_monotonically():
     dull = render_note(Note(DULL[0], 60, DULL[1], 999), sr, seconds=SECONDS)
     corners = ae.encode(np.stack([bright, dull]))  # (2, F, E)
     points = grid_points(2, PATH_RESOLUTION)
-    path = interpolate(corners, np.array([p.weights for p in points], np.float32))  # (R+1, F, E)
-    # each point decoded REPLICAS times (different sampling noise) in the same single batch: (R+1)·REPLICAS rows
+    path = interpolate(corners, np.array([p.weights for p in points], np.float32))  # (R, F, E)
+    # each point decoded REPLICAS times (different sampling noise) in the same single batch: R·REPLICAS rows
     codes = ae.decode(np.repeat(path, REPLICAS, axis=0), int(SECONDS * sr), temperature=TEMPERATURE, seed=1)
     centroids = np.array([spectral_centroid(postprocess(mu_law_decode(row), sr, len(row)), sr) for row in codes])
-    centroids = centroids.reshape(len(points), REPLICAS).mean(axis=1)  # (R+1,)
+    centroids = centroids.reshape(len(points), REPLICAS).mean(axis=1)  # (R,)
     positions = [p.x for p in points]
     rho = spearman(positions, centroids)
     print(

@@ -129,3 +129,23 @@ def test_missing_audio_is_a_clear_error():
     manifest, clips = nine_by_nine_space()
     with pytest.raises(ValueError, match="no audio for 81 point"):
         render_explorer(manifest, {})
+
+
+def test_corner_originals_play_beside_their_labels_and_cells_fill_the_page(browser):
+    manifest, clips = nine_by_nine_space()
+    audio = encode_all_for_page(clips, SR, "mp3")
+    originals = {name: encode_for_page(clips[point], SR) for name, point in
+                 (("nw.wav", "x0.000_y0.000"), ("se.wav", "x1.000_y1.000"))}  # fmt: skip
+    content = render_explorer(manifest, audio, title="test space", corner_audio=originals)
+    page, problems, _ = open_page(browser, content)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    buttons = page.locator(".corner-play")
+    assert buttons.count() == 2  # the corners that have an original; the others have none
+    buttons.first.click()
+    page.wait_for_timeout(500)
+    playing = page.locator("audio").evaluate_all("all => all.filter(a => !a.paused).map(a => a.id)")
+    assert playing == [buttons.first.get_attribute("data-audio")]
+    grid = page.locator(".grid").bounding_box()
+    assert grid["width"] > 700  # larger cells: the grid takes most of a 1400-px window, not 9 x 96 px
+    assert problems == []
+    page.close()

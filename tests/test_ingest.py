@@ -264,3 +264,39 @@ def test_cli_urls_run(base_mp3, tmp_path, capsys):
     assert code == 0 and json.loads(captured.out)["tracks"] == 1
     assert "1 tracks (1 new, 0 already complete)" in captured.err
     assert cli_main(["ingest", "--source", "urls", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_dir_source_reads_tags_falls_back_to_names_and_records_both(tmp_path):
+    import subprocess
+
+    source = tmp_path / "My Music"
+    tagged = source / "Jazz & Blues" / "01 So What.ogg"
+    tagged.parent.mkdir(parents=True)
+    tags = {"title": "So What", "artist": "Miles Davis", "album": "Kind of Blue", "genre": "Modal Jazz",
+            "license": "CC BY 4.0"}  # fmt: skip
+    metadata = [arg for key, value in tags.items() for arg in ("-metadata", f"{key}={value}")]
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", *metadata,
+                    "-c:a", "libvorbis", str(tagged)], check=True)  # fmt: skip
+    (source / "Rock 'n' Roll").mkdir(exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=330:duration=0.5",
+                    "-metadata", "title=Don't Stop", "-metadata", "artist=Band", "-c:a", "libmp3lame",
+                    str(source / "Rock 'n' Roll" / "02 dont stop.mp3")], check=True)  # fmt: skip
+    write_wav(source / "Rock 'n' Roll" / "03 Untagged.wav")
+
+    ingest("dir", str(tmp_path / "by-folder"), input=str(source))
+    entries = {e["from_names"]["title"]: e for e in read_index(tmp_path / "by-folder")}
+    so_what = entries["01 So What"]
+    assert (so_what["title"], so_what["artist"], so_what["album"], so_what["licence"]) == (
+        "So What", "Miles Davis", "Kind of Blue", "CC BY 4.0")  # fmt: skip
+    assert so_what["genre"] == "Jazz & Blues" and so_what["from_tags"]["genre"] == "Modal Jazz"
+    assert entries["02 dont stop"]["title"] == "Don't Stop" and entries["02 dont stop"]["artist"] == "Band"
+    untagged = entries["03 Untagged"]
+    assert (untagged["title"], untagged["artist"], untagged["genre"], untagged["from_tags"]) == (
+        "03 Untagged", "", "Rock 'n' Roll", {})  # fmt: skip
+
+    assert cli_main(["ingest", "--source", "dir", "--input", str(source), "--out", str(tmp_path / "by-tag"),
+                     "--genre-from", "tag", "--no-progress"]) == 0  # fmt: skip
+    genres = {e["from_names"]["title"]: e["genre"] for e in read_index(tmp_path / "by-tag")}
+    assert genres == {"01 So What": "Modal Jazz", "02 dont stop": "Rock 'n' Roll", "03 Untagged": "Rock 'n' Roll"}
+    with pytest.raises(ValueError, match="genre_from must be one of"):
+        ingest("dir", str(tmp_path / "x"), input=str(source), genre_from="filename")

@@ -4,10 +4,13 @@ credentials), and the demo running end to end under kfp.local."""
 import glob
 import json
 import os
+import re
 from html import escape
 
+import numpy as np
 import pytest
 import yaml
+from audio_fixtures import encode, sine
 
 from pipelines.compile import compile_pipeline
 from pipelines.compile import main as compile_main
@@ -53,17 +56,29 @@ def test_every_task_is_present_and_wired(compiled):
         "generate",
         "soundspace",
         "soundspace-2",
+        "choose-corners",
     }
-    assert set(tasks["merge-dataset"]["dependentTasks"]) == {"convert", "convert-2", "convert-3"}
+    # corners are checked right after ingest: conversion's merge (and so all training) waits for them
+    assert set(tasks["merge-dataset"]["dependentTasks"]) == {"convert", "convert-2", "convert-3", "choose-corners"}
     shards = sorted(
         tasks[t]["inputs"]["parameters"]["shard_index"]["runtimeValue"]["constant"]
         for t in ("convert", "convert-2", "convert-3")
     )
     assert shards == [0, 1, 2]
+    # on a cluster data goes under the run's unique id (the local demo names its folder after the run instead)
+    run_id = tasks["convert"]["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
+    assert run_id == "{{$.pipeline_job_uuid}}"
     assert tasks["train"]["inputs"]["parameters"]["tuned"]["taskOutputParameter"]["producerTask"] == "tune"
     assert tasks["generate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train"
     for space in ("soundspace", "soundspace-2"):
         assert tasks[space]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-2"
+        assert tasks[space]["inputs"]["artifacts"]["corners"]["taskOutputArtifact"]["producerTask"] == "choose-corners"
+    # the corners are run parameters, empty by default (the first genres of whatever was ingested)
+    parameters = pipeline["root"]["inputDefinitions"]["parameters"]
+    assert (
+        parameters["soundspace_corners_2"]["defaultValue"] == []
+        and parameters["soundspace_corners_4"]["parameterType"] == "LIST"
+    )
 
 
 def test_images_are_immutable_and_pods_never_pip_install(compiled):
@@ -88,7 +103,7 @@ def test_gpu_steps_request_gpus_on_the_gpu_pool(compiled):
         assert int(resources["accelerator"]["resourceCount"]) == 1
         assert platform[name]["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in platform[name]["tolerations"]
-    for task in NETWORK_STEPS + ("dataset-report",):
+    for task in NETWORK_STEPS + ("dataset-report", "choose-corners"):
         name = _executor(pipeline, task)
         assert "accelerator" not in executors[name]["container"].get("resources", {})
         assert "nodeSelector" not in platform[name]
@@ -164,26 +179,55 @@ def test_make_compile_entry_point(tmp_path, capsys):
     assert "convert-4" in tasks and "compiled" in capsys.readouterr().out
 
 
-def test_demo_pipeline_runs_locally(tmp_path):
-    run_dir = run_demo(str(tmp_path), clips=10, convert_shards=2)
+def _music_folder(root):
+    """A small collection the way people keep one: mp3/flac/ogg in genre folders with spaces and apostrophes."""
+    songs = {
+        ("Rock 'n' Roll", "01 Don't Stop.mp3"): 220.0,
+        ("Rock 'n' Roll", "02 Johnny B. Goode.ogg"): 247.0,
+        ("Jazz & Blues", "01 So What.flac"): 330.0,
+        ("Jazz & Blues", "02 Blue in Green.mp3"): 294.0,
+        ("Big Band", "01 In the Mood.ogg"): 392.0,
+        ("Big Band", "02 Take the 'A' Train.flac"): 440.0,
+    }
+    for (genre, name), frequency in songs.items():
+        (root / genre).mkdir(parents=True, exist_ok=True)
+        intro = sine(frequency / 2, 16000, 0.6, 0.005)  # a near-silent intro the corners must skip
+        encode(root / genre / name, np.concatenate([intro, sine(frequency, 16000, 1.4, 0.6)]), 16000)
+    return root
+
+
+def test_demo_runs_on_a_music_folder_and_its_printed_pages_open_in_a_browser(tmp_path, capsys, browser):
+    music = _music_folder(tmp_path / "My Music")
+    run_dir = run_demo(
+        str(tmp_path / "out"),
+        source="dir",
+        source_options={"input": str(music)},
+        convert_shards=2,
+        soundspace_4=("", "Blue in Green", "Rock 'n' Roll/02 Johnny B. Goode.ogg", "Big Band"),
+    )
+    printed = capsys.readouterr().out
     outputs = lambda task, name: glob.glob(os.path.join(run_dir, task, name))  # noqa: E731
-    html = open(outputs("dataset-report", "page")[0]).read()
-    assert html.startswith("<!DOCTYPE html>") and html.count("<audio") == 8 and "data:image/png;base64," in html
-    assert "convert-0" in html and "convert-1" in html and "ingest" in html  # the timing table
-    assert os.path.getsize(outputs("dataset-report", "page")[0]) < 5 * 2**20
+    # quiet: a line per step and the pages, none of kfp.local's or TensorFlow's stream (that is in demo.log)
+    assert len(printed.splitlines()) < 30 and "tensorflow" not in printed.lower(), printed
+    assert "Executing task" in open(os.path.join(run_dir, "demo.log")).read()
+    # the data folder is named after the run
+    assert os.path.isdir(os.path.join(tmp_path, "out", "data", os.path.basename(run_dir), "dataset"))
     manifest = json.load(open(os.path.join(run_dir, "merge-dataset", "dataset", "manifest.json")))
-    assert manifest["totals"]["songs"] == 10 and manifest["splits"]["validation"]["records"] >= 1
+    assert manifest["totals"]["songs"] == 6 and manifest["splits"]["validation"]["records"] >= 1
+    assert sorted(manifest["genres"]) == ["Big Band", "Jazz & Blues", "Rock 'n' Roll"]
     for split in manifest["splits"].values():  # the artifact points at the shards, wherever they are
         assert all(os.path.isabs(shard["file"]) and os.path.exists(shard["file"]) for shard in split["shards"])
-    # trained models with their configuration, generated audio, both sound spaces with their explorer pages
+    html = open(outputs("dataset-report", "page")[0]).read()
+    assert (
+        html.count("<audio") == 6
+        and "convert-0" in html
+        and "convert-1" in html
+        and "ingest" in html
+        and "merge" in html
+    )
     for train_task, weights in (("train", "model.keras"), ("train-2", "autoencoder.weights.h5")):
         assert outputs(train_task, "model/config.json") and outputs(train_task, f"model/{weights}")
-        assert "<img" in open(outputs(train_task, "page")[0]).read()
-    assert (
-        len(outputs("generate", "clips/generated-*.wav")) == 2
-        and outputs("generate", "clips/seed.wav")
-        and len(outputs("generate", "clips/*.mp3")) == 2
-    )
+    assert len(outputs("generate", "clips/generated-*.wav")) == 2 and outputs("generate", "clips/seed.wav")
     # every generated clip carries the audio checks' verdict, computed against the dataset's own profile
     profile = audio_checks.DataProfile.from_dict(manifest["statistics"])
     generate_page = open(outputs("generate", "page")[0]).read()
@@ -193,15 +237,66 @@ def test_demo_pipeline_runs_locally(tmp_path):
     assert "Audio checks" in generate_page
     train_page = open(outputs("train", "page")[0]).read()
     assert "trigram baseline" in train_page and "Bits per sample" in train_page
+    # corners from the data: the first two genres by default, the named genre / title / file for the 4 corners
+    spaces = {}
     for space_task, points in (("soundspace", 5), ("soundspace-2", 9)):
         space = json.load(open(outputs(space_task, "space/manifest.json")[0]))
-        assert len(space["points"]) == points
+        assert len(space["points"]) == points and len(outputs(space_task, "space/*.wav")) == points
         assert all(point["check"] for point in space["points"]) and space["checks"]["clips"] == points
-        assert len(outputs(space_task, "space/*.wav")) == points
-        assert (
-            "<audio" in open(outputs(space_task, "page")[0]).read()
-            or "data:audio" in open(outputs(space_task, "page")[0]).read()
-        )
+        spaces[space_task] = [files[0] for files in space["corners"].values()]
+    assert spaces["soundspace"] == ["W Big Band - 01 In the Mood.wav", "E Jazz & Blues - 01 So What.wav"]
+    assert spaces["soundspace-2"][1] == "NE Jazz & Blues - 02 Blue in Green.wav"
+    assert spaces["soundspace-2"][2] == "SW Rock 'n' Roll - 02 Johnny B. Goode.wav"
+    corners = json.load(open(outputs("choose-corners", "corners/4/corners.json")[0]))["corners"]
+    assert all(corner["start_seconds"] >= 0.5 for corner in corners)  # the loud part, not the quiet intro
+
+    # every printed page opens as a page (file://, not set_content), titles tell them apart, audio plays
+    pages = re.findall(r"file://(\S+)", printed)
+    index = pages.pop()
+    assert index.endswith("index.html") and len(pages) == 6
+    assert [os.path.basename(os.path.dirname(p)) for p in pages] == [
+        "dataset-report", "train", "generate", "train-2", "soundspace", "soundspace-2"]  # fmt: skip
+    titles = []
+    for path in [index, *pages]:
+        tab = browser.new_page()
+        problems = []
+        tab.on("pageerror", lambda error: problems.append(str(error)))  # noqa: B023
+        tab.goto(f"file://{path}")
+        titles.append(tab.title())
+        assert tab.locator("h1").count() == 1 and not problems, (path, problems)
+        if path == index:
+            assert "train-2" in tab.locator("table").last.inner_text()  # how long each step took
+            links = tab.locator("a").evaluate_all("all => all.map(a => a.href)")
+            assert sorted(link.removeprefix("file://") for link in links) == sorted(pages)
+            tab.locator("audio").first.scroll_into_view_if_needed()
+            tab.click("h1")  # a user gesture: browsers only play after one
+            tab.locator("audio").first.evaluate("a => a.play()")
+        elif "soundspace" in path:
+            tab.locator(".cell").first.click()
+        else:
+            continue
+        tab.wait_for_timeout(800)  # `played` keeps what was heard, also after a short clip has ended
+        heard = "all => all.some(a => a.played.length > 0 && a.played.end(a.played.length - 1) > 0.05)"
+        assert tab.locator("audio").evaluate_all(heard), path
+        tab.close()
+    assert len(set(titles)) == len(titles) and all(os.path.basename(run_dir) in t for t in titles), titles
+    assert "WaveNet training" in titles[2] and "Autoencoder training" in titles[4] and "4 corners" in titles[6]
+
+
+def test_demo_command_line_takes_any_source_with_the_cluster_option_keys(tmp_path):
+    from pipelines.run_local import build_parser, demo_settings
+
+    synth = demo_settings(build_parser().parse_args([]))
+    assert synth["source"] == "synth" and synth["source_options"] == {"count": 40, "seed": 0}
+    args = build_parser().parse_args(["--source", "dir", "--input", str(tmp_path), "--corners-2", "jazz", "",
+                                      "--option", "max_file_mb=20", "--genre-from", "tag"])  # fmt: skip
+    folder = demo_settings(args)
+    assert folder["source_options"] == {"input": str(tmp_path), "max_file_mb": 20, "genre_from": "tag"}
+    assert folder["soundspace_2"] == ("jazz", "")
+    fma = demo_settings(build_parser().parse_args(["--source", "fma", "--genre", "Rock", "--max-tracks", "5"]))
+    assert fma["source_options"] == {"genres": ["Rock"], "max_tracks": 5}
+    with pytest.raises(ValueError, match="unknown option"):
+        run_demo(str(tmp_path), source="dir", source_options={"input": str(tmp_path), "folder": "x"})
 
 
 def test_katib_trials_use_the_gpu_image_pool_and_storage_of_the_pipeline(tmp_path_factory):
@@ -218,43 +313,20 @@ def test_katib_trials_use_the_gpu_image_pool_and_storage_of_the_pipeline(tmp_pat
     assert pod["containers"][0]["image"] == IMAGE + "-gpu" and pod["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"}
 
 
-def test_the_default_data_root_is_in_the_bucket_the_cluster_guide_creates():
-    from pathlib import Path
+def test_the_demo_terminal_shows_steps_and_the_reason_a_step_failed(tmp_path):
+    import io
 
-    root = Path(__file__).resolve().parent.parent
-    default = PipelineOptions(image="registry.example/waveforms:0.1.0").data_root
-    guide = (root / "docs" / "cluster.md").read_text()
-    assert f"`data_root` (default `{default}`" in guide
-    launcher = yaml.safe_load((root / "manifests" / "base" / "kfp-launcher.yaml").read_text())
-    pipeline_root = launcher["data"]["defaultPipelineRoot"]  # minio://<bucket>/pipelines: the bucket of step 5
-    assert default.split("/")[2] == pipeline_root.split("/")[2] == "waveforms"
-    assert "c.make_bucket('waveforms')" in guide
+    from pipelines.run_local import _StepPrinter
 
-
-def test_the_cluster_guide_sizes_the_default_run_from_the_flop_count():
-    """docs/cluster.md section 11: its FLOP figures come from model.flops_per_sample and the CLUSTER_TRAINING defaults
-    (change either and this fails until the table is recomputed)."""
-    from pathlib import Path
-
-    from pipelines.waveforms_pipeline import CLUSTER_TRAINING
-    from waveforms.model import NAMED_CONFIGS, flops_per_sample
-
-    guide = (Path(__file__).resolve().parent.parent / "docs" / "cluster.md").read_text()
-    for name in ("small", "ibab"):
-        config = NAMED_CONFIGS[name]
-        row = f"| {config.receptive_field:,} | {flops_per_sample(config, training=False):,} | {flops_per_sample(config):,} |"
-        assert f"| `{name}` |" in guide and row in guide, row
-    options = PipelineOptions(image="registry.example/waveforms:0.1.0")
-    assert options.wavenet_train == CLUSTER_TRAINING
-    config = NAMED_CONFIGS[options.wavenet_config]
-    steps, batch, target = (CLUSTER_TRAINING[key] for key in ("steps", "batch_size", "target_length"))
-    positions = batch * (config.receptive_field + target - 1)
-    per_step = positions * flops_per_sample(config)
-
-    def short(value: float) -> str:
-        return f"{value:.3e}".replace("e+", "e")
-
-    assert f"`{options.wavenet_config}`, {steps:,} steps of batch {batch} ×\ntarget {target:,}" in guide
-    assert f"{positions:,} positions and {short(per_step)} FLOPs per step, {short(per_step * steps)} FLOPs" in guide
-    l4_steps_per_second = 0.10 * 121e12 / per_step  # the table's assumption: 10% of the L4's published BF16 peak
-    assert f"| L4 | 30.3 / 121 | {l4_steps_per_second:.0f} | {steps / l4_steps_per_second / 3600:.2f} |" in guide
+    terminal = io.StringIO()
+    with open(tmp_path / "demo.log", "w") as log:
+        printer = _StepPrinter(log, terminal, 12)
+        printer.write(
+            "12:00:00.000 - INFO - Executing task \x1b[96m'ingest'\x1b[0m\nI0000 00:00:17.1 1 a.cc:1] noise\n"
+        )
+        printer.write("    step=50 loss=5.1 val_bits=6.2\n    waveforms.corners.CornerError: corner 2: 'x' is nei")
+        printer.write("ther a genre nor a song\nTask \x1b[96m'choose-corners'\x1b[0m finished with status FAILURE\n")
+    lines = terminal.getvalue().splitlines()
+    assert lines[0].endswith("ingest") and "[ 1/12]" in lines[0]
+    assert lines[1] == "  step choose-corners failed: CornerError: corner 2: 'x' is neither a genre nor a song"
+    assert len(lines) == 2 and "noise" in (tmp_path / "demo.log").read_text()

@@ -367,7 +367,17 @@ def test_pages_render_in_chromium(browser, run, generated):
     page, problems, requests = open_page(browser, host)
     frame = page.frame_locator("iframe")
     assert frame.locator("img").evaluate_all(IMAGE_WIDTHS) == [300, 300]  # one spectrogram per clip
+    axes = frame.locator(".spec").first.inner_text().split()  # frequency and time axes with units
+    assert "Hz" in axes and axes[-1] == "s" and axes[axes.index("Hz") - 1] == "8,000"
     durations = frame.locator("audio").evaluate_all(AUDIO_DURATIONS)
     assert durations == [pytest.approx(0.25, abs=1e-3)] * 2
     assert problems == [] and all(url.startswith(("data:", "about:")) for url in requests)
     page.close()
+
+
+def test_nested_settings_read_as_name_value_pairs_not_python():
+    from waveforms.report import Report
+
+    page = Report("t")
+    page.add_table("Configuration", ["setting", "value"], [["decoder", {"stacks": 1, "skip_channels": 128}]])
+    assert "stacks=1, skip_channels=128" in page.html() and "{" not in page.markdown()

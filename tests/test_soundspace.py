@@ -79,8 +79,9 @@ def test_nsynth_weighting_distance_rule():
     assert not np.allclose(w, bilinear_weights(0.2, 0.1))
 
 
-def test_two_corner_path_has_r_plus_one_points_with_linear_weights():
-    points = grid_points(2, 4)
+def test_two_corner_path_has_r_points_like_each_side_of_a_four_corner_grid():
+    points = grid_points(2, 5)
+    assert len(points) == len([p for p in grid_points(4, 5) if p.row == 0])
     assert [p.x for p in points] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert all(p.y == 0.0 and p.row == 0 for p in points)
     assert [p.weights for p in points] == [(1.0, 0.0), (0.75, 0.25), (0.5, 0.5), (0.25, 0.75), (0.0, 1.0)]
@@ -183,6 +184,16 @@ def test_remove_dc_is_a_high_pass():
     assert np.std(remove_dc(low + 0.5, SR)[2000:-2000]) < 0.15
     assert np.std(remove_dc(high, SR)[2000:-2000]) == pytest.approx(np.std(high), rel=0.02)
     assert apply_fades(np.ones(SR, np.float32), SR, 10)[160:-160].min() == 1.0
+
+
+def test_a_corner_window_is_the_loudest_stretch_unless_the_start_is_asked_for():
+    from waveforms.soundspace import corner_window
+
+    song = np.concatenate([np.full(SR, 0.001, np.float32), np.full(SR // 2, 0.5, np.float32), np.zeros(SR, np.float32)])
+    assert np.all(corner_window(song, SR // 2) == 0.5)  # the loud half second, not the near-silent intro
+    assert np.all(corner_window(song, SR // 2, "start") == 0.001)
+    short = corner_window(song[:100], 400)
+    assert len(short) == 400 and np.all(short[100:] == 0)
 
 
 def test_pitch_shift_moves_frequency_by_semitones():

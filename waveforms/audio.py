@@ -3,7 +3,7 @@
 Why ffmpeg (as a subprocess writing raw float32 to a pipe) is the decoder rather than tensorflow-io:
 - speed: ffmpeg decodes mp3 -> 16 kHz mono at hundreds of times real time per core (benchmarks/audio.py), with no `import tensorflow` (about 5 s) per worker;
 - one path for every format ffmpeg reads (mp3, wav, flac, ogg, m4a, ...); tensorflow-io's ffmpeg ops fail on Debian's
-  ffmpeg 5.1, and its resampler delays the output by 32 samples (STACK.md);
+  ffmpeg 5.1 (libavformat.so.58 missing), and tfio.audio.resample delays its output by 32 samples, even 16k to 16k;
 - streaming: `iter_decode` holds one block in memory however long the song;
 - soxr resampling (Debian's ffmpeg is built with libsoxr) keeps the output aligned with the source; tests measure it.
 mp3 encoder delay and padding are trimmed by ffmpeg when the file carries a LAME/Xing header (every LAME-made mp3 with
@@ -197,6 +197,44 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         codec=stream.get("codec_name", "unknown"),
         bits=bits,
     )
+
+
+# tag names that mean the same thing across containers (ID3 via ffmpeg, Vorbis comments, MP4, RIFF INFO), lower case
+TAG_NAMES = {
+    "title": ("title",),
+    "artist": ("artist", "album_artist", "performer"),
+    "album": ("album",),
+    "genre": ("genre",),
+    "licence": ("license", "licence", "copyright"),
+}
+
+
+def read_tags(path: str | os.PathLike) -> dict[str, str]:
+    """Title, artist, album, genre and licence tags of a file, where present (ffprobe; decodes nothing). A file ffprobe
+    cannot read has no tags: {}."""
+    import json
+
+    path = Path(path)
+    command = [_tool("ffprobe"), "-v", "error", "-of", "json", "-show_entries", "format_tags:stream_tags", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    if result.returncode != 0:
+        return {}
+    try:
+        found = json.loads(result.stdout or "{}")
+    except ValueError:
+        return {}
+    raw: dict[str, str] = {}
+    # Vorbis comments (ogg) sit on the stream, ID3 and most others on the container; the container wins
+    for tags in [stream.get("tags") or {} for stream in found.get("streams") or []] + [
+        found.get("format", {}).get("tags") or {}
+    ]:
+        raw.update({str(key).lower(): str(value).strip() for key, value in tags.items()})
+    chosen = {}
+    for name, keys in TAG_NAMES.items():
+        value = next((raw[key] for key in keys if raw.get(key)), "")
+        if value:
+            chosen[name] = value
+    return chosen
 
 
 def _peak_gain(x: np.ndarray, peak_db: float) -> float:

@@ -2,6 +2,9 @@
 
 Every module listed in COMMANDS defines `configure_parser(parser)` and `run(args) -> int`; modules are imported lazily
 so `waveforms --help` and light commands do not pay for importing TensorFlow.
+
+Exit status: 0 success, 2 bad usage (argparse), 1 a runtime error, printed as one line `error: ...` (the traceback only
+with --verbose).
 """
 
 from __future__ import annotations
@@ -10,16 +13,45 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help)
+# name -> (module, one-line help), in pipeline order
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("waveforms.synth", "write the embedded dataset of synthetic instrument notes (offline, deterministic)"),
-    "soundspace": ("waveforms.soundspace", "encode 2 or 4 corner sounds, interpolate on a grid, decode every point"),
     "ingest": ("waveforms.ingest", "bring audio in: FMA site or dataset archives, URL lists, folders, synth"),
     "convert": ("waveforms.convert", "convert audio files to mu-law TFRecord shards and a manifest.json"),
-    "train": ("waveforms.train", "train a WaveNet on a converted dataset (resumable, distributable, Katib metrics)"),
-    "generate": ("waveforms.generate", "generate audio with a trained model (fast cached sampling) to WAV or mp3"),
     "tune": ("waveforms.tuning", "hyperparameter search: write the Katib Experiment, or search locally"),
+    "train": (
+        "waveforms.train",
+        "train a WaveNet or the autoencoder on a converted dataset (resumable, distributable)",
+    ),
+    "generate": ("waveforms.generate", "generate audio with a trained WaveNet (fast cached sampling) to WAV or mp3"),
+    "soundspace": ("waveforms.soundspace", "encode 2 or 4 corner sounds, interpolate on a grid, decode every point"),
 }
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the text already gives it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or not action.option_strings
+        ):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+def all_parsers(parser: argparse.ArgumentParser):
+    """The parser and every subcommand's parser below it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from all_parsers(child)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,22 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
             "train WaveNet models, generate songs and sound spaces. Run `waveforms COMMAND --help` for details."
         ),
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's logs and full tracebacks (or WAVEFORMS_LOG_LEVEL)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         command_parser.set_defaults(_module=module_name)
         importlib.import_module(module_name).configure_parser(command_parser)
+    for each in all_parsers(parser):
+        each.formatter_class = HelpFormatter
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from waveforms import logs
+
     args = build_parser().parse_args(argv)
+    if logs.configure(args.verbose) == "quiet" and argv is None:
+        logs.filter_native_logs()  # a real command line only: a caller of main(argv) keeps its own stderr
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - any input a user can type gets one line, never a traceback
+        if args.verbose:
+            raise
+        print(f"error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Local shards are read by TFRecordDataset. Shards in object storage (s3:// or min
 (storage.open_read: one 1 MiB buffer per open shard, resumed Range reads) and framed by records.iter_records, which
 checks both CRCs of every record; so training starts after the first few records arrive, memory is bounded by
 cycle_length x (buffer + record) plus the shuffle buffer, and nothing is written to local disk. tensorflow-io's s3://
-filesystem is deliberately not used (see STACK.md: corrupt reads past 512 KiB on SeaweedFS, abort at process exit).
+filesystem is deliberately not used (measured with tensorflow-io 0.37.1: reads past 512 KiB come back corrupt from
+SeaweedFS, which ignores Range on HEAD, and a process that used s3:// aborts at exit).
 
 TensorFlow is imported inside functions so the CLI does not pay for it.
 """

@@ -22,7 +22,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-THUMBNAIL_SIZE = (96, 48)  # width, height of the spectrogram PNGs in pixels
+from waveforms import pagestyle
+
+THUMBNAIL_SIZE = (160, 80)  # width, height of the spectrogram PNGs in pixels (cells scale them to the page)
 PAGE_MP3_BITRATE = "32k"
 
 
@@ -65,23 +67,32 @@ def encode_all_for_page(
         return dict(zip(clips, encoded, strict=True))
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:16px;background:#111;color:#eee}
-h1{font-size:20px;margin:0 0 4px} h2{font-size:15px;margin:18px 0 6px;color:#ccc}
-.note{color:#aaa;font-size:12px;margin:2px 0 10px}
-.controls{margin:8px 0;font-size:13px} .status{color:#fc6;margin-left:12px}
-.frame{display:inline-grid;grid-template-columns:auto auto auto;grid-template-rows:auto auto auto;gap:4px;align-items:center}
-.label{font-size:12px;color:#fc6;white-space:nowrap;max-width:180px;overflow:hidden;text-overflow:ellipsis}
-.label b{color:#fff;margin-right:4px}
-.grid{display:grid;gap:2px;grid-column:2;grid-row:2}
-.cell{padding:0;border:2px solid #333;background:#000;cursor:pointer;line-height:0;position:relative}
-.cell img{width:96px;height:48px;image-rendering:pixelated;display:block}
-.cell:hover,.cell:focus{border-color:#8cf;outline:none} .cell.playing{border-color:#fc6}
-.cell.corner{border-color:#c84} .cell.failing{border-color:#e33}
-.alert{color:#f66;font-weight:bold;font-size:13px;margin:2px 0 10px}
-.cell span{position:absolute;left:2px;bottom:2px;font-size:9px;line-height:10px;color:#fff;background:#0008;padding:0 2px}
-.cell span.warn{left:auto;right:2px;background:#c00}
+_STYLE = (
+    pagestyle.BASE_CSS
+    + """
+body{padding-bottom:1em}
+.controls{margin:.4em 0 .8em;font-size:.92em;display:flex;gap:1em;align-items:center;flex-wrap:wrap}
+.status{color:var(--warm);font-weight:600}
+.frame{display:grid;grid-template-columns:minmax(8em,14em) auto minmax(8em,14em);grid-template-rows:auto auto auto;
+gap:6px 10px;align-items:center;justify-content:start}
+.label{font-size:.85em;color:var(--muted);overflow-wrap:anywhere}
+.label b{color:var(--ink);margin-right:.35em}
+.corner-play{margin-left:.4em;border:1px solid var(--line);background:#fff;border-radius:4px;cursor:pointer;
+font-size:.85em;padding:.05em .45em}
+.corner-play.playing{border-color:var(--warm);background:#fff4e8}
+.grid{display:grid;gap:3px;grid-column:2;grid-row:2}
+.cell{padding:0;border:2px solid var(--line);background:#000;cursor:pointer;line-height:0;position:relative;
+border-radius:4px;overflow:hidden}
+.cell img{width:clamp(56px,calc((100vw - 34em) / var(--cols)),200px);aspect-ratio:2/1;height:auto;
+image-rendering:pixelated;display:block}
+.cell:hover,.cell:focus{border-color:var(--accent);outline:none}.cell.playing{border-color:var(--warm)}
+.cell.corner{border-color:#b9875a} .cell.failing{border-color:#d22}
+.alert{color:#c22;font-weight:bold;font-size:.92em;margin:.2em 0 .6em}
+.cell span{position:absolute;left:3px;bottom:3px;font-size:11px;line-height:13px;color:#fff;background:#0009;
+padding:0 3px;border-radius:2px}
+.cell span.warn{left:auto;right:3px;background:#c00}
 """
+)
 
 _SCRIPT = """
 (function () {
@@ -122,6 +133,9 @@ _SCRIPT = """
       if (next) { next.focus(); play(next); }
     });
   });
+  Array.prototype.forEach.call(document.querySelectorAll(".corner-play"), function (button) {
+    button.addEventListener("click", function () { play(button); });
+  });
   Array.prototype.forEach.call(document.querySelectorAll("audio"), function (audio) {
     audio.addEventListener("ended", function () { if (current === audio) { stop(); } });
   });
@@ -144,9 +158,11 @@ def render_explorer(
     audio_by_file: Mapping[str, bytes],
     thumbnails_by_file: Mapping[str, bytes] | None = None,
     title: str = "Sound space",
+    corner_audio: Mapping[str, bytes] | None = None,
 ) -> str:
     """The page for a soundspace manifest. audio_by_file / thumbnails_by_file map a point's name to its audio (WAV or
-    mp3 bytes) and spectrogram PNG. Every point of the manifest must have audio."""
+    mp3 bytes) and spectrogram PNG. Every point of the manifest must have audio. corner_audio maps a corner source's
+    file name to the original sound (what was encoded), playable beside its label."""
     thumbnails = thumbnails_by_file or {}
     missing = [p["name"] for p in manifest["points"] if p["name"] not in audio_by_file]
     if missing:
@@ -186,12 +202,13 @@ def render_explorer(
             )
         labels = "".join(
             f'<div class="label" style="grid-row:{_LABEL_PLACES[n][0]};grid-column:{_LABEL_PLACES[n][1]}">'
-            f"<b>{n}</b>{esc(space['sources'][n])}</div>"
+            f"<b>{n}</b>{esc(space['sources'][n])}{_corner_button(space['sources'][n], corner_audio or {}, audios)}</div>"
             for n in corner_names
         )
         sections.append(
             f'<section data-space="{space["index"]}"><h2>{esc(heading)}</h2><div class="frame">{labels}'
-            f'<div class="grid" style="grid-template-columns:repeat({manifest["cols"]},auto)">{"".join(cells)}</div>'
+            f'<div class="grid" style="--cols:{manifest["cols"]};grid-template-columns:repeat({manifest["cols"]},auto)">'
+            f"{''.join(cells)}</div>"
             "</div></section>"
         )
     parameters = manifest.get("parameters", {})
@@ -208,6 +225,9 @@ def render_explorer(
         alert = f'<p class="note">all {len(manifest["points"])} clips pass the audio checks</p>'
     else:
         alert = ""
+    rate = manifest.get("sample_rate")
+    axes = f"30 Hz to {rate / 2:,.0f} Hz" if isinstance(rate, int | float) else "30 Hz to Nyquist"
+    note += f". Each cell shows its clip's spectrogram: time left to right, frequency ({axes}, log) bottom to top."
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<link rel="icon" href="data:,">'  # no favicon request: the page makes no network traffic at all
@@ -219,6 +239,17 @@ def render_explorer(
         f'<script type="application/json" id="manifest">{_json_for_script(manifest)}</script>'
         f"<script>{_SCRIPT}</script></body></html>"
     )
+
+
+def _corner_button(source: str, corner_audio: Mapping[str, bytes], audios: list[str]) -> str:
+    """A play button for a corner's original sound (its <audio> joins `audios`), or "" when there is none."""
+    if source not in corner_audio:
+        return ""
+    audio_id = f"audio-{len(audios)}"
+    payload = corner_audio[source]
+    audios.append(f'<audio id="{audio_id}" preload="auto" src="{data_uri(payload, audio_mime(payload))}"></audio>')
+    return (f'<button type="button" class="corner-play" data-audio="{audio_id}" '
+            f'title="the original: {html.escape(source)}">&#9654; original</button>')  # fmt: skip
 
 
 def _json_for_script(data: Mapping) -> str:
@@ -233,8 +264,10 @@ def write_explorer(
     sample_rate: int,
     audio_format: str = "mp3",
     title: str | None = None,
+    corners: Mapping[str, np.ndarray] | None = None,
 ) -> str:
-    """Encode every clip and its thumbnail, render the page, write it; returns the path."""
+    """Encode every clip and its thumbnail (and the corners' original sounds, by source file name), render the page,
+    write it; returns the path."""
     from waveforms.spectral import spectrogram_png
 
     width, height = THUMBNAIL_SIZE
@@ -245,6 +278,7 @@ def write_explorer(
         payloads,
         thumbnails,
         title or f"Sound space: {os.path.basename(os.path.dirname(os.path.abspath(path)))}",
+        corner_audio=encode_all_for_page(corners, sample_rate, audio_format) if corners else None,
     )
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(page)

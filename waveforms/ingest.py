@@ -2,8 +2,8 @@
 
 Sources: `fma` (the website by genre and page range), `fma-dataset` (the FMA paper's archives), `urls` (a file of
 URLs), `dir` (a local folder or object-storage prefix) and `synth` (the embedded generator). Every source writes
-<out>/<genre>/<file> plus <out>/index.jsonl (title, artist, genre, licence, source URL, file, bytes, sha256 per track)
-and <out>/failures.jsonl. Re-running resumes: what the index lists and the output holds is not fetched again.
+<out>/<genre>/<file> plus <out>/index.jsonl (title, artist, album, genre, licence, source URL, file, bytes, sha256 per
+track; `dir` also records what the file's tags and its names said) and <out>/failures.jsonl. Re-running resumes: what the index lists and the output holds is not fetched again.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from waveforms import storage
+from waveforms.audio import read_tags
 from waveforms.jsonfields import whole_number
 from waveforms.scrape import AUDIO_SUFFIXES, FAILURES_NAME, INDEX_NAME, Failure, Output, join_uri, slugify
 from waveforms.scrape.http import FetchPolicy, PoliteFetcher, file_digests
 
 SOURCES = ("fma", "fma-dataset", "urls", "dir", "synth")
+GENRE_FROM = ("folder", "tag")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class IngestOptions:
     checksums: tuple[tuple[str, str], ...] = ()  # fma-dataset: (file name, sha1) for a mirror's archives
     archive_dir: str | None = None  # fma-dataset: where archives and their .part files are kept
     input: str | None = None  # urls: the URL list file; dir: the folder or s3:// / minio:// prefix
+    genre_from: str = "folder"  # dir: the genre label training uses: "folder" (first sub-folder) or "tag" (else folder)
     count: int = 50  # synth: number of clips
     seed: int = 0  # synth
     max_tracks: int | None = None  # fma / fma-dataset: stop once the index holds this many
@@ -87,8 +90,8 @@ def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def ingest(source: str, out: str, **options) -> IngestResult:
-    """Library entry point; options are IngestOptions fields. Bad options raise ValueError before anything is fetched."""
+def check_options(source: str, options: dict) -> IngestOptions:
+    """The IngestOptions for a source and its options (KFP's `source_options`); ValueError names what is wrong."""
     known = {f.name for f in dataclasses.fields(IngestOptions)}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -96,6 +99,21 @@ def ingest(source: str, out: str, **options) -> IngestResult:
     if source not in SOURCES:
         raise ValueError(f"ingest: --source {source!r} is not one of {SOURCES}")
     opts = IngestOptions(**{k: _coerce(k, v) for k, v in options.items()})
+    if opts.genre_from not in GENRE_FROM:
+        raise ValueError(f"ingest: genre_from must be one of {GENRE_FROM}, got {opts.genre_from!r}")
+    if source == "urls" and not opts.input:
+        raise ValueError("ingest --source urls needs --input FILE (one URL per line)")
+    if source == "dir" and not opts.input:
+        raise ValueError("ingest --source dir needs --input DIR (a local folder or s3:// / minio:// prefix)")
+    if source == "dir" and not storage.is_remote(opts.input):
+        if not Path(storage.parse(opts.input)[2]).is_dir():
+            raise ValueError(f"ingest --input {opts.input}: not a folder")  # before the output folder is made
+    return opts
+
+
+def ingest(source: str, out: str, **options) -> IngestResult:
+    """Library entry point; options are IngestOptions fields. Bad options raise ValueError before anything is fetched."""
+    opts = check_options(source, options)
     output = Output(out, opts.staging_dir)
     counts = _run_source(source, opts, output)
     output.finish()
@@ -136,25 +154,21 @@ def _run_source(source: str, opts: IngestOptions, output: Output) -> dict[str, i
     if source == "urls":
         from waveforms.scrape.urls import hosts_of, read_url_list, scrape_urls
 
-        if not opts.input:
-            raise ValueError("ingest --source urls needs --input FILE (one URL per line)")
         items = read_url_list(opts.input)
         with PoliteFetcher(_policy(opts, hosts_of(items))) as fetcher:
             return scrape_urls(fetcher, items, output, opts.progress)
     if source == "dir":
-        if not opts.input:
-            raise ValueError("ingest --source dir needs --input DIR (a local folder or s3:// / minio:// prefix)")
-        return collect_dir(opts.input, output)
+        return collect_dir(opts.input, output, genre_from=opts.genre_from)
     return write_synth(opts.count, opts.seed, output)
 
 
-def collect_dir(input_uri: str, output: Output) -> dict[str, int]:
-    """Copy every audio file under a folder or prefix, keeping its relative path (first folder = genre)."""
+def collect_dir(input_uri: str, output: Output, genre_from: str = "folder") -> dict[str, int]:
+    """Copy every audio file under a folder or prefix, keeping its relative path. Title, artist, album, genre and
+    licence come from the file's tags where present, else from its names (first folder = genre; file name = title);
+    the index records both (`from_tags`, `from_names`). genre_from="tag" labels a song by its genre tag."""
     from waveforms.scrape import sniff_audio_format
 
     counts = {"downloaded": 0, "already_complete": 0, "bytes": 0}
-    if not storage.is_remote(input_uri) and not Path(storage.parse(input_uri)[2]).is_dir():
-        raise ValueError(f"ingest --input {input_uri}: not a folder")
     prefix = str(input_uri).rstrip("/")
     output_root = output.root.resolve()
     for uri in storage.list_files(input_uri):
@@ -188,10 +202,15 @@ def collect_dir(input_uri: str, output: Output) -> dict[str, int]:
             target.unlink(missing_ok=True)
             output.fail(uri, type(err).__name__, str(err))
             continue
+        from_names = {"title": Path(parts[-1]).stem, "genre": parts[0] if len(parts) > 1 else "unknown"}
+        from_tags = read_tags(target)
         entry = {
-            "source_url": uri, "title": Path(parts[-1]).stem, "artist": "",
-            "genre": parts[0] if len(parts) > 1 else "unknown", "licence": "", "file": relative,
+            "source_url": uri, "title": from_tags.get("title") or from_names["title"],
+            "artist": from_tags.get("artist", ""), "album": from_tags.get("album", ""),
+            "genre": from_tags.get("genre") if genre_from == "tag" and from_tags.get("genre") else from_names["genre"],
+            "licence": from_tags.get("licence", ""), "file": relative,
             "bytes": target.stat().st_size, "sha256": file_digests(target)["sha256"],
+            "from_names": from_names, "from_tags": from_tags,
         }  # fmt: skip
         output.record(entry)
         counts["downloaded"] += 1
@@ -248,7 +267,7 @@ def _checksum(text: str) -> tuple[str, str]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, choices=SOURCES)
+    parser.add_argument("--source", required=True, choices=SOURCES, help="where the songs come from")
     parser.add_argument("--out", required=True, help="output folder, s3://bucket/prefix or minio://bucket/prefix")
     parser.add_argument("--genre", action="append", default=[], help="fma: genre to list (repeatable; commas ok); "
                         "fma-dataset: keep only these top genres")  # fmt: skip
@@ -258,19 +277,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sha1", type=_checksum, action="append", default=[], help="fma-dataset mirror: FILE=SHA1")
     parser.add_argument("--archive-dir", help="fma-dataset: where archives are kept (default <out>/.archives)")
     parser.add_argument("--input", help="urls: the URL list file; dir: the folder or object-storage prefix")
+    parser.add_argument("--genre-from", default="folder", choices=GENRE_FROM,
+                        help="dir: the genre label training uses, the first sub-folder or the genre tag (songs without "
+                             "one keep their folder)")  # fmt: skip
     parser.add_argument("--count", type=int, default=50, help="synth: number of clips")
     parser.add_argument("--seed", type=int, default=0, help="synth: random seed")
     parser.add_argument("--max-tracks", type=int, help="stop once the index holds this many tracks")
-    parser.add_argument("--rate", type=float, default=1.0, help="requests per second per host, at most (default 1)")
-    parser.add_argument("--connect-timeout", type=float, default=10.0)
-    parser.add_argument("--read-timeout", type=float, default=30.0)
-    parser.add_argument("--retries", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=1.0, help="requests per second per host, at most")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for a connection")
+    parser.add_argument("--read-timeout", type=float, default=30.0, help="seconds to wait for data")
+    parser.add_argument("--retries", type=int, default=4, help="retries of a failed request (backoff doubles)")
     parser.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
-    parser.add_argument("--max-file-mb", type=float, default=512.0)
+    parser.add_argument("--max-file-mb", type=float, default=512.0, help="skip downloads larger than this (MB)")
     parser.add_argument("--allow-host", action="append", default=[], help="extra host that may be fetched")
     parser.add_argument("--allow-loopback", action="store_true", help="permit 127.0.0.1 (tests only)")
     parser.add_argument("--staging-dir", help="remote --out: local staging folder")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -279,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         result = ingest(
             args.source, args.out, genres=genres, first_page=args.pages[0], last_page=args.pages[1],
             base_url=args.base_url, subset=args.subset, checksums=tuple(args.sha1), archive_dir=args.archive_dir,
-            input=args.input, count=args.count, seed=args.seed, max_tracks=args.max_tracks,
+            input=args.input, genre_from=args.genre_from, count=args.count, seed=args.seed, max_tracks=args.max_tracks,
             requests_per_second=args.rate, connect_timeout=args.connect_timeout, read_timeout=args.read_timeout,
             max_retries=args.retries, backoff_base=args.backoff, max_file_mb=args.max_file_mb,
             allow_hosts=tuple(args.allow_host), allow_loopback=args.allow_loopback, staging_dir=args.staging_dir,

@@ -18,21 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from waveforms import audio, convert, dataset, records, spectral, storage
+from waveforms import audio, convert, dataset, pagestyle, records, spectral, storage
 
 MAX_CLIP_SECONDS = 4.0
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.clips{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:1em}
-.clip{border:1px solid #ddd;border-radius:6px;padding:.5em}.clip img{width:100%;image-rendering:pixelated}
-.clip audio{width:100%}.caption{font-size:.85em;color:#555}
-.verdict{font-size:.85em;margin-top:.2em}.verdict.ok{color:#2a6}.verdict.bad{color:#c22;font-weight:bold}
-p.bad{color:#c22;font-weight:bold}
-"""
+_STYLE = pagestyle.BASE_CSS
 
 
 @dataclass
@@ -54,12 +44,20 @@ class Report:
         css = ' class="bad"' if alert else ""
         self.sections.append((heading, f"<p{css}>{html.escape(text)}</p>", f"**{text}**" if alert else text))
 
+    def add_html(self, heading: str, content: str, markdown: str = "") -> None:
+        """A section of ready-made (already escaped) HTML, e.g. links."""
+        self.sections.append((heading, content, markdown))
+
     def add_table(self, heading: str, header: list[str], rows: list[list]) -> None:
-        def cell(value) -> str:
-            css = ' class="num"' if isinstance(value, int | float) else ""
+        # a column of numbers only is right-aligned; in a mixed column numbers sit next to their labels, on the left
+        numeric = [all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows if i < len(row))
+                   for i in range(len(header))]  # fmt: skip
+
+        def cell(index: int, value) -> str:
+            css = ' class="num"' if index < len(numeric) and numeric[index] else ""
             return f"<td{css}>{html.escape(_format(value))}</td>"
 
-        body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+        body = "".join("<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         markdown = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
         markdown += "".join("| " + " | ".join(_format(v) for v in row) + " |\n" for row in rows)
@@ -76,9 +74,10 @@ class Report:
             samples = clip.samples[: int(MAX_CLIP_SECONDS * clip.sample_rate)]
             wav = audio.wav_bytes(samples, clip.sample_rate)
             png = spectral.spectrogram_png(samples, clip.sample_rate, width=300, height=96)
+            frame = pagestyle.spectrogram_frame(data_uri(png, "image/png"), len(samples) / clip.sample_rate,
+                                                clip.sample_rate, f"spectrogram of {clip.title}")  # fmt: skip
             cards.append(
-                f'<div class="clip"><b>{html.escape(clip.title)}</b>'
-                f'<img alt="spectrogram of {html.escape(clip.title)}" src="{data_uri(png, "image/png")}">'
+                f'<div class="clip"><b>{html.escape(clip.title)}</b>{frame}'
                 f'<audio controls preload="none" src="{data_uri(wav, "audio/wav")}"></audio>'
                 f'<div class="caption">{html.escape(clip.caption)}</div>{_verdict_html(clip.verdict)}</div>'
             )
@@ -110,6 +109,10 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def _format(value) -> str:
+    if isinstance(value, dict):  # a nested configuration, e.g. the autoencoder's decoder: name=value pairs
+        return ", ".join(f"{key}={_format(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_format(item) for item in value)
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):

@@ -6,8 +6,9 @@ Coordinate convention (the only one; file names, manifest.json and the explorer 
          │                     │                 4 corners are given in the order NW NE SW SE.
     SW (x=0, y=1) ─────── SE (x=1, y=1)          2 corners are W E: the path y = 0 from x=0 to x=1.
 
-- 2 corners, resolution R: R+1 points x = i/R, weights (W, E) = (1−x, x).
-- 4 corners, resolution R: an R×R grid x = col/(R−1), y = row/(R−1) (row 0 is north). Weights are bilinear,
+- Resolution R is the number of points along each side, for 2 and 4 corners alike.
+- 2 corners: R points x = i/(R−1), weights (W, E) = (1−x, x).
+- 4 corners: an R×R grid x = col/(R−1), y = row/(R−1) (row 0 is north). Weights are bilinear,
   (NW, NE, SW, SE) = ((1−x)(1−y), x(1−y), (1−x)y, xy), or, with `--weighting nsynth`, NSynth Super's distance
   weighting: each corner weighs max(0, 1 − its Euclidean distance to (x, y)), normalised to sum 1 (corners are exact,
   the centre is 1/4 each, an edge midpoint ignores the far corners).
@@ -51,6 +52,7 @@ CORNER_XY: dict[str, tuple[float, float]] = {
 }
 WEIGHTINGS = ("bilinear", "nsynth")
 FORMATS = ("wav", "mp3", "both")
+EXCERPTS = ("loudest", "start")
 MIN_RESOLUTION, MAX_RESOLUTION = 2, 64
 MAX_PITCH_SHIFT = 24  # semitones; varispeed beyond two octaves is no longer the same instrument
 
@@ -86,6 +88,8 @@ class SoundSpaceSpec:
     seed: int = 0
     max_batch: int = 1024  # memory guard: larger spaces decode in several passes of this many points
     explorer: bool = True
+    title: str = ""  # the explorer's title (default: "Sound space: <folder>")
+    excerpt: str = "loudest"  # which part of a longer corner file is encoded: its loudest stretch, or its start
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,8 @@ def grid_points(n_corners: int, resolution: int, weighting: str = "bilinear") ->
     """All points of a space in row-major order (north to south, west to east)."""
     check_grid(n_corners, resolution, weighting)
     if n_corners == 2:
-        return [
-            GridPoint(0, i, i / resolution, 0.0, (1 - i / resolution, i / resolution)) for i in range(resolution + 1)
-        ]
+        last = resolution - 1
+        return [GridPoint(0, i, i / last, 0.0, (1 - i / last, i / last)) for i in range(resolution)]
     weigh = bilinear_weights if weighting == "bilinear" else nsynth_weights
     points = []
     for row in range(resolution):
@@ -185,6 +188,8 @@ def validate_spec(spec: SoundSpaceSpec) -> None:
     check_grid(len(spec.corners), spec.resolution, spec.weighting)
     if not spec.seconds > 0:
         raise SoundSpaceError(f"--seconds: got {spec.seconds}; it must be positive")
+    if spec.excerpt not in EXCERPTS:
+        raise SoundSpaceError(f"--excerpt: got {spec.excerpt!r}; choose one of {', '.join(EXCERPTS)}")
     if spec.formats not in FORMATS:
         raise SoundSpaceError(f"--format: got {spec.formats!r}; choose one of {', '.join(FORMATS)}")
     if len(set(spec.pitch_shifts)) != len(spec.pitch_shifts):
@@ -241,6 +246,16 @@ def pitch_shift(clip: np.ndarray, semitones: float) -> np.ndarray:
     ratio = 2 ** (semitones / 12)
     positions = np.arange(0, len(clip) - 1, ratio)
     return np.interp(positions, np.arange(len(clip)), clip).astype(np.float32)
+
+
+def corner_window(clip: np.ndarray, length: int, excerpt: str = "loudest") -> np.ndarray:
+    """The `length` samples of a corner sound that are encoded: its loudest stretch (a song's intro is often near
+    silence) or its start, zero-padded when the sound is shorter."""
+    if excerpt == "loudest":
+        from waveforms.corners import loudest_excerpt
+
+        clip = loudest_excerpt(clip, length)[1]
+    return fit_length(clip, length)
 
 
 def fit_length(clip: np.ndarray, length: int) -> np.ndarray:
@@ -340,7 +355,7 @@ def manifest_for(
         "corner_xy": {n: list(CORNER_XY[n]) for n in names},
         "corners": {n: [os.path.basename(f) for f in files] for n, files in zip(names, spec.corners, strict=True)},
         "rows": 1 if len(spec.corners) == 2 else spec.resolution,
-        "cols": spec.resolution + 1 if len(spec.corners) == 2 else spec.resolution,
+        "cols": spec.resolution,
         "spaces": [
             {
                 "index": s.index,
@@ -395,7 +410,9 @@ def make_soundspace(
     # encode each (source, shift) once
     keys = sorted({(src, space.pitch_shift or 0) for space in spaces for src in space.sources})
     say(f"encoding {len(keys)} corner clips")
-    windows = np.stack([fit_length(pitch_shift(clips[src], shift), frames * hop) for src, shift in keys])
+    windows = np.stack(
+        [corner_window(pitch_shift(clips[src], shift), frames * hop, spec.excerpt) for src, shift in keys]
+    )
     embeddings = dict(zip(keys, parts.encode(windows), strict=True))  # each (frames, E)
 
     weights = np.array([p.weights for p in points], np.float32)  # (P, K)
@@ -445,7 +462,9 @@ def make_soundspace(
     if spec.explorer:
         from waveforms.explorer import write_explorer
 
-        write_explorer(os.path.join(out_dir, "explorer.html"), manifest, audio, sample_rate)
+        originals = {os.path.basename(src): corner_window(clip, length, spec.excerpt) for src, clip in clips.items()}
+        write_explorer(os.path.join(out_dir, "explorer.html"), manifest, audio, sample_rate,
+                       title=spec.title or None, corners=originals)  # fmt: skip
     return SoundSpaceResult(out_dir, manifest, audio, decode_seconds)
 
 
@@ -502,7 +521,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--resolution",
         type=int,
         required=True,
-        help=f"2 corners: R+1 points; 4 corners: an RxR grid ({MIN_RESOLUTION}-{MAX_RESOLUTION})",
+        help=f"points along each side, corners included: 2 corners give R points, 4 corners an RxR grid "
+        f"({MIN_RESOLUTION}-{MAX_RESOLUTION})",
     )
     parser.add_argument("--weighting", default="bilinear", help="4 corners: bilinear (default) or nsynth (distance)")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of every clip (default 1.0)")
@@ -514,6 +534,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="SEMITONES",
         help="also render the space at these varispeed pitch shifts, e.g. -12 0 7",
     )
+    parser.add_argument("--excerpt", default="loudest", choices=EXCERPTS,
+                        help="which --seconds of a longer corner file to encode: its loudest stretch or its start")  # fmt: skip
     parser.add_argument("--format", default="both", help="wav, mp3 or both (default)")
     parser.add_argument("--peak-dbfs", type=float, default=-1.0, help="peak normalisation level (default -1 dBFS)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
@@ -524,8 +546,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        corners = parse_corners(args.corners)
         spec = SoundSpaceSpec(
-            corners=parse_corners(args.corners),
+            corners=corners,
             resolution=args.resolution,
             weighting=args.weighting,
             seconds=args.seconds,
@@ -536,6 +559,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_batch=args.max_batch,
             explorer=not args.no_explorer,
+            excerpt=args.excerpt,
+            title=f"Sound space, {len(corners)} corners: " + " · ".join(os.path.basename(f[0]) for f in corners),
         )
         result = make_soundspace(args.model_uri, args.out_dir, spec, progress=lambda m: print(m, file=sys.stderr))
     except (SoundSpaceError, ValueError) as exc:  # ValueError: an unusable model directory (named in the message)

@@ -142,44 +142,53 @@ def held_out_clip(dataset_uri: str, seconds: float):
     return audio.mu_law_decode(codes)
 
 
-def corner_files(songs_dir: str, genres: list[str]) -> list[str]:
-    """One sound per corner: the first song (in listing order) of each named genre."""
-    from waveforms.convert import list_songs
+def corners_stage(
+    songs_dir: str, out_dir: str, *, corners_2: list, corners_4: list, seconds: float, sample_rate: int = 16000
+) -> dict[str, list[str]]:
+    """Both sound spaces' corners (see waveforms.corners), checked together before either is written, into
+    out_dir/2 and out_dir/4; -> {"2": labels, "4": labels}. The pipeline runs this right after ingest."""
+    from waveforms import corners
 
-    songs = list_songs(songs_dir, 0.0)
-    chosen = []
-    for genre in genres:
-        matches = [song.source for song in songs if song.genre == genre]
-        if not matches:
-            raise ValueError(
-                f"no song of genre {genre!r} under {songs_dir} (genres: {sorted({s.genre for s in songs})})"
+    requests = {2: list(corners_2 or []), 4: list(corners_4 or [])}
+    for count, request in requests.items():
+        corners.choose_corners(songs_dir, request, count)
+    return {
+        str(count): [
+            corners.label(c)
+            for c in corners.write_corners(
+                songs_dir, os.path.join(out_dir, str(count)), request, count, seconds=float(seconds),
+                sample_rate=int(sample_rate),
             )
-        chosen.append(matches[0])
-    return chosen
+        ]
+        for count, request in requests.items()
+    }  # fmt: skip
 
 
 def soundspace_stage(
     model_dir: str,
-    songs_dir: str,
+    corners_dir: str,
     out_dir: str,
     *,
-    corner_genres: list[str],
     resolution: int,
     seconds: float = 1.0,
     weighting: str = "bilinear",
     seed: int = 0,
+    run_name: str = "",
 ) -> dict:
-    """A sound space between the first sounds of 2 or 4 genres; -> its manifest (explorer.html is in out_dir)."""
-    from waveforms import soundspace
+    """A sound space between the corner excerpts in corners_dir (written by corners_stage); -> its manifest
+    (explorer.html is in out_dir)."""
+    from waveforms import corners, soundspace
 
-    corners = tuple((path,) for path in corner_files(songs_dir, list(corner_genres)))
+    chosen = corners.read_corners(corners_dir)
+    genres = ", ".join(c.genre for c in chosen)
     spec = soundspace.SoundSpaceSpec(
-        corners=corners,
+        corners=tuple((os.path.join(corners_dir, c.file),) for c in chosen),
         resolution=int(resolution),
         weighting=weighting,
         seconds=float(seconds),
         seed=int(seed),
         formats="wav",
+        title=f"Sound space, {len(chosen)} corners ({genres})" + (f" · run {run_name}" if run_name else ""),
     )
     return soundspace.make_soundspace(model_dir, out_dir, spec).manifest
 

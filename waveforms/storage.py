@@ -1,7 +1,8 @@
 """One way to address data: local paths, `s3://bucket/key` and `minio://bucket/key` (KFP's scheme for the same thing).
 
 Object storage goes through the minio client (imported lazily), never through tensorflow-io's s3:// filesystem, whose
-reads are corrupt past 512 KiB on SeaweedFS and whose processes abort at exit (see STACK.md).
+reads are corrupt past 512 KiB on SeaweedFS (it ignores Range on HEAD, and tensorflow-io 0.37.1 sizes its download
+from that HEAD) and whose processes abort at exit ("pure virtual method called", exit 134).
 
 Endpoint and keys come only from the environment, under the names Kubeflow and AWS tooling use:
     endpoint  S3_ENDPOINT | AWS_ENDPOINT_URL_S3 | AWS_ENDPOINT_URL | MINIO_ENDPOINT   (host:port or http(s)://host:port;
@@ -330,6 +331,20 @@ def _object_key(uri: str) -> str:
 # ------------------------------------------------------------------------------------------------------- local files
 
 
+def current_umask() -> int:
+    """The process's umask, read from /proc where it is shown (no change at all), else by setting it back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_local_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Write through a hidden temp file in the same directory and rename it over `path` when complete."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -339,6 +354,9 @@ def _atomic_local_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     )
     try:
         with handle:
+            # a temp file is private (0600); the finished file gets the mode open() would give it (0644 under umask
+            # 022), so another user or a serving pod can read what we wrote
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

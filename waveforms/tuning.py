@@ -720,7 +720,7 @@ def tune(
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tune_command", metavar="ACTION", required=True)
     write = sub.add_parser("write-experiment", help="render the Katib Experiment from the search space")
-    write.add_argument("--output", type=Path, default=EXPERIMENT_PATH, help="default: manifests/katib/experiment.yaml")
+    write.add_argument("--output", type=Path, default=EXPERIMENT_PATH, help="where to write the Experiment")
     write.add_argument("--image", default=IMAGE_PLACEHOLDER, help="GPU image with an immutable tag")
     write.add_argument(
         "--algorithm", default=DEFAULT_ALGORITHM, choices=ALGORITHMS, help=f"Katib search (default {DEFAULT_ALGORITHM})"
@@ -728,11 +728,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     write.add_argument("--check", action="store_true", help="exit 1 if the file differs from the rendering")
 
     local = sub.add_parser("local", help="random search over the same space on this machine")
-    local.add_argument("dataset_uri")
+    local.add_argument("dataset_uri", help="a converted dataset: manifest.json or its folder")
     local.add_argument("model_uri_root", help="each trial trains into MODEL_URI_ROOT/trial-NNN")
-    local.add_argument("--trials", type=int, default=4)
-    local.add_argument("--seed", type=int, default=0)
-    local.add_argument("--steps", type=int, default=None, help="training steps per trial (default: TrainConfig's)")
+    local.add_argument("--trials", type=int, default=4, help="random trials to train and compare")
+    local.add_argument("--seed", type=int, default=0, help="seed of the random search")
+    local.add_argument(
+        "--steps", type=int, default=None, help="training steps per trial (default: the trainer's default)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -749,13 +751,23 @@ def run(args: argparse.Namespace) -> int:
         args.output.write_text(text)
         print(f"wrote {args.output}")
         return 0
-    train_config = None
-    if args.steps is not None:
-        from waveforms import train
+    from waveforms import convert, dataset, storage
 
-        train_config = train.TrainConfig(steps=args.steps)
-    objective = training_objective(args.dataset_uri, args.model_uri_root, train_config=train_config)
-    result = local_search(objective, trials=args.trials, seed=args.seed, log=lambda line: print(line, file=sys.stderr))
+    try:
+        if args.trials < 1:
+            raise ValueError(f"--trials must be at least 1, got {args.trials}")
+        dataset.load_manifest(convert.manifest_uri(args.dataset_uri))  # a missing dataset fails before any trial
+        train_config = None
+        if args.steps is not None:
+            from waveforms import train
+
+            train_config = train.TrainConfig(steps=args.steps)
+        objective = training_objective(args.dataset_uri, args.model_uri_root, train_config=train_config)
+        result = local_search(objective, trials=args.trials, seed=args.seed,
+                              log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    except (ValueError, storage.StorageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(
         json.dumps(
             {"best": dataclasses.asdict(result.best), "trials": [dataclasses.asdict(trial) for trial in result.trials]},
