@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "soundspace": ("waveforms.soundspace", "encode 2 or 4 corner sounds, interpolate on a grid, decode every point"),
     "ingest": ("waveforms.ingest", "bring audio in: FMA site or dataset archives, URL lists, folders, synth"),
     "convert": ("waveforms.convert", "convert audio files to mu-law TFRecord shards and a manifest.json"),
+    "verify": ("waveforms.verify", "check every shard of a dataset against its manifest (sizes, counts, sha256)"),
     "train": ("waveforms.train", "train a WaveNet on a converted dataset (resumable, distributable, Katib metrics)"),
     "generate": ("waveforms.generate", "generate audio with a trained model (fast cached sampling) to WAV or mp3"),
     "tune": ("waveforms.tuning", "hyperparameter search: write the Katib Experiment, or search locally"),

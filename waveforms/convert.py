@@ -16,10 +16,17 @@ computed from the whole listing before partitioning, so they do not depend on th
 
 manifest.json:
   {"format", "encoding", "sample_rate", "segment_samples", "genres": [...] (genre_id = index),
-   "splits": {"train"|"validation": {"shards": [{"file", "records", "samples"}], "records", "samples"}},
+   "splits": {"train"|"validation": {"shards": [{"file", "records", "samples", "bytes", "sha256"}], "records",
+              "samples"}},
+   "conversion": id shared by the parts of one conversion (settings + listing),
    "songs": [{"song_id", "source", "sha256", "genre", "split", "samples", "seconds", "peak_db", "silent"}],
    "skipped": [{"source", "reason"}], "totals": {"songs", "samples", "hours", "skipped", "bytes"}}
 Shard "file" entries are relative to the manifest's folder, so a dataset folder can be copied anywhere.
+
+Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
+then are shards no manifest lists removed. A conversion killed at any moment leaves the previous manifest describing the
+previous shards (still present); readers check each shard's size and record count at open (`dataset.check_shards`) and
+its sha256 on `waveforms verify`.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import dataclasses
 import functools
 import hashlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -44,6 +53,8 @@ from waveforms import audio, records, storage
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
 METADATA_FILES = ("index.jsonl", "metadata.jsonl")  # written by `ingest` (genre) and `synth` (family)
 MANIFEST = "manifest.json"
+# every shard name convert has written (older unhashed names too): what publishing may remove when no manifest lists it
+SHARD_NAME = re.compile(r"(train|validation)-(p\d{3}-)?\d{5}(-[0-9a-f]{16})?\.tfrecord")
 
 
 @dataclass(frozen=True)
@@ -295,28 +306,41 @@ def _sha256_file(path: str) -> str:
 
 
 class ShardWriter:
-    """Writes one split's records into shards of about `shard_bytes` each, in a local staging folder."""
+    """Writes one split's records into shards of about `shard_bytes` each, in a local staging folder.
+
+    A closed shard is named by its content (`train-00003-<sha256 prefix>.tfrecord`): a conversion into a folder that
+    holds another dataset never overwrites a shard the old manifest lists, and the same input still gives the same
+    names. Each entry carries what a reader checks: records and bytes at open, sha256 on `waveforms verify`.
+    """
 
     def __init__(self, staging_dir: str, split: str, prefix: str, shard_bytes: int):
         self.staging_dir, self.split, self.prefix, self.shard_bytes = staging_dir, split, prefix, shard_bytes
         self.shards: list[dict] = []
         self._file = None
+        self._digest = None
 
     def write(self, segment: records.Segment) -> None:
         if self._file is None:
-            name = f"{self.split}-{self.prefix}{len(self.shards):05d}.tfrecord"
-            self._file = open(os.path.join(self.staging_dir, name), "wb")
-            self.shards.append({"file": name, "records": 0, "samples": 0})
-        self._file.write(records.frame(records.encode_example(segment)))
+            self._file = open(os.path.join(self.staging_dir, f"{self.split}-open.tfrecord"), "wb")
+            self._digest = hashlib.sha256()
+            self.shards.append({"file": None, "records": 0, "samples": 0})
+        framed = records.frame(records.encode_example(segment))
+        self._file.write(framed)
+        self._digest.update(framed)
         self.shards[-1]["records"] += 1
         self.shards[-1]["samples"] += len(segment.audio)
         if self._file.tell() >= self.shard_bytes:
             self.close()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._file is None:
+            return
+        entry, digest = self.shards[-1], self._digest.hexdigest()
+        entry["bytes"], entry["sha256"] = self._file.tell(), digest
+        entry["file"] = f"{self.split}-{self.prefix}{len(self.shards) - 1:05d}-{digest[:16]}.tfrecord"
+        self._file.close()
+        os.replace(self._file.name, os.path.join(self.staging_dir, entry["file"]))
+        self._file = None
 
 
 def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), *, progress: bool = True) -> dict:
@@ -331,6 +355,7 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
     mine = all_songs[config.shard_index :: config.num_shards]
     prefix = f"p{config.shard_index:03d}-" if config.num_shards > 1 else ""
     part = _empty_manifest(config, genres)
+    part["conversion"] = _conversion_id(all_songs, config)
 
     with tempfile.TemporaryDirectory(prefix="waveforms-convert-") as staging:
         scratch = os.path.join(staging, "scratch")
@@ -369,6 +394,18 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
     if progress:
         _print_summary(part, time.monotonic() - started, config.sample_rate)
     return part
+
+
+def _conversion_id(songs: list[Song], config: ConvertConfig) -> str:
+    """The same for every task of one conversion (same listing, split and settings), different for another: merge
+    refuses to join a part left by an earlier conversion into the same folder."""
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in ("shard_index", "workers", "max_in_memory_seconds")
+    }
+    listing = [[song.song_id, song.genre, song.split] for song in songs]
+    return hashlib.sha256(json.dumps([settings, listing], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _ordered_map(pool: concurrent.futures.Executor, function, items: list, ahead: int):
@@ -442,14 +479,25 @@ def _part_name(shard_index: int, num_shards: int) -> str:
 
 
 def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
-    """Join the part manifests of all tasks into manifest.json; a missing part is an error naming it.
-    Returns the manifest and each task's record (index, seconds)."""
+    """Join the part manifests of all tasks into manifest.json and publish it; a missing, unreadable or foreign part is
+    an error naming it. Returns the manifest and each task's record (index, seconds)."""
     parts = []
     for index in range(num_shards):
         uri = storage.join(out_uri, _part_name(index, num_shards))
         if not storage.exists(uri):
             raise FileNotFoundError(f"part manifest {uri} is missing: did convert task {index} of {num_shards} finish?")
-        parts.append(json.loads(storage.read_bytes(uri)))
+        try:
+            part = json.loads(storage.read_bytes(uri))
+            if not isinstance(part, dict) or not isinstance(part.get("task"), dict) or "splits" not in part:
+                raise ValueError("not a part manifest")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"part manifest {uri} is damaged ({error}): run convert task {index} again") from None
+        if parts and part.get("conversion") != parts[0].get("conversion"):
+            raise ValueError(
+                f"part manifest {uri} belongs to another conversion than part 0 (different input or settings): "
+                f"run convert task {index} again"
+            )
+        parts.append(part)
     tasks = [part.pop("task") for part in parts]
     merged = json.loads(json.dumps(parts[0]))  # deep copy
     for part in parts[1:]:
@@ -465,8 +513,30 @@ def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
     merged["songs"].sort(key=lambda song: song["song_id"])
     merged["skipped"].sort(key=lambda item: item["source"])
     _finish_totals(merged)
-    storage.write_bytes(storage.join(out_uri, MANIFEST), _dumps(merged))
+    _publish(out_uri, merged)
     return merged, tasks
+
+
+def _publish(out_uri: str, manifest: dict) -> None:
+    """Replace manifest.json in one atomic write, then remove the shards it does not list: the previous dataset's and
+    those of conversions killed before publishing. Until the write, readers see the old dataset whole (its shards have
+    other names than the new ones); after it, the new one."""
+    target = storage.join(out_uri, MANIFEST)
+    previous = set()
+    try:
+        old = json.loads(storage.read_bytes(target))
+        previous = {shard["file"] for split in old["splits"].values() for shard in split["shards"]}
+    except storage.StorageNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        pass  # a damaged old manifest lists nothing we could trust; the name pattern still finds its shards
+    storage.write_bytes(target, _dumps(manifest))
+    listed = {shard["file"] for split in manifest["splits"].values() for shard in split["shards"]}
+    root = out_uri.rstrip("/") + ("/" if "://" in out_uri else os.sep)
+    present = {uri[len(root) :] for uri in storage.list_files(out_uri, suffix=".tfrecord") if uri.startswith(root)}
+    stale = {name for name in present if SHARD_NAME.fullmatch(name)} | (previous & present)
+    for name in sorted(stale - listed):
+        storage.delete(storage.join(out_uri, name))
 
 
 def manifest_uri(dataset_uri: str) -> str:
@@ -561,7 +631,11 @@ def run(args: argparse.Namespace) -> int:
     if args.merge:
         if len(args.uris) != 1:
             raise SystemExit("convert --merge takes exactly one URI: OUT_URI")
-        merged, _ = merge_parts(args.uris[0], args.num_shards)
+        try:
+            merged, _ = merge_parts(args.uris[0], args.num_shards)
+        except (ValueError, OSError, storage.StorageError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         print(f"merged {args.num_shards} parts: {merged['totals']['songs']} songs", file=sys.stderr)
         return 0
     if len(args.uris) != 2:

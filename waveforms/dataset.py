@@ -75,6 +75,89 @@ def shard_uris(manifest: dict, manifest_uri: str, split: str) -> list[str]:
     return uris
 
 
+class ShardError(ManifestError):
+    """A shard the manifest lists is missing, or differs from its manifest entry; the message names the shard."""
+
+
+def check_shards(manifest: dict, manifest_uri: str, split: str, *, checksums: bool = False) -> list[str]:
+    """The split's shard URIs, after checking each against its manifest entry: it exists, has the listed byte size and
+    (local shards: from the length headers, a seek per record) record count; with checksums=True every byte is read and
+    the sha256 and both CRCs of every record are checked too. Raise ShardError naming the first shard that differs."""
+    uris = shard_uris(manifest, manifest_uri, split)
+    for uri, entry in zip(uris, _split(manifest, manifest_uri, split)["shards"], strict=True):
+        size = storage.size(uri)
+        if size is None:
+            raise ShardError(f"{uri}: shard listed in {manifest_uri} does not exist (deleted, or the manifest was "
+                             "moved without its shards)")  # fmt: skip
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            raise ShardError(f"{uri}: {size} bytes, the manifest lists {entry['bytes']} (damaged, or written by "
+                             "another conversion): convert again")  # fmt: skip
+        if checksums:
+            _check_contents(uri, entry)
+        elif not storage.is_remote(uri):  # remote counts are checked while streaming (iter_shard_records)
+            try:
+                with storage.open_read(uri) as stream:
+                    found = records.count_records(stream, name=uri)
+            except records.RecordError as error:
+                raise ShardError(f"{error}: convert again") from None
+            _check_count(uri, entry, found)
+    return uris
+
+
+def _check_count(uri: str, entry: dict, found: int) -> None:
+    if entry.get("records") is not None and found != entry["records"]:
+        raise ShardError(f"{uri}: {found} records, the manifest lists {entry['records']}: convert again")
+
+
+def _check_contents(uri: str, entry: dict) -> None:
+    import hashlib
+
+    class Hashing:  # hashes what iter_records reads, so the shard is read once
+        def __init__(self, stream):
+            self.stream, self.digest = stream, hashlib.sha256()
+
+        def read(self, size: int) -> bytes:
+            data = self.stream.read(size)
+            self.digest.update(data)
+            return data
+
+    with storage.open_read(uri) as stream:
+        hashing = Hashing(stream)
+        try:
+            found = sum(1 for _ in records.iter_records(hashing, name=uri))
+        except records.RecordError as error:
+            raise ShardError(f"{error}: convert again") from None
+    if entry.get("sha256") and hashing.digest.hexdigest() != entry["sha256"]:
+        raise ShardError(f"{uri}: sha256 differs from the manifest's: convert again")
+    _check_count(uri, entry, found)
+
+
+def iter_shard_records(uri: str, expected_records: int | None = None):
+    """The verified records of one shard, streamed (local or object storage); a count other than the manifest's is a
+    ShardError naming the shard, raised after the last record."""
+    found = 0
+    with storage.open_read(uri) as stream:
+        try:
+            for serialized in records.iter_records(stream, name=uri):
+                found += 1
+                yield serialized
+        except records.RecordError as error:
+            raise ShardError(f"{error}: convert again") from None
+    _check_count(uri, {"records": expected_records}, found)
+
+
+def verify(manifest_uri: str) -> dict:
+    """Read every shard of every split and check it against the manifest; -> {"shards", "records", "bytes"}."""
+    manifest = load_manifest(manifest_uri)
+    totals = {"shards": 0, "records": 0, "bytes": 0}
+    for split, entry in manifest["splits"].items():
+        check_shards(manifest, manifest_uri, split, checksums=True)
+        totals["shards"] += len(entry["shards"])
+        totals["records"] += sum(int(shard.get("records", 0)) for shard in entry["shards"])
+        totals["bytes"] += sum(int(shard.get("bytes", 0)) for shard in entry["shards"])
+    return totals
+
+
 def genre_ids(manifest: dict, genres: list[str] | None) -> list[int] | None:
     """Genre names -> ids (index in manifest["genres"]); None means all genres."""
     if genres is None:
@@ -107,11 +190,9 @@ def count_windows(manifest: dict, split: str, window_length: int, genres: list[s
 # ---------------------------------------------------------------------------------------------------- record streams
 
 
-def _remote_records(uri: bytes):
+def _remote_records(uri: bytes, expected_records: int):
     """Generator for tf.data: the verified records of one shard in object storage, streamed."""
-    name = uri.decode()
-    with storage.open_read(name) as stream:
-        yield from records.iter_records(stream, name=name)
+    yield from iter_shard_records(uri.decode(), int(expected_records) if expected_records >= 0 else None)
 
 
 def record_dataset(
@@ -121,8 +202,10 @@ def record_dataset(
     shuffle_files: bool = False,
     seed: int | None = None,
     repeat: bool = False,
+    expected_records: list[int | None] | None = None,
 ):
-    """Serialized records of many shards, interleaved (read in parallel, order deterministic for a seed)."""
+    """Serialized records of many shards, interleaved (read in parallel, order deterministic for a seed). Shards in
+    object storage are checked against `expected_records` (the manifest's counts) as they are streamed."""
     import tensorflow as tf
 
     if not uris:
@@ -130,20 +213,21 @@ def record_dataset(
     remote = [storage.is_remote(uri) for uri in uris]
     if any(remote) and not all(remote):
         raise ManifestError(f"shards mix local and object storage: {uris[:3]}...")
-    files = tf.data.Dataset.from_tensor_slices(uris)
+    counts = [-1 if n is None else int(n) for n in (expected_records or [None] * len(uris))]  # -1: unknown
+    files = tf.data.Dataset.from_tensor_slices((uris, tf.constant(counts, tf.int64)))
     if shuffle_files:
         files = files.shuffle(len(uris), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         files = files.repeat()
     if all(remote):
 
-        def read(uri):
+        def read(uri, count):
             return tf.data.Dataset.from_generator(
-                _remote_records, args=(uri,), output_signature=tf.TensorSpec((), tf.string)
+                _remote_records, args=(uri, count), output_signature=tf.TensorSpec((), tf.string)
             )
     else:
 
-        def read(uri):
+        def read(uri, count):
             return tf.data.TFRecordDataset(uri, buffer_size=TFRECORD_BUFFER)  # checks both CRCs of every record
 
     cycle = max(1, min(cycle_length, len(uris)))
@@ -199,13 +283,14 @@ def _records_of(
     manifest = load_manifest(manifest_uri)
     wanted = genre_ids(manifest, genres)
     _usable(manifest, manifest_uri, split, window_length, genres)
-    uris = shard_uris(manifest, manifest_uri, split)
     if not 0 <= worker_index < num_workers:
         raise ValueError(f"worker_index must be in [0, num_workers={num_workers}), got {worker_index}")
+    uris = check_shards(manifest, manifest_uri, split)
+    counts = [entry.get("records") for entry in _split(manifest, manifest_uri, split)["shards"]]
     record_shard = num_workers > 1 and len(uris) < num_workers  # too few files: every worker skips the others' records
     if num_workers > 1 and not record_shard:
-        uris = uris[worker_index::num_workers]
-    serialized = record_dataset(uris, **reader)
+        uris, counts = uris[worker_index::num_workers], counts[worker_index::num_workers]
+    serialized = record_dataset(uris, expected_records=counts, **reader)
     if record_shard:
         serialized = serialized.shard(num_workers, worker_index)
     return serialized, wanted

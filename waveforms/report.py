@@ -109,10 +109,10 @@ def _format(value) -> str:
 
 def iter_segments(manifest: dict, manifest_uri: str, split: str) -> Iterator[records.Segment]:
     """Records of one split read straight from the shards (local or object storage), without TensorFlow."""
-    for uri in dataset.shard_uris(manifest, manifest_uri, split):
-        with storage.open_read(uri) as stream:
-            for serialized in records.iter_records(stream, name=uri):
-                yield records.decode_example(serialized)
+    uris = dataset.check_shards(manifest, manifest_uri, split)
+    for uri, entry in zip(uris, manifest["splits"][split]["shards"], strict=True):
+        for serialized in dataset.iter_shard_records(uri, entry.get("records")):
+            yield records.decode_example(serialized)
 
 
 def pick_clips(manifest: dict, manifest_uri: str, max_clips: int = 8) -> list[Clip]:

@@ -490,6 +490,18 @@ def exists(uri: str) -> bool:
         return False
 
 
+def size(uri: str) -> int | None:
+    """Bytes in a file/object, or None if there is none (one stat / HEAD; for cheap integrity checks)."""
+    if not is_remote(uri):
+        path = _local_path(uri)
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    settings, client, bucket, key = _remote(uri)
+    try:
+        return _call(settings, "stat", uri, lambda: client.stat_object(bucket, _object_key(uri))).size
+    except StorageNotFoundError:
+        return None
+
+
 def list_files(prefix_uri: str, suffix: str | None = None) -> list[str]:
     """Every file/object under a directory or key prefix (recursive), sorted, as URIs of the same form."""
     if not is_remote(prefix_uri):
