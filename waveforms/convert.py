@@ -57,6 +57,10 @@ MANIFEST = "manifest.json"
 SHARD_NAME = re.compile(r"(train|validation)-(p\d{3}-)?\d{5}(-[0-9a-f]{16})?\.tfrecord")
 
 
+class NothingConvertedError(RuntimeError):
+    """Every input failed: nothing is published (an empty dataset would only fail later, in training)."""
+
+
 @dataclass(frozen=True)
 class ConvertConfig:
     sample_rate: int = 16000  # Hz; 8000 also works
@@ -182,6 +186,8 @@ def convert_song(song: Song, config: ConvertConfig, scratch_dir: str) -> SongRes
         result.error = error.reason
     except storage.StorageError as error:
         result.error = f"storage: {error}"
+    except Exception as error:  # one bad item never stops the others: it becomes a skipped entry with its reason
+        result.error = f"{type(error).__name__}: {error}"
     finally:
         if downloaded and os.path.exists(local_path):
             os.remove(local_path)
@@ -295,8 +301,9 @@ class MuLawTable:
 
 
 def _sha256_file(path: str) -> str:
+    """Also the check that the input is a regular file (not a FIFO, device or symlink loop) before ffmpeg opens it."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -389,10 +396,10 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
     }  # timing lives only in parts, not manifest.json
     part_name = _part_name(config.shard_index, config.num_shards)
     storage.write_bytes(storage.join(out_uri, part_name), _dumps(part))
-    if config.num_shards == 1:
-        merge_parts(out_uri, 1)
     if progress:
         _print_summary(part, time.monotonic() - started, config.sample_rate)
+    if config.num_shards == 1:
+        merge_parts(out_uri, 1)
     return part
 
 
@@ -513,6 +520,12 @@ def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
     merged["songs"].sort(key=lambda song: song["song_id"])
     merged["skipped"].sort(key=lambda item: item["source"])
     _finish_totals(merged)
+    if not merged["songs"]:
+        first = merged["skipped"][0] if merged["skipped"] else {"source": "-", "reason": "no input"}
+        raise NothingConvertedError(
+            f"every one of the {len(merged['skipped'])} inputs failed, nothing published under {out_uri} "
+            f"(first: {first['source']}: {first['reason']})"
+        )
     _publish(out_uri, merged)
     return merged, tasks
 
@@ -633,7 +646,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit("convert --merge takes exactly one URI: OUT_URI")
         try:
             merged, _ = merge_parts(args.uris[0], args.num_shards)
-        except (ValueError, OSError, storage.StorageError) as error:
+        except (ValueError, OSError, storage.StorageError, NothingConvertedError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
         print(f"merged {args.num_shards} parts: {merged['totals']['songs']} songs", file=sys.stderr)
@@ -656,4 +669,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (NothingConvertedError, storage.StorageError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -160,11 +160,20 @@ def collect_dir(input_uri: str, output: Output) -> dict[str, int]:
     for uri in storage.list_files(input_uri):
         relative_source = uri[len(prefix) :].lstrip("/\\").replace("\\", "/")
         parts = relative_source.split("/")
-        if not storage.is_remote(uri) and Path(uri).resolve().is_relative_to(output_root):
-            continue  # the output lives inside the input: never ingest our own files
+        try:
+            if not storage.is_remote(uri) and Path(uri).resolve().is_relative_to(output_root):
+                continue  # the output lives inside the input: never ingest our own files
+        except (OSError, RuntimeError) as err:  # a symlink loop: RuntimeError from resolve()
+            output.fail(uri, "NotAFileError", str(err))
+            continue
         suffix = Path(parts[-1]).suffix.lower()
         if suffix not in AUDIO_SUFFIXES:
             output.skip(uri, "not-audio", f"suffix {suffix or '(none)'!r}")
+            continue
+        try:
+            storage.check_readable_file(uri)  # FIFOs, devices, dangling links: item failures, never opened
+        except storage.StorageError as err:
+            output.fail(uri, type(err).__name__, str(err))
             continue
         if output.is_complete(output.index.get(uri)):
             counts["already_complete"] += 1

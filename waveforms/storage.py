@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 import urllib.parse
@@ -70,6 +71,11 @@ class StorageNotFoundError(StorageError, FileNotFoundError):
 
 class StorageUnreachableError(StorageError, ConnectionError):
     """The endpoint did not answer (refused, timed out, TLS mismatch) within the bounded retries."""
+
+
+class NotAFileError(StorageError):
+    """A local path that is not a regular file: a FIFO, device, socket, folder or symlink loop (never opened for data,
+    so a FIFO cannot hang a reader)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------- URIs
@@ -410,14 +416,40 @@ class _ObjectStream(io.RawIOBase):
         super().close()
 
 
+FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+              stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}  # fmt: skip
+
+
+def _open_regular_file(path: str) -> BinaryIO:
+    """Open a local regular file; anything else is a NotAFileError (or StorageNotFoundError) naming it."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of awaiting a writer
+    except FileNotFoundError:
+        kind = "a dangling symbolic link" if os.path.islink(path) else "missing"
+        raise StorageNotFoundError(f"{path} does not exist ({kind})") from None
+    except OSError as error:  # ELOOP (a symlink loop), EACCES, ...
+        raise NotAFileError(f"{path}: cannot open ({error.strerror})") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise NotAFileError(f"{path}: not a regular file ({FILE_KINDS.get(stat.S_IFMT(mode), 'special file')})")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
+
+
 def open_read(uri: str) -> BinaryIO:
-    """A streaming, buffered binary reader (use as a context manager); memory is one buffer whatever the size."""
+    """A streaming, buffered binary reader (use as a context manager); memory is one buffer whatever the size.
+    Local paths must be regular files (a symlink to one is fine)."""
     if is_remote(uri):
         return io.BufferedReader(_ObjectStream(uri), buffer_size=READ_BUFFER)
-    try:
-        return open(_local_path(uri), "rb")
-    except FileNotFoundError:
-        raise StorageNotFoundError(f"{uri} does not exist") from None
+    return _open_regular_file(_local_path(uri))
+
+
+def check_readable_file(uri: str) -> None:
+    """Raise what open_read would (NotAFileError, StorageNotFoundError, ...) without reading: local paths only,
+    objects in storage are always plain data."""
+    if not is_remote(uri):
+        _open_regular_file(_local_path(uri)).close()
 
 
 def read_bytes(uri: str) -> bytes:
