@@ -355,6 +355,7 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
     this is the only task). Returns the part manifest."""
     config.validate()
     started = time.monotonic()
+    storage.check_writable(out_uri)  # location, credentials, endpoint, TLS: before the first decode
     all_songs = list_songs(in_uri, config.validation_fraction)
     if not all_songs:
         raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found under {in_uri}")

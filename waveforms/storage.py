@@ -508,6 +508,24 @@ def upload_file(local_path: str, uri: str) -> None:
     write_stream(uri, lambda: open(local_path, "rb"), size)
 
 
+def check_writable(folder_uri: str) -> None:
+    """Write and delete a tiny object under folder_uri, so a wrong location (a path that is a file), wrong credentials,
+    an unreachable endpoint or a TLS mismatch fail at once, as one StorageError, before hours of work."""
+    probe = join(folder_uri, f".waveforms-probe-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        if not is_remote(folder_uri):
+            path = _local_path(folder_uri)
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise StorageError(f"{folder_uri} is a file, not a folder")
+            os.makedirs(path, exist_ok=True)
+        write_bytes(probe, b"waveforms write probe\n")
+        delete(probe)
+    except OSError as error:
+        if isinstance(error, StorageError):
+            raise
+        raise StorageError(f"cannot write under {folder_uri}: {error.strerror or error}") from None
+
+
 # --------------------------------------------------------------------------------------------- listing and metadata
 
 

@@ -334,6 +334,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     checkpoints.ConfigMismatchError when MODEL_URI holds another configuration, TrainingDivergedError on NaN/Inf."""
     train_config.validate()
     task = make_task(model_kind, model_config)
+    storage.check_writable(model_uri)  # a path that is a file, credentials, endpoint, TLS: before any work
     from waveforms import dataset
 
     manifest_uri = convert.manifest_uri(dataset_uri)
