@@ -511,13 +511,18 @@ def upload_file(local_path: str, uri: str) -> None:
 def check_writable(folder_uri: str) -> None:
     """Write and delete a tiny object under folder_uri, so a wrong location (a path that is a file), wrong credentials,
     an unreachable endpoint or a TLS mismatch fail at once, as one StorageError, before hours of work."""
-    probe = join(folder_uri, f".waveforms-probe-{os.getpid()}-{os.urandom(4).hex()}")
+    name = f".waveforms-probe-{os.getpid()}-{os.urandom(4).hex()}"
+    probe = join(folder_uri, name)
     try:
-        if not is_remote(folder_uri):
-            path = _local_path(folder_uri)
+        if not is_remote(folder_uri):  # probe in the folder, or its nearest existing ancestor: nothing is created
+            path = os.path.abspath(_local_path(folder_uri))
             if os.path.exists(path) and not os.path.isdir(path):
                 raise StorageError(f"{folder_uri} is a file, not a folder")
-            os.makedirs(path, exist_ok=True)
+            while not os.path.lexists(path):
+                path = os.path.dirname(path)
+            if not os.path.isdir(path):
+                raise StorageError(f"cannot write under {folder_uri}: {path} is a file, not a folder")
+            probe = os.path.join(path, name)
         write_bytes(probe, b"waveforms write probe\n")
         delete(probe)
     except OSError as error:
