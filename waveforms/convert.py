@@ -23,7 +23,8 @@ manifest.json:
    "skipped": [{"source", "reason"}], "totals": {"songs", "samples", "hours", "skipped", "bytes"}}
 Shard "file" entries are relative to the manifest's folder, so a dataset folder can be copied anywhere.
 
-Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
+A conversion holds a lease on OUT_URI (storage.Lease: one per fan-out task, an exclusive one for a whole conversion or a
+merge), so a second writer into the same dataset fails at once naming the first. Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
 then are shards no manifest lists removed. A conversion killed at any moment leaves the previous manifest describing the
 previous shards (still present); readers check each shard's size and record count at open (`dataset.check_shards`) and
 its sha256 on `waveforms verify`.
@@ -354,8 +355,15 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
     """Convert this task's share of the songs under in_uri; write shards and a part manifest (and manifest.json when
     this is the only task). Returns the part manifest."""
     config.validate()
-    started = time.monotonic()
     storage.check_writable(out_uri)  # location, credentials, endpoint, TLS: before the first decode
+    single = config.num_shards == 1
+    name = "dataset" if single else f"task-{config.shard_index:05d}-of-{config.num_shards:05d}"
+    with storage.Lease(out_uri, name, "convert", exclusive=single) as lease:
+        return _convert(in_uri, out_uri, config, progress, lease)
+
+
+def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, lease: storage.Lease) -> dict:
+    started = time.monotonic()
     all_songs = list_songs(in_uri, config.validation_fraction)
     if not all_songs:
         raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found under {in_uri}")
@@ -396,11 +404,12 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
         "seconds": round(time.monotonic() - started, 3),
     }  # timing lives only in parts, not manifest.json
     part_name = _part_name(config.shard_index, config.num_shards)
+    lease.check()
     storage.write_bytes(storage.join(out_uri, part_name), _dumps(part))
     if progress:
         _print_summary(part, time.monotonic() - started, config.sample_rate)
     if config.num_shards == 1:
-        merge_parts(out_uri, 1)
+        _merge_parts(out_uri, 1, lease)
     return part
 
 
@@ -489,6 +498,11 @@ def _part_name(shard_index: int, num_shards: int) -> str:
 def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
     """Join the part manifests of all tasks into manifest.json and publish it; a missing, unreadable or foreign part is
     an error naming it. Returns the manifest and each task's record (index, seconds)."""
+    with storage.Lease(out_uri, "dataset", "convert --merge") as lease:
+        return _merge_parts(out_uri, num_shards, lease)
+
+
+def _merge_parts(out_uri: str, num_shards: int, lease: storage.Lease) -> tuple[dict, list[dict]]:
     parts = []
     for index in range(num_shards):
         uri = storage.join(out_uri, _part_name(index, num_shards))
@@ -527,6 +541,7 @@ def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
             f"every one of the {len(merged['skipped'])} inputs failed, nothing published under {out_uri} "
             f"(first: {first['source']}: {first['reason']})"
         )
+    lease.check()
     _publish(out_uri, merged)
     return merged, tasks
 

@@ -531,6 +531,157 @@ def check_writable(folder_uri: str) -> None:
         raise StorageError(f"cannot write under {folder_uri}: {error.strerror or error}") from None
 
 
+# ------------------------------------------------------------------------------------------------------------ leases
+
+LEASE_PREFIX = ".waveforms-lease-"
+LEASE_SETTLE_SECONDS = 0.3  # after writing a lease, wait this long and read it back: of two racing writers one wins
+
+
+class LeaseHeldError(StorageError):
+    """Another live process holds a lease on the folder; the message names it."""
+
+
+class Lease:
+    """A writer's claim on a folder (a dataset or a model), the same on local disks and in object storage: a small JSON
+    object `<folder>/.waveforms-lease-<name>.json` with owner, host, pid and a heartbeat refreshed by a thread.
+
+    Acquiring fails at once, naming the holder, while a conflicting lease is live: its own name, or every other lease
+    when `exclusive` (a fan-out task takes a non-exclusive lease per task; a whole conversion or a merge an exclusive
+    one). A lease whose pid is dead on this host, or whose heartbeat is older than WAVEFORMS_LEASE_SECONDS (default
+    120), is stale and taken over with a warning. Object storage has no create-if-absent here, so a lease is written,
+    then read back after LEASE_SETTLE_SECONDS: of writers racing in that window, the last one holds it.
+    """
+
+    def __init__(self, folder_uri: str, name: str, purpose: str, *, exclusive: bool = True):
+        self.folder_uri, self.name, self.purpose, self.exclusive = folder_uri, name, purpose, exclusive
+        self.uri = join(folder_uri, f"{LEASE_PREFIX}{name}.json")
+        self.expiry = float(os.environ.get("WAVEFORMS_LEASE_SECONDS", 120))
+        self.token = os.urandom(8).hex()
+        self._stop = None
+        self._thread = None
+        self.lost = False
+
+    def _record(self) -> dict:
+        import socket
+
+        return {"owner": self.purpose, "host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+                "started": self._started, "heartbeat": time.time()}  # fmt: skip
+
+    @staticmethod
+    def _read(uri: str) -> dict | None:
+        import json
+
+        try:
+            record = json.loads(read_bytes(uri))
+        except StorageNotFoundError:
+            return None
+        except (ValueError, UnicodeDecodeError):
+            return {}  # damaged: treated as stale
+        return record if isinstance(record, dict) else {}
+
+    def _stale(self, record: dict) -> str | None:
+        """Why a lease record no longer holds (-> taken over), or None while its holder is alive."""
+        import socket
+
+        if not record or not isinstance(record.get("heartbeat"), int | float):
+            return "damaged lease"
+        age = time.time() - record["heartbeat"]
+        if age > self.expiry:
+            return f"heartbeat {age:.0f} s old (limit {self.expiry:.0f} s)"
+        if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int):
+            try:
+                os.kill(record["pid"], 0)
+            except ProcessLookupError:
+                return f"pid {record['pid']} is not running"
+            except PermissionError:
+                pass  # alive, another user's
+        return None
+
+    def _describe(self, uri: str, record: dict) -> str:
+        age = time.time() - record.get("heartbeat", 0)
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.get("started", 0)))
+        return (
+            f"{self.folder_uri} is in use: {record.get('owner', '?')} by pid {record.get('pid', '?')} on host "
+            f"{record.get('host', '?')} since {started}, heartbeat {age:.0f} s ago ({uri}); wait for it to finish, "
+            f"or if that process is gone, the lease is taken over once its heartbeat is {self.expiry:.0f} s old"
+        )
+
+    def _conflicting(self) -> list[str]:
+        if not self.exclusive:
+            return [self.uri, join(self.folder_uri, f"{LEASE_PREFIX}dataset.json")]
+        leases = [uri for uri in list_files(self.folder_uri, suffix=".json")
+                  if uri.replace(os.sep, "/").rsplit("/", 1)[-1].startswith(LEASE_PREFIX)]  # fmt: skip
+        return sorted(set(leases) | {self.uri})
+
+    def acquire(self) -> Lease:
+        self._started = time.time()
+        for uri in self._conflicting():
+            record = self._read(uri)
+            if record is None:
+                continue
+            if record.get("token") == self.token:
+                continue
+            reason = self._stale(record)
+            if reason is None:
+                raise LeaseHeldError(self._describe(uri, record))
+            log.warning("taking over the stale lease %s of %s pid %s on %s: %s", uri, record.get("owner", "?"),
+                        record.get("pid", "?"), record.get("host", "?"), reason)  # fmt: skip
+            if uri != self.uri:
+                delete(uri)
+        self._write()
+        time.sleep(LEASE_SETTLE_SECONDS)
+        record = self._read(self.uri)
+        if not record or record.get("token") != self.token:
+            raise LeaseHeldError(self._describe(self.uri, record or {}))
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _write(self) -> None:
+        import json
+
+        write_bytes(self.uri, json.dumps(self._record(), sort_keys=True).encode())
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.expiry / 4):
+            try:
+                record = self._read(self.uri)
+                if not record or record.get("token") != self.token:
+                    self.lost = True
+                    log.error("lost the lease %s: another process took it over", self.uri)
+                    return
+                self._write()
+            except StorageError as error:  # a transient outage: try again at the next beat
+                log.warning("lease heartbeat %s failed: %s", self.uri, error)
+
+    def check(self) -> None:
+        """Raise LeaseHeldError if another process has taken the lease over (before publishing anything)."""
+        record = self._read(self.uri)
+        if self.lost or not record or record.get("token") != self.token:
+            raise LeaseHeldError(f"lost the lease on {self.folder_uri} to another process: not publishing")
+
+    def release(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = None
+        try:
+            record = self._read(self.uri)
+            if record and record.get("token") == self.token:
+                delete(self.uri)
+        except StorageError as error:
+            log.warning("could not remove the lease %s: %s", self.uri, error)
+
+    def __enter__(self) -> Lease:
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
 # --------------------------------------------------------------------------------------------- listing and metadata
 
 

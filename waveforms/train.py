@@ -359,6 +359,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     if train_config.batch_size % replicas:
         raise ValueError(f"--batch-size {train_config.batch_size} must be a multiple of the {replicas} replicas")
     remote = storage.is_remote(model_uri)
+    # one writer per model: a second run on MODEL_URI fails here, naming the first (workers of one run: the chief)
+    lease = storage.Lease(model_uri, "train", "train").acquire() if chief else None
     workdir = model_uri if chief and not remote else tempfile.mkdtemp(prefix="waveforms-train-")
     os.makedirs(workdir, exist_ok=True)
     out = None
@@ -396,6 +398,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             out.close()
         if workdir != model_uri:
             shutil.rmtree(workdir, ignore_errors=True)
+        if lease is not None:
+            lease.release()
 
 
 def _restore_shared(store, model_uri: str):
