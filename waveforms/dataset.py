@@ -56,7 +56,62 @@ def load_manifest(uri: str) -> dict:
         raise ManifestError(f"{uri}: format {found!r}, expected {records.FORMAT!r}")
     if not isinstance(manifest.get("splits"), dict) or not isinstance(manifest.get("genres"), list):
         raise ManifestError(f"{uri}: manifest lacks 'splits' or 'genres'")
+    validate_manifest(manifest, uri)
     return manifest
+
+
+MAX_SAMPLE_RATE = 96000  # convert's range
+
+
+def _whole(value, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def validate_manifest(manifest: dict, uri: str) -> None:
+    """Schema and consistency, from the manifest alone: a manifest that contradicts itself is refused in one line
+    before any training (the records are checked against it when the shards are opened: check_shards)."""
+
+    def fail(message: str):
+        raise ManifestError(f"{uri}: {message}; convert the dataset again")
+
+    rate, segment, genres = manifest.get("sample_rate"), manifest.get("segment_samples"), manifest["genres"]
+    if not _whole(rate, 1000) or rate > MAX_SAMPLE_RATE:
+        fail(f"sample_rate {rate!r} is not a whole number of Hz in 1000..{MAX_SAMPLE_RATE}")
+    if not _whole(segment, 1):
+        fail(f"segment_samples {segment!r} is not a whole number > 0")
+    if not all(isinstance(name, str) and name for name in genres) or len(set(genres)) != len(genres):
+        fail("genres must be distinct non-empty names")
+    shard_samples = {}
+    for split, entry in manifest["splits"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
+            fail(f"split {split!r} has no list of shards")
+        for shard in entry["shards"]:
+            if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or not shard["file"]:
+                fail(f"split {split!r}: a shard entry without a file name")
+            for key in ("records", "samples", "bytes"):
+                if key in shard and not _whole(shard[key]):
+                    fail(f"shard {shard['file']}: {key} {shard[key]!r} is not a whole number >= 0")
+            if "bytes" in shard and shard.get("samples", 0) > shard["bytes"]:
+                fail(f"shard {shard['file']}: {shard['samples']} samples cannot fit in {shard['bytes']} bytes")
+        if all("samples" in shard for shard in entry["shards"]):
+            shard_samples[split] = sum(shard["samples"] for shard in entry["shards"])
+            if entry.get("samples") is not None and entry["samples"] != shard_samples[split]:
+                fail(f"split {split!r} lists {entry['samples']} samples, its shards {shard_samples[split]}")
+    songs = manifest.get("songs")
+    if not songs:
+        return  # a hand-made manifest without a songs table: nothing more to compare
+    song_samples: dict[str, int] = {}
+    for song in songs:
+        if not isinstance(song, dict) or not _whole(song.get("samples")) or song.get("split") not in manifest["splits"]:
+            fail(f"song entry {str(song)[:80]} lacks a split or a whole number of samples")
+        if song.get("genre") not in genres:
+            fail(f"song {song.get('song_id')!r} has genre {song.get('genre')!r}, not in the genre list {genres}")
+        song_samples[song["split"]] = song_samples.get(song["split"], 0) + song["samples"]
+    for split, total in shard_samples.items():
+        if song_samples.get(split, 0) != total:
+            fail(
+                f"the songs of split {split!r} add up to {song_samples.get(split, 0)} samples, its shards hold {total}"
+            )
 
 
 def _split(manifest: dict, manifest_uri: str, split: str) -> dict:
@@ -130,6 +185,32 @@ def _check_contents(uri: str, entry: dict) -> None:
     if entry.get("sha256") and hashing.digest.hexdigest() != entry["sha256"]:
         raise ShardError(f"{uri}: sha256 differs from the manifest's: convert again")
     _check_count(uri, entry, found)
+
+
+def check_first_record(manifest: dict, manifest_uri: str, uris: list[str]) -> None:
+    """The first record of the first non-empty shard agrees with the manifest (sample rate, genre id and name): a
+    manifest written for other records is refused before training, in one line naming the shard."""
+    for uri in uris:
+        for serialized in iter_shard_records(uri):
+            segment = records.decode_example(serialized)
+            genres = manifest["genres"]
+            if segment.sample_rate != manifest["sample_rate"]:
+                raise ShardError(f"{uri}: records at {segment.sample_rate} Hz, the manifest {manifest_uri} says "
+                                 f"{manifest['sample_rate']} Hz: convert again")  # fmt: skip
+            if not 0 <= segment.genre_id < len(genres) or genres[segment.genre_id] != segment.genre:
+                raise ShardError(f"{uri}: a record of genre {segment.genre!r} has genre id {segment.genre_id}, the "
+                                 f"manifest {manifest_uri} lists genres {genres}: convert again")  # fmt: skip
+            return
+
+
+def damaged_shard_error(manifest: dict, manifest_uri: str, error: Exception) -> ShardError:
+    """After TensorFlow reported corrupt data (its message names no file): the shard that fails a full check."""
+    for split in manifest["splits"]:
+        try:
+            check_shards(manifest, manifest_uri, split, checksums=True)
+        except ShardError as found:
+            return found
+    return ShardError(f"{manifest_uri}: a shard is damaged ({' '.join(str(error).split())[:200]})")
 
 
 def iter_shard_records(uri: str, expected_records: int | None = None):
@@ -287,6 +368,7 @@ def _records_of(
         raise ValueError(f"worker_index must be in [0, num_workers={num_workers}), got {worker_index}")
     uris = check_shards(manifest, manifest_uri, split)
     counts = [entry.get("records") for entry in _split(manifest, manifest_uri, split)["shards"]]
+    check_first_record(manifest, manifest_uri, uris)
     record_shard = num_workers > 1 and len(uris) < num_workers  # too few files: every worker skips the others' records
     if num_workers > 1 and not record_shard:
         uris, counts = uris[worker_index::num_workers], counts[worker_index::num_workers]

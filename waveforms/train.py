@@ -382,8 +382,11 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             iterations = int(optimizer.iterations.numpy())
             _say(chief, f"resumed from {restored}: step={start} optimizer_iterations={iterations}")
         out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps)
-        result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
-                       window_length, start)  # fmt: skip
+        try:
+            result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
+                           window_length, start)  # fmt: skip
+        except tf.errors.DataLossError as error:  # TF's message names no file: find the shard, say it in one line
+            raise dataset.damaged_shard_error(manifest, manifest_uri, error) from None
         if chief:
             _export(task, model, workdir, run_config, manifest, result)
             out.write_metrics(final=result)
