@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from waveforms import audio, records, storage
+from waveforms import audio, limits, records, storage
 
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
 METADATA_FILES = ("index.jsonl", "metadata.jsonl")  # written by `ingest` (genre) and `synth` (family)
@@ -81,8 +81,10 @@ class ConvertConfig:
             raise ValueError(f"sample_rate must be 8000..96000 Hz, got {self.sample_rate}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        if self.segment_seconds <= 0 or self.shard_megabytes <= 0 or self.workers < 1:
-            raise ValueError("segment_seconds, shard_megabytes and workers must be positive")
+        limits.check_range("--segment-seconds", self.segment_seconds, limits.MIN_SEGMENT_SECONDS,
+                           limits.MAX_SEGMENT_SECONDS)  # fmt: skip
+        limits.check_range("--shard-mb", self.shard_megabytes, 0, limits.MAX_SHARD_MB, low_open=True)
+        limits.check_range("--workers", self.workers, 1, limits.MAX_WORKERS, integer=True)
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"shard_index must be in [0, num_shards={self.num_shards}), got {self.shard_index}")
 

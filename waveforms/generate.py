@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from waveforms import storage
+from waveforms import limits, storage
 from waveforms.train import CONFIG_FILE, MODEL_FILE  # the export layout is defined once, by the trainer
 
 
@@ -93,12 +93,9 @@ def _genre_id(genre: str | int | None, export: dict) -> int | None:
 def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float = 1.0, seed_audio: str | None = None,
              seed: int = 0, genre: str | int | None = None, progress: bool = False) -> np.ndarray:  # fmt: skip
     """Sample `seconds` of new audio per batch row; -> float32 audio (batch, samples) in [-1, 1]."""
-    if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    limits.check_range("--seconds", seconds, 0, limits.MAX_GENERATE_SECONDS, low_open=True)
+    limits.check_range("--batch", batch, 1, limits.MAX_GENERATE_BATCH, integer=True)
+    limits.check_range("--temperature", temperature, 0, limits.MAX_TEMPERATURE, low_open=True)
     if seed_audio is not None and not Path(seed_audio).is_file():
         raise ValueError(f"--seed-audio {seed_audio}: file not found")
     export = read_export_config(model_uri)
@@ -107,6 +104,8 @@ def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float 
     genre_id = _genre_id(genre, export)
     sample_rate = int(export["sample_rate"])
     num_samples = max(1, int(round(seconds * sample_rate)))
+    limits.check_memory(f"generating {batch} x {seconds:g} s at {sample_rate} Hz",
+                        batch * num_samples * limits.GENERATED_BYTES_PER_SAMPLE, "ask for fewer or shorter clips")  # fmt: skip
 
     from waveforms import audio
     from waveforms.fastgen import FastGenerator, configure_threads

@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from waveforms import limits
+
 MANIFEST_FORMAT = "waveforms/soundspace-v1"
 CONVENTION = (
     "x grows east, y grows south, x and y in [0, 1]; corners NW=(0,0) NE=(1,0) SW=(0,1) SE=(1,1); "
@@ -183,8 +185,9 @@ def parse_corners(corner_args: Sequence[str]) -> tuple[tuple[str, ...], ...]:
 def validate_spec(spec: SoundSpaceSpec) -> None:
     """Parameter checks that need no audio."""
     check_grid(len(spec.corners), spec.resolution, spec.weighting)
-    if not spec.seconds > 0:
-        raise SoundSpaceError(f"--seconds: got {spec.seconds}; it must be positive")
+    limits.check_range(
+        "--seconds", spec.seconds, 0, limits.MAX_SOUNDSPACE_SECONDS, low_open=True, error=SoundSpaceError
+    )
     if spec.formats not in FORMATS:
         raise SoundSpaceError(f"--format: got {spec.formats!r}; choose one of {', '.join(FORMATS)}")
     if len(set(spec.pitch_shifts)) != len(spec.pitch_shifts):
@@ -192,12 +195,14 @@ def validate_spec(spec: SoundSpaceSpec) -> None:
     for shift in spec.pitch_shifts:
         if abs(shift) > MAX_PITCH_SHIFT:
             raise SoundSpaceError(f"--pitch-axis: {shift} semitones is beyond ±{MAX_PITCH_SHIFT}")
-    if not spec.temperature > 0:
-        raise SoundSpaceError(f"--temperature: got {spec.temperature}; it must be positive")
+    limits.check_range(
+        "--temperature", spec.temperature, 0, limits.MAX_TEMPERATURE, low_open=True, error=SoundSpaceError
+    )
     if not spec.peak_dbfs <= 0:
         raise SoundSpaceError(f"--peak-dbfs: got {spec.peak_dbfs}; it must be 0 or below")
-    if spec.max_batch < 1:
-        raise SoundSpaceError(f"--max-batch: got {spec.max_batch}; it must be at least 1")
+    limits.check_range(
+        "--max-batch", spec.max_batch, 1, limits.MAX_SOUNDSPACE_BATCH, integer=True, error=SoundSpaceError
+    )
     for files in spec.corners:
         for path in files:
             if os.path.isdir(path):
@@ -381,6 +386,12 @@ def make_soundspace(
 
     config = load_autoencoder_config(model_uri)
     sample_rate, hop = config.sample_rate, config.hop_length
+    clips_held = len(spaces_for(spec.corners, spec.pitch_shifts)) * len(
+        grid_points(len(spec.corners), spec.resolution, spec.weighting)
+    )  # every point's codes are held until written
+    limits.check_memory(f"a sound space of {clips_held} clips x {spec.seconds:g} s at {sample_rate} Hz",
+                        clips_held * spec.seconds * sample_rate * limits.GENERATED_BYTES_PER_SAMPLE,
+                        "lower --seconds or --resolution, or give fewer corner files")  # fmt: skip
     clips = load_corner_audio(spec, sample_rate, hop)
     os.makedirs(out_dir, exist_ok=True)
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from waveforms import checkpoints, convert, storage
+from waveforms import checkpoints, convert, limits, storage
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
@@ -63,6 +63,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        for name, bound in (("batch_size", limits.MAX_TRAIN_BATCH), ("target_length", limits.MAX_TARGET_LENGTH),
+                            ("steps", limits.MAX_STEPS)):  # fmt: skip
+            limits.check_range(f"TrainConfig.{name}", getattr(self, name), 1, bound, integer=True)
         for name in ("warmup_steps", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
