@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -66,7 +65,8 @@ def _seed_codes(seed_audio: str, sample_rate: int, length: int, batch: int) -> n
     from waveforms import audio
     from waveforms.fastgen import SILENCE_CODE
 
-    signal = audio.decode(seed_audio, sample_rate)
+    with storage.local_files([seed_audio]) as local:  # s3:// and minio:// seed audio too
+        signal = audio.decode(local[seed_audio], sample_rate)
     if signal.size == 0:
         raise ValueError(f"--seed-audio {seed_audio}: no audio decoded")
     codes = audio.mu_law_encode(signal[-length:]).astype(np.int32)
@@ -96,7 +96,7 @@ def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float 
     limits.check_range("--seconds", seconds, 0, limits.MAX_GENERATE_SECONDS, low_open=True)
     limits.check_range("--batch", batch, 1, limits.MAX_GENERATE_BATCH, integer=True)
     limits.check_range("--temperature", temperature, 0, limits.MAX_TEMPERATURE, low_open=True)
-    if seed_audio is not None and not Path(seed_audio).is_file():
+    if seed_audio is not None and storage.size(seed_audio) is None:  # local, s3:// or minio://
         raise ValueError(f"--seed-audio {seed_audio}: file not found")
     export = read_export_config(model_uri)
     if export["model_kind"] != "wavenet":

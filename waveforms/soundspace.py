@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from waveforms import limits
+from waveforms import limits, storage
 
 MANIFEST_FORMAT = "waveforms/soundspace-v1"
 CONVENTION = (
@@ -205,6 +205,8 @@ def validate_spec(spec: SoundSpaceSpec) -> None:
     )
     for files in spec.corners:
         for path in files:
+            if storage.is_remote(path):
+                continue  # checked when make_soundspace downloads it
             if os.path.isdir(path):
                 raise SoundSpaceError(f"corner file {path}: is a directory, not an audio file")
             if not os.path.isfile(path):
@@ -377,6 +379,27 @@ class SoundSpaceResult:
 def make_soundspace(
     model_uri: str, out_dir: str, spec: SoundSpaceSpec, progress: Callable[[str], None] | None = None
 ) -> SoundSpaceResult:
+    """A sound space from corner files to out_dir, each a local path, s3:// or minio:// URI: remote corners are
+    downloaded first, a remote out_dir is checked with a write probe before any work and filled from a local staging
+    folder at the end."""
+    import dataclasses
+    import tempfile
+
+    validate_spec(spec)
+    storage.check_writable(out_dir)
+    uris = [path for files in spec.corners for path in files]
+    with storage.local_files(uris) as local, tempfile.TemporaryDirectory(prefix="waveforms-soundspace-") as staging:
+        local_spec = dataclasses.replace(spec, corners=tuple(tuple(local[p] for p in files) for files in spec.corners))
+        if not storage.is_remote(out_dir):
+            return _make_soundspace(model_uri, out_dir, local_spec, progress)
+        result = _make_soundspace(model_uri, staging, local_spec, progress)
+        storage.sync_dir_up(staging, out_dir)
+        return dataclasses.replace(result, out_dir=out_dir)
+
+
+def _make_soundspace(
+    model_uri: str, out_dir: str, spec: SoundSpaceSpec, progress: Callable[[str], None] | None = None
+) -> SoundSpaceResult:
     """Validate, encode corners, interpolate, decode all points in one batch, post-process, write files + manifest."""
     import time
 
@@ -527,6 +550,9 @@ def run(args: argparse.Namespace) -> int:
     except (SoundSpaceError, ValueError) as exc:  # ValueError: an unusable model directory (named in the message)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except storage.StorageError as exc:  # unreachable storage, wrong keys, a corner URI that does not exist
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     n = len(result.manifest["points"])
     print(
         f"wrote {n} clips, manifest.json{' and explorer.html' if spec.explorer else ''} to {result.out_dir} "

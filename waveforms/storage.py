@@ -18,6 +18,7 @@ completed by its last request); a local file is written to a hidden temp file be
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -27,7 +28,7 @@ import stat
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
@@ -468,6 +469,22 @@ def download_file(uri: str, local_path: str) -> None:
             raise StorageError(f"{uri}: downloaded {handle.tell()} bytes, the object has {expected}")
 
     _atomic_local_write(local_path, write)
+
+
+@contextlib.contextmanager
+def local_files(uris: list[str]) -> Iterator[dict[str, str]]:
+    """{uri: local path} for tools that need a file (ffmpeg): local paths as they are, objects downloaded into a temp
+    folder (one subfolder each, so the base name is kept) that is removed on exit."""
+    remote = [uri for uri in dict.fromkeys(uris) if is_remote(uri)]
+    if not remote:
+        yield {uri: _local_path(uri) for uri in uris}
+        return
+    with tempfile.TemporaryDirectory(prefix="waveforms-inputs-") as scratch:
+        paths = {}
+        for index, uri in enumerate(remote):
+            paths[uri] = os.path.join(scratch, str(index), _object_key(uri).rsplit("/", 1)[-1])
+            download_file(uri, paths[uri])
+        yield {uri: paths.get(uri) or _local_path(uri) for uri in uris}
 
 
 # ----------------------------------------------------------------------------------------------------- remote writes
