@@ -24,7 +24,8 @@ manifest.json:
 Shard "file" entries are relative to the manifest's folder, so a dataset folder can be copied anywhere.
 
 A conversion holds a lease on OUT_URI (storage.Lease: one per fan-out task, an exclusive one for a whole conversion or a
-merge), so a second writer into the same dataset fails at once naming the first. Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
+merge), so a second writer into the same dataset fails at once naming the first. Shards are uploaded as they fill (local staging holds one open shard per split; SIGTERM removes it, and the next run
+removes what a SIGKILL left). Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
 then are shards no manifest lists removed. A conversion killed at any moment leaves the previous manifest describing the
 previous shards (still present); readers check each shard's size and record count at open (`dataset.check_shards`) and
 its sha256 on `waveforms verify`.
@@ -316,15 +317,18 @@ def _sha256_file(path: str) -> str:
 
 
 class ShardWriter:
-    """Writes one split's records into shards of about `shard_bytes` each, in a local staging folder.
+    """Writes one split's records into shards of about `shard_bytes` each, in a local staging folder; each shard is
+    handed to `publish` (uploaded to OUT_URI, then removed here) as soon as it is full, so local disk holds at most one
+    open shard per split whatever the dataset's size.
 
     A closed shard is named by its content (`train-00003-<sha256 prefix>.tfrecord`): a conversion into a folder that
     holds another dataset never overwrites a shard the old manifest lists, and the same input still gives the same
     names. Each entry carries what a reader checks: records and bytes at open, sha256 on `waveforms verify`.
     """
 
-    def __init__(self, staging_dir: str, split: str, prefix: str, shard_bytes: int):
+    def __init__(self, staging_dir: str, split: str, prefix: str, shard_bytes: int, publish=None):
         self.staging_dir, self.split, self.prefix, self.shard_bytes = staging_dir, split, prefix, shard_bytes
+        self.publish = publish  # (local path, entry) -> None
         self.shards: list[dict] = []
         self._file = None
         self._digest = None
@@ -349,8 +353,11 @@ class ShardWriter:
         entry["bytes"], entry["sha256"] = self._file.tell(), digest
         entry["file"] = f"{self.split}-{self.prefix}{len(self.shards) - 1:05d}-{digest[:16]}.tfrecord"
         self._file.close()
-        os.replace(self._file.name, os.path.join(self.staging_dir, entry["file"]))
+        path = os.path.join(self.staging_dir, entry["file"])
+        os.replace(self._file.name, path)
         self._file = None
+        if self.publish is not None:
+            self.publish(path, entry)
 
 
 def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), *, progress: bool = True) -> dict:
@@ -375,12 +382,17 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
     part = _empty_manifest(config, genres)
     part["conversion"] = _conversion_id(all_songs, config)
 
-    with tempfile.TemporaryDirectory(prefix="waveforms-convert-") as staging:
+    def upload(path: str, entry: dict) -> None:
+        # content-named and listed by no manifest yet: readers of the current dataset never see it
+        storage.upload_file(path, storage.join(out_uri, entry["file"]))
+        os.remove(path)
+
+    remove_dead_staging()
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
         scratch = os.path.join(staging, "scratch")
         os.makedirs(scratch)
-        writers = {
-            split: ShardWriter(staging, split, prefix, int(config.shard_megabytes * 2**20)) for split in part["splits"]
-        }
+        shard_bytes = int(config.shard_megabytes * 2**20)
+        writers = {split: ShardWriter(staging, split, prefix, shard_bytes, upload) for split in part["splits"]}
         bar = _progress_bar(len(mine), progress)
         with concurrent.futures.ThreadPoolExecutor(config.workers) as pool:
             for result in _ordered_map(
@@ -395,10 +407,6 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
             part["splits"][split]["shards"] = writer.shards
             part["splits"][split]["records"] = sum(s["records"] for s in writer.shards)
             part["splits"][split]["samples"] = sum(s["samples"] for s in writer.shards)
-        # shards first, manifest last: a reader that sees the manifest sees complete shards
-        for split_writer in writers.values():
-            for shard in split_writer.shards:
-                storage.upload_file(os.path.join(staging, shard["file"]), storage.join(out_uri, shard["file"]))
     _finish_totals(part)
     part["task"] = {
         "shard_index": config.shard_index,
@@ -413,6 +421,27 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
     if config.num_shards == 1:
         _merge_parts(out_uri, 1, lease)
     return part
+
+
+STAGING_PREFIX = "waveforms-convert-"
+
+
+def remove_dead_staging() -> None:
+    """Remove the staging folders of conversions killed with SIGKILL on this machine (their pid is in the name and no
+    longer runs); SIGTERM and errors clean up their own."""
+    import shutil
+
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        pid = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if not name.startswith(STAGING_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
 
 
 def _conversion_id(songs: list[Song], config: ConvertConfig) -> str:
