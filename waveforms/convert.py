@@ -23,12 +23,13 @@ manifest.json:
    "skipped": [{"source", "reason"}], "totals": {"songs", "samples", "hours", "skipped", "bytes"}}
 Shard "file" entries are relative to the manifest's folder, so a dataset folder can be copied anywhere.
 
-A conversion holds a lease on OUT_URI (storage.Lease: one per fan-out task, an exclusive one for a whole conversion or a
-merge), so a second writer into the same dataset fails at once naming the first. Shards are uploaded as they fill (local staging holds one open shard per split; SIGTERM removes it, and the next run
-removes what a SIGKILL left). Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
-then are shards no manifest lists removed. A conversion killed at any moment leaves the previous manifest describing the
-previous shards (still present); readers check each shard's size and record count at open (`dataset.check_shards`) and
-its sha256 on `waveforms verify`.
+A conversion holds a lease on OUT_URI (storage.Lease: one per fan-out task, an exclusive one for a whole conversion or
+a merge), so a second writer into the same dataset fails at once naming the first. Shards are uploaded as they fill
+(local staging holds one open shard per split; SIGTERM removes it, the next run removes what a SIGKILL left).
+Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
+then are shards no manifest lists removed. A conversion killed at any moment leaves the previous manifest describing
+the previous shards (still present); readers check each shard's size and record count at open
+(`dataset.check_shards`) and its sha256 on `waveforms verify`.
 """
 
 from __future__ import annotations
