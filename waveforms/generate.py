@@ -104,8 +104,10 @@ def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float 
     genre_id = _genre_id(genre, export)
     sample_rate = int(export["sample_rate"])
     num_samples = max(1, int(round(seconds * sample_rate)))
-    limits.check_memory(f"generating {batch} x {seconds:g} s at {sample_rate} Hz",
-                        batch * num_samples * limits.GENERATED_BYTES_PER_SAMPLE, "ask for fewer or shorter clips")  # fmt: skip
+    needed = batch * num_samples * limits.GENERATED_BYTES_PER_SAMPLE
+    limits.check_memory(
+        f"generating {batch} x {seconds:g} s at {sample_rate} Hz", needed, "ask for fewer/shorter clips"
+    )
 
     from waveforms import audio
     from waveforms.fastgen import FastGenerator, configure_threads

@@ -1,8 +1,8 @@
 """Upper bounds on every size parameter, checked before any work: a value outside gets one ValueError line naming the
 flag and its range, never an OverflowError, a hang or a 600 GiB allocation hours later.
 
-    generate    --seconds (0, 3600]   --batch [1, 256]    --temperature (0, 10]   + memory estimate
-    soundspace  --seconds (0, 60]     --max-batch [1, 4096] --temperature (0, 10] + memory estimate (--resolution: 2..64)
+    generate    --seconds (0, 3600]  --batch [1, 256]       --temperature (0, 10]  + memory estimate
+    soundspace  --seconds (0, 60]    --max-batch [1, 4096]  --temperature (0, 10]  + memory estimate (resolution 2..64)
     train       --batch-size [1, 4096]  --target-length [1, 2^20]  --steps [1, 10^9]
     convert     --segment-seconds [0.01, 3600]  --shard-mb (0, 4096]  --workers [1, 64]
 
