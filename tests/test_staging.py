@@ -90,3 +90,35 @@ def test_staging_of_live_processes_is_left_alone(tmp_path, monkeypatch):
     live.mkdir()
     convert.remove_dead_staging()
     assert live.exists()
+
+
+def test_a_rerun_after_sigkill_resumes_and_gives_the_same_dataset(songs, tmp_path):
+    from waveforms import report
+
+    staging_root, out = tmp_path / "tmp", tmp_path / "ds"
+    staging_root.mkdir()
+    reference = start(songs, tmp_path / "reference", staging_root)
+    assert reference.wait(timeout=300) == 0
+    process = start(songs, out, staging_root)
+    wait_for_shards(out, 6, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert any(name.startswith(".waveforms-progress-") for name in os.listdir(out))
+    again = start(songs, out, staging_root)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    resumed = int(err.split("resuming: ")[1].split(" of 40")[0])
+    assert 0 < resumed < 40, err
+    assert not any(name.startswith(".waveforms-progress-") for name in os.listdir(out))
+    dataset.verify(str(out / "manifest.json"))
+
+    def contents(folder):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        segments = sorted(
+            (s.song_id, s.offset, s.audio)
+            for split in ("train", "validation")
+            for s in report.iter_segments(manifest, str(folder / "manifest.json"), split)
+        )
+        return manifest["songs"], manifest["totals"], segments
+
+    assert contents(out) == contents(tmp_path / "reference")  # the same records, only the shard boundaries differ

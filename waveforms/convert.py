@@ -25,7 +25,9 @@ Shard "file" entries are relative to the manifest's folder, so a dataset folder 
 
 A conversion holds a lease on OUT_URI (storage.Lease: one per fan-out task, an exclusive one for a whole conversion or
 a merge), so a second writer into the same dataset fails at once naming the first. Shards are uploaded as they fill
-(local staging holds one open shard per split; SIGTERM removes it, the next run removes what a SIGKILL left).
+(local staging holds one open shard per split; SIGTERM removes it, the next run removes what a SIGKILL left), and a
+journal under OUT_URI lists the shards and songs published so far: a rerun of the same conversion after a crash
+converts only the rest (shards close at song boundaries, so no song is split between a kept and a lost shard).
 Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
 then are shards no manifest lists removed. A conversion killed at any moment leaves the previous manifest describing
 the previous shards (still present); readers check each shard's size and record count at open
@@ -331,6 +333,8 @@ class ShardWriter:
         self.staging_dir, self.split, self.prefix, self.shard_bytes = staging_dir, split, prefix, shard_bytes
         self.publish = publish  # (local path, entry) -> None
         self.shards: list[dict] = []
+        self.songs_done: list[dict] = []  # song entries whose records are all in closed (published) shards
+        self.songs_open: list[dict] = []  # ... in the open shard
         self._file = None
         self._digest = None
 
@@ -344,7 +348,12 @@ class ShardWriter:
         self._digest.update(framed)
         self.shards[-1]["records"] += 1
         self.shards[-1]["samples"] += len(segment.audio)
-        if self._file.tell() >= self.shard_bytes:
+
+    def end_song(self, song: dict) -> None:
+        """A song's records are all written; a full shard is closed only here, so no song spans a closed and an open
+        shard and a resumed conversion can skip every song of the closed ones."""
+        self.songs_open.append(song)
+        if self._file is not None and self._file.tell() >= self.shard_bytes:
             self.close()
 
     def close(self) -> None:
@@ -357,6 +366,8 @@ class ShardWriter:
         path = os.path.join(self.staging_dir, entry["file"])
         os.replace(self._file.name, path)
         self._file = None
+        self.songs_done += self.songs_open
+        self.songs_open = []
         if self.publish is not None:
             self.publish(path, entry)
 
@@ -383,10 +394,19 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
     part = _empty_manifest(config, genres)
     part["conversion"] = _conversion_id(all_songs, config)
 
+    progress_uri = storage.join(out_uri, f"{PROGRESS_PREFIX}{config.shard_index:05d}-of-{config.num_shards:05d}.json")
+
     def upload(path: str, entry: dict) -> None:
         # content-named and listed by no manifest yet: readers of the current dataset never see it
         storage.upload_file(path, storage.join(out_uri, entry["file"]))
         os.remove(path)
+        journal = {
+            "conversion": part["conversion"],
+            "shards": {split: [e for e in w.shards if e["file"]] for split, w in writers.items()},
+            "songs": [song for w in writers.values() for song in w.songs_done],
+            "skipped": part["skipped"],
+        }  # what a rerun after a crash need not convert again
+        storage.write_bytes(progress_uri, _dumps(journal))
 
     remove_dead_staging()
     with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
@@ -394,6 +414,7 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
         os.makedirs(scratch)
         shard_bytes = int(config.shard_megabytes * 2**20)
         writers = {split: ShardWriter(staging, split, prefix, shard_bytes, upload) for split in part["splits"]}
+        mine = _resume(progress_uri, part, writers, mine, progress)
         bar = _progress_bar(len(mine), progress)
         with concurrent.futures.ThreadPoolExecutor(config.workers) as pool:
             for result in _ordered_map(
@@ -417,6 +438,7 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
     part_name = _part_name(config.shard_index, config.num_shards)
     lease.check()
     storage.write_bytes(storage.join(out_uri, part_name), _dumps(part))
+    storage.delete(progress_uri)
     if progress:
         _print_summary(part, time.monotonic() - started, config.sample_rate)
     if config.num_shards == 1:
@@ -425,6 +447,33 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
 
 
 STAGING_PREFIX = "waveforms-convert-"
+PROGRESS_PREFIX = ".waveforms-progress-"  # under OUT_URI: the shards and songs a killed conversion already published
+
+
+def _resume(progress_uri: str, part: dict, writers: dict, songs: list[Song], progress: bool) -> list[Song]:
+    """Take over what an interrupted run of the same conversion published (its journal, if every shard it lists is
+    still there with its size); -> the songs still to convert."""
+    try:
+        journal = json.loads(storage.read_bytes(progress_uri))
+        if journal.get("conversion") != part["conversion"]:
+            return songs
+        for entries in journal["shards"].values():
+            for entry in entries:
+                if storage.size(storage.join(storage.parent(progress_uri), entry["file"])) != entry["bytes"]:
+                    return songs  # a shard was removed since (another publication): start over
+    except (storage.StorageNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+        return songs
+    for split, writer in writers.items():
+        writer.shards = list(journal["shards"].get(split, []))
+        writer.songs_done = [song for song in journal["songs"] if song["split"] == split]
+    part["songs"] = list(journal["songs"])
+    part["skipped"] = list(journal["skipped"])
+    part["totals"]["samples"] = sum(song["samples"] for song in part["songs"])
+    done = {song["song_id"] for song in part["songs"]} | {item["source"] for item in part["skipped"]}
+    remaining = [song for song in songs if song.song_id not in done and song.source not in done]
+    if len(remaining) < len(songs):
+        print(f"resuming: {len(songs) - len(remaining)} of {len(songs)} songs were already converted", file=sys.stderr)
+    return remaining
 
 
 def remove_dead_staging() -> None:
@@ -485,8 +534,7 @@ def _record_result(result: SongResult, config: ConvertConfig, genres: list[str],
                 index * config.segment_samples,
             )
         )
-    part["songs"].append(
-        {
+    entry = {
             "song_id": song.song_id,
             "source": song.source,
             "sha256": result.sha256,
@@ -496,8 +544,9 @@ def _record_result(result: SongResult, config: ConvertConfig, genres: list[str],
             "seconds": round(result.samples / config.sample_rate, 3),
             "peak_db": round(result.peak_db, 2) if math.isfinite(result.peak_db) else None,
             "silent": bool(result.peak_db < config.silence_threshold_db),
-        }
-    )
+        }  # fmt: skip
+    part["songs"].append(entry)
+    writers[song.split].end_song(entry)
     part["totals"]["samples"] += result.samples
 
 
