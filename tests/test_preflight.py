@@ -102,3 +102,14 @@ def test_train_into_a_model_uri_that_is_a_file_fails_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == f"error: {tmp_path / 'model'} is a file, not a folder"
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_into_a_path_that_is_a_file_fails_in_one_line_before_any_work(tmp_path):
+    (tmp_path / "a-file").write_text("I am a file")
+    result = subprocess.run(
+        [sys.executable, "-m", "waveforms.cli", "ingest", "--source", "synth", "--count", "2", "--out",
+         str(tmp_path / "a-file"), "--no-progress"],
+        env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path / 'a-file'} is a file, not a folder\n"

@@ -96,6 +96,7 @@ def ingest(source: str, out: str, **options) -> IngestResult:
     if source not in SOURCES:
         raise ValueError(f"ingest: --source {source!r} is not one of {SOURCES}")
     opts = IngestOptions(**{k: _coerce(k, v) for k, v in options.items()})
+    storage.check_writable(out)  # location, credentials, endpoint, TLS: before the first download
     output = Output(out, opts.staging_dir)
     counts = _run_source(source, opts, output)
     output.finish()
