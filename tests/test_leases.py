@@ -159,3 +159,17 @@ def test_a_second_train_on_one_model_fails_at_once_naming_the_first(tmp_path):
     _, err = third.communicate(timeout=300)
     assert third.returncode == 0, err
     assert "taking over the stale lease" in err and "resumed from" in err
+
+
+def test_a_training_whose_lease_was_taken_over_saves_no_checkpoint(tmp_path):
+    import tensorflow as tf
+
+    model = str(tmp_path / "model")
+    variable = tf.Variable(1.0)
+    with storage.Lease(model, "train", "train") as lease:
+        store = checkpoints.CheckpointStore(tf.train.Checkpoint(v=variable), model, model, {}, 3, lease=lease)
+        store.save(1)
+        write_lease(model, "train", host="another-host")  # a second run decided we were dead and took over
+        with pytest.raises(storage.LeaseHeldError, match="lost the lease"):
+            store.save(2)
+    assert checkpoints.checkpoint_numbers(os.path.join(model, "checkpoints")) == [1]

@@ -85,8 +85,11 @@ class CheckpointStore:
     part in saving distributed variables, but only the chief's copy is kept.
     """
 
-    def __init__(self, checkpoint, model_uri: str, local_root: str, run_config: dict, keep: int, writer: bool = True):
+    def __init__(self, checkpoint, model_uri: str, local_root: str, run_config: dict, keep: int, writer: bool = True,
+                 lease=None):  # fmt: skip
         import tensorflow as tf
+
+        self.lease = lease  # storage.Lease held on model_uri: checked before every save
 
         self.model_uri = model_uri
         self.remote_dir = storage.join(model_uri, CHECKPOINT_DIR) if storage.is_remote(model_uri) else None
@@ -157,6 +160,8 @@ class CheckpointStore:
 
     def save(self, step: int) -> str:
         """Write the checkpoint of `step` (and the run config) locally, then upload it when MODEL_URI is remote."""
+        if self.lease is not None:
+            self.lease.check()  # another run took the model over (we were thought dead): never overwrite its work
         os.makedirs(self.local_dir, exist_ok=True)
         config_path = os.path.join(self.local_dir, RUN_CONFIG)
         if self.writer and not os.path.exists(config_path):

@@ -377,7 +377,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
         store = checkpoints.CheckpointStore(
-            checkpoint, model_uri, workdir, run_config, train_config.keep_checkpoints, writer=chief
+            checkpoint, model_uri, workdir, run_config, train_config.keep_checkpoints, writer=chief, lease=lease
         )
         restored = store.restore_latest() if (chief or remote) else _restore_shared(store, model_uri)
         start = int(step.numpy())
