@@ -678,7 +678,9 @@ class Lease:
         """Raise LeaseHeldError if another process has taken the lease over (before publishing anything)."""
         record = self._read(self.uri)
         if self.lost or not record or record.get("token") != self.token:
-            raise LeaseHeldError(f"lost the lease on {self.folder_uri} to another process: stopping before writing anything more")
+            raise LeaseHeldError(
+                f"lost the lease on {self.folder_uri} to another process: stopping before writing anything more"
+            )
 
     def release(self) -> None:
         if self._stop is not None:
