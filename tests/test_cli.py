@@ -47,7 +47,7 @@ def test_subcommands_are_listed_in_pipeline_order_and_help_does_not_import_tenso
                             env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
     assert result.stdout.strip().endswith("no TF"), result.stdout[-300:]
     listed = [word for line in result.stdout.splitlines() for word in line.split()[:1] if word in cli.COMMANDS]
-    assert listed[:7] == ["synth", "ingest", "convert", "tune", "train", "generate", "soundspace"]
+    assert listed[:8] == ["synth", "ingest", "convert", "verify", "tune", "train", "generate", "soundspace"]
 
 
 def _one_line_error(result: subprocess.CompletedProcess, status: int, *phrases: str) -> None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 # name -> (module, one-line help), in pipeline order
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("waveforms.synth", "write the embedded dataset of synthetic instrument notes (offline, deterministic)"),
     "ingest": ("waveforms.ingest", "bring audio in: FMA site or dataset archives, URL lists, folders, synth"),
     "convert": ("waveforms.convert", "convert audio files to mu-law TFRecord shards and a manifest.json"),
+    "verify": ("waveforms.verify", "check every shard of a dataset against its manifest (sizes, counts, sha256)"),
     "tune": ("waveforms.tuning", "hyperparameter search: write the Katib Experiment, or search locally"),
     "train": (
         "waveforms.train",
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds like an error: staging folders removed, leases released
+
+
 def main(argv: list[str] | None = None) -> int:
     from waveforms import logs
 
@@ -82,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if logs.configure(args.verbose) == "quiet" and argv is None:
         logs.filter_native_logs()  # a real command line only: a caller of main(argv) keeps its own stderr
     module = importlib.import_module(args._module)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if on_main_thread else None
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
@@ -92,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,24 @@ computed from the whole listing before partitioning, so they do not depend on th
 
 manifest.json:
   {"format", "encoding", "sample_rate", "segment_samples", "genres": [...] (genre_id = index),
-   "splits": {"train"|"validation": {"shards": [{"file", "records", "samples"}], "records", "samples"}},
+   "splits": {"train"|"validation": {"shards": [{"file", "records", "samples", "bytes", "sha256"}], "records",
+              "samples"}},
+   "conversion": id shared by the parts of one conversion (settings + listing),
    "songs": [{"song_id", "source", "sha256", "genre", "split", "samples", "seconds", "peak_db", "silent"}],
    "skipped": [{"source", "reason"}], "totals": {"songs", "samples", "hours", "skipped", "bytes"},
    "validation_fraction", "held_out": {"requested_fraction", "fraction" (of the samples), "songs": [song_id]},
    "statistics": audio_checks.DataProfile (the data's 1-s window RMS/flatness/DC percentiles: the clip checks' ruler)}
 Shard "file" entries are relative to the manifest's folder, so a dataset folder can be copied anywhere.
+
+A conversion holds a lease on OUT_URI (storage.Lease: one per fan-out task, an exclusive one for a whole conversion or
+a merge), so a second writer into the same dataset fails at once naming the first. Shards are uploaded as they fill
+(local staging holds one open shard per split; SIGTERM removes it, the next run removes what a SIGKILL left), and a
+journal under OUT_URI lists the shards and songs published so far: a rerun of the same conversion after a crash
+converts only the rest (shards close at song boundaries, so no song is split between a kept and a lost shard).
+Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
+then are shards no manifest lists removed. A conversion killed at any moment leaves the previous manifest describing
+the previous shards (still present); readers check each shard's size and record count at open
+(`dataset.check_shards`) and its sha256 on `waveforms verify`.
 """
 
 from __future__ import annotations
@@ -29,11 +41,13 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import dataclasses
 import functools
 import hashlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -41,12 +55,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from waveforms import audio, audio_checks, records, storage
+from waveforms import audio, audio_checks, limits, records, storage
 
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
 METADATA_FILES = ("index.jsonl", "metadata.jsonl")  # written by `ingest` (genre) and `synth` (family)
 MANIFEST = "manifest.json"
-PROFILE_SAMPLE = "statistics_sample"  # part manifests: per-window measures that merge_parts summarises as "statistics"
+PROFILE_SAMPLE = "statistics_sample"  # songs of part manifests: per-window measures, summarised as "statistics"
+# every shard name convert has written (older unhashed names too): what publishing may remove when no manifest lists it
+SHARD_NAME = re.compile(r"(train|validation)-(p\d{3}-)?\d{5}(-[0-9a-f]{16})?\.tfrecord")
+
+
+class NothingConvertedError(RuntimeError):
+    """Every input failed: nothing is published (an empty dataset would only fail later, in training)."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +88,10 @@ class ConvertConfig:
             raise ValueError(f"sample_rate must be 8000..96000 Hz, got {self.sample_rate}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        if self.segment_seconds <= 0 or self.shard_megabytes <= 0 or self.workers < 1:
-            raise ValueError("segment_seconds, shard_megabytes and workers must be positive")
+        limits.check_range("--segment-seconds", self.segment_seconds, limits.MIN_SEGMENT_SECONDS,
+                           limits.MAX_SEGMENT_SECONDS)  # fmt: skip
+        limits.check_range("--shard-mb", self.shard_megabytes, 0, limits.MAX_SHARD_MB, low_open=True)
+        limits.check_range("--workers", self.workers, 1, limits.MAX_WORKERS, integer=True)
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"shard_index must be in [0, num_shards={self.num_shards}), got {self.shard_index}")
 
@@ -128,7 +150,10 @@ def hold_out(songs: list[Song], validation_fraction: float) -> None:
         return
     keyed = []
     for song in songs:
-        size, key = storage.content_key(song.source)
+        try:
+            size, key = storage.content_key(song.source)
+        except (OSError, storage.StorageError):  # unreadable: it fails as an item when converted, never here
+            size, key = 0, hashlib.sha256(song.song_id.encode()).hexdigest()
         keyed.append((key, song.song_id, size, song))
     keyed.sort(key=lambda item: item[:2])
     target = validation_fraction * sum(size for _, _, size, _ in keyed)
@@ -190,6 +215,8 @@ def convert_song(song: Song, config: ConvertConfig, scratch_dir: str) -> SongRes
         result.error = error.reason
     except storage.StorageError as error:
         result.error = f"storage: {error}"
+    except Exception as error:  # one bad item never stops the others: it becomes a skipped entry with its reason
+        result.error = f"{type(error).__name__}: {error}"
     finally:
         if downloaded and os.path.exists(local_path):
             os.remove(local_path)
@@ -303,8 +330,9 @@ class MuLawTable:
 
 
 def _sha256_file(path: str) -> str:
+    """Also the check that the input is a regular file (not a FIFO, device or symlink loop) before ffmpeg opens it."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -314,34 +342,70 @@ def _sha256_file(path: str) -> str:
 
 
 class ShardWriter:
-    """Writes one split's records into shards of about `shard_bytes` each, in a local staging folder."""
+    """Writes one split's records into shards of about `shard_bytes` each, in a local staging folder; each shard is
+    handed to `publish` (uploaded to OUT_URI, then removed here) as soon as it is full, so local disk holds at most one
+    open shard per split whatever the dataset's size.
 
-    def __init__(self, staging_dir: str, split: str, prefix: str, shard_bytes: int):
+    A closed shard is named by its content (`train-00003-<sha256 prefix>.tfrecord`): a conversion into a folder that
+    holds another dataset never overwrites a shard the old manifest lists, and the same input still gives the same
+    names. Each entry carries what a reader checks: records and bytes at open, sha256 on `waveforms verify`.
+    """
+
+    def __init__(self, staging_dir: str, split: str, prefix: str, shard_bytes: int, publish=None):
         self.staging_dir, self.split, self.prefix, self.shard_bytes = staging_dir, split, prefix, shard_bytes
+        self.publish = publish  # (local path, entry) -> None
         self.shards: list[dict] = []
+        self.songs_done: list[dict] = []  # song entries whose records are all in closed (published) shards
+        self.songs_open: list[dict] = []  # ... in the open shard
         self._file = None
+        self._digest = None
 
     def write(self, segment: records.Segment) -> None:
         if self._file is None:
-            name = f"{self.split}-{self.prefix}{len(self.shards):05d}.tfrecord"
-            self._file = open(os.path.join(self.staging_dir, name), "wb")
-            self.shards.append({"file": name, "records": 0, "samples": 0})
-        self._file.write(records.frame(records.encode_example(segment)))
+            self._file = open(os.path.join(self.staging_dir, f"{self.split}-open.tfrecord"), "wb")
+            self._digest = hashlib.sha256()
+            self.shards.append({"file": None, "records": 0, "samples": 0})
+        framed = records.frame(records.encode_example(segment))
+        self._file.write(framed)
+        self._digest.update(framed)
         self.shards[-1]["records"] += 1
         self.shards[-1]["samples"] += len(segment.audio)
-        if self._file.tell() >= self.shard_bytes:
+
+    def end_song(self, song: dict) -> None:
+        """A song's records are all written; a full shard is closed only here, so no song spans a closed and an open
+        shard and a resumed conversion can skip every song of the closed ones."""
+        self.songs_open.append(song)
+        if self._file is not None and self._file.tell() >= self.shard_bytes:
             self.close()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._file is None:
+            return
+        entry, digest = self.shards[-1], self._digest.hexdigest()
+        entry["bytes"], entry["sha256"] = self._file.tell(), digest
+        entry["file"] = f"{self.split}-{self.prefix}{len(self.shards) - 1:05d}-{digest[:16]}.tfrecord"
+        self._file.close()
+        path = os.path.join(self.staging_dir, entry["file"])
+        os.replace(self._file.name, path)
+        self._file = None
+        self.songs_done += self.songs_open
+        self.songs_open = []
+        if self.publish is not None:
+            self.publish(path, entry)
 
 
 def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), *, progress: bool = True) -> dict:
     """Convert this task's share of the songs under in_uri; write shards and a part manifest (and manifest.json when
     this is the only task). Returns the part manifest."""
     config.validate()
+    storage.check_writable(out_uri)  # location, credentials, endpoint, TLS: before the first decode
+    single = config.num_shards == 1
+    name = "dataset" if single else f"task-{config.shard_index:05d}-of-{config.num_shards:05d}"
+    with storage.Lease(out_uri, name, "convert", exclusive=single) as lease:
+        return _convert(in_uri, out_uri, config, progress, lease)
+
+
+def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, lease: storage.Lease) -> dict:
     started = time.monotonic()
     all_songs = list_songs(in_uri, config.validation_fraction)
     if not all_songs:
@@ -350,13 +414,29 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
     mine = all_songs[config.shard_index :: config.num_shards]
     prefix = f"p{config.shard_index:03d}-" if config.num_shards > 1 else ""
     part = _empty_manifest(config, genres)
+    part["conversion"] = _conversion_id(all_songs, config)
 
-    with tempfile.TemporaryDirectory(prefix="waveforms-convert-") as staging:
+    progress_uri = storage.join(out_uri, f"{PROGRESS_PREFIX}{config.shard_index:05d}-of-{config.num_shards:05d}.json")
+
+    def upload(path: str, entry: dict) -> None:
+        # content-named and listed by no manifest yet: readers of the current dataset never see it
+        storage.upload_file(path, storage.join(out_uri, entry["file"]))
+        os.remove(path)
+        journal = {
+            "conversion": part["conversion"],
+            "shards": {split: [e for e in w.shards if e["file"]] for split, w in writers.items()},
+            "songs": [song for w in writers.values() for song in w.songs_done],
+            "skipped": part["skipped"],
+        }  # what a rerun after a crash need not convert again
+        storage.write_bytes(progress_uri, _dumps(journal))
+
+    remove_dead_staging()
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
         scratch = os.path.join(staging, "scratch")
         os.makedirs(scratch)
-        writers = {
-            split: ShardWriter(staging, split, prefix, int(config.shard_megabytes * 2**20)) for split in part["splits"]
-        }
+        shard_bytes = int(config.shard_megabytes * 2**20)
+        writers = {split: ShardWriter(staging, split, prefix, shard_bytes, upload) for split in part["splits"]}
+        mine = _resume(progress_uri, part, writers, mine, progress)
         bar = _progress_bar(len(mine), progress)
         with concurrent.futures.ThreadPoolExecutor(config.workers) as pool:
             for result in _ordered_map(
@@ -371,10 +451,6 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
             part["splits"][split]["shards"] = writer.shards
             part["splits"][split]["records"] = sum(s["records"] for s in writer.shards)
             part["splits"][split]["samples"] = sum(s["samples"] for s in writer.shards)
-        # shards first, manifest last: a reader that sees the manifest sees complete shards
-        for split_writer in writers.values():
-            for shard in split_writer.shards:
-                storage.upload_file(os.path.join(staging, shard["file"]), storage.join(out_uri, shard["file"]))
     _finish_totals(part)
     part["task"] = {
         "shard_index": config.shard_index,
@@ -382,12 +458,74 @@ def convert(in_uri: str, out_uri: str, config: ConvertConfig = ConvertConfig(), 
         "seconds": round(time.monotonic() - started, 3),
     }  # timing lives only in parts, not manifest.json
     part_name = _part_name(config.shard_index, config.num_shards)
+    lease.check()
     storage.write_bytes(storage.join(out_uri, part_name), _dumps(part))
-    if config.num_shards == 1:
-        merge_parts(out_uri, 1)
+    storage.delete(progress_uri)
     if progress:
         _print_summary(part, time.monotonic() - started, config.sample_rate)
+    if config.num_shards == 1:
+        _merge_parts(out_uri, 1, lease)
     return part
+
+
+STAGING_PREFIX = "waveforms-convert-"
+PROGRESS_PREFIX = ".waveforms-progress-"  # under OUT_URI: the shards and songs a killed conversion already published
+
+
+def _resume(progress_uri: str, part: dict, writers: dict, songs: list[Song], progress: bool) -> list[Song]:
+    """Take over what an interrupted run of the same conversion published (its journal, if every shard it lists is
+    still there with its size); -> the songs still to convert."""
+    try:
+        journal = json.loads(storage.read_bytes(progress_uri))
+        if journal.get("conversion") != part["conversion"]:
+            return songs
+        for entries in journal["shards"].values():
+            for entry in entries:
+                if storage.size(storage.join(storage.parent(progress_uri), entry["file"])) != entry["bytes"]:
+                    return songs  # a shard was removed since (another publication): start over
+    except (storage.StorageNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+        return songs
+    for split, writer in writers.items():
+        writer.shards = list(journal["shards"].get(split, []))
+        writer.songs_done = [song for song in journal["songs"] if song["split"] == split]
+    part["songs"] = list(journal["songs"])
+    part["skipped"] = list(journal["skipped"])
+    part["totals"]["samples"] = sum(song["samples"] for song in part["songs"])
+    done = {song["song_id"] for song in part["songs"]} | {item["source"] for item in part["skipped"]}
+    remaining = [song for song in songs if song.song_id not in done and song.source not in done]
+    if len(remaining) < len(songs):
+        print(f"resuming: {len(songs) - len(remaining)} of {len(songs)} songs were already converted", file=sys.stderr)
+    return remaining
+
+
+def remove_dead_staging() -> None:
+    """Remove the staging folders of conversions killed with SIGKILL on this machine (their pid is in the name and no
+    longer runs); SIGTERM and errors clean up their own."""
+    import shutil
+
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        pid = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if not name.startswith(STAGING_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
+def _conversion_id(songs: list[Song], config: ConvertConfig) -> str:
+    """The same for every task of one conversion (same listing, split and settings), different for another: merge
+    refuses to join a part left by an earlier conversion into the same folder."""
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in ("shard_index", "workers", "max_in_memory_seconds")
+    }
+    listing = [[song.song_id, song.genre, song.split] for song in songs]
+    return hashlib.sha256(json.dumps([settings, listing], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _ordered_map(pool: concurrent.futures.Executor, function, items: list, ahead: int):
@@ -418,8 +556,7 @@ def _record_result(result: SongResult, config: ConvertConfig, genres: list[str],
                 index * config.segment_samples,
             )
         )
-    part["songs"].append(
-        {
+    entry = {
             "song_id": song.song_id,
             "source": song.source,
             "sha256": result.sha256,
@@ -429,11 +566,11 @@ def _record_result(result: SongResult, config: ConvertConfig, genres: list[str],
             "seconds": round(result.samples / config.sample_rate, 3),
             "peak_db": round(result.peak_db, 2) if math.isfinite(result.peak_db) else None,
             "silent": bool(result.peak_db < config.silence_threshold_db),
-        }
-    )
+            PROFILE_SAMPLE: result.profile,  # parts only: merge_parts summarises these as the manifest's "statistics"
+        }  # fmt: skip
+    part["songs"].append(entry)
+    writers[song.split].end_song(entry)
     part["totals"]["samples"] += result.samples
-    for name, values in result.profile.items():
-        part[PROFILE_SAMPLE][name] += values
 
 
 def _empty_manifest(config: ConvertConfig, genres: list[str]) -> dict:
@@ -448,7 +585,6 @@ def _empty_manifest(config: ConvertConfig, genres: list[str]) -> dict:
         "skipped": [],
         "totals": {"songs": 0, "samples": 0, "hours": 0.0, "skipped": 0},
         "validation_fraction": config.validation_fraction,
-        PROFILE_SAMPLE: {"rms_dbfs": [], "flatness": [], "dc": []},
     }
 
 
@@ -471,14 +607,30 @@ def _part_name(shard_index: int, num_shards: int) -> str:
 
 
 def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
-    """Join the part manifests of all tasks into manifest.json; a missing part is an error naming it.
-    Returns the manifest and each task's record (index, seconds)."""
+    """Join the part manifests of all tasks into manifest.json and publish it; a missing, unreadable or foreign part is
+    an error naming it. Returns the manifest and each task's record (index, seconds)."""
+    with storage.Lease(out_uri, "dataset", "convert --merge") as lease:
+        return _merge_parts(out_uri, num_shards, lease)
+
+
+def _merge_parts(out_uri: str, num_shards: int, lease: storage.Lease) -> tuple[dict, list[dict]]:
     parts = []
     for index in range(num_shards):
         uri = storage.join(out_uri, _part_name(index, num_shards))
         if not storage.exists(uri):
             raise FileNotFoundError(f"part manifest {uri} is missing: did convert task {index} of {num_shards} finish?")
-        parts.append(json.loads(storage.read_bytes(uri)))
+        try:
+            part = json.loads(storage.read_bytes(uri))
+            if not isinstance(part, dict) or not isinstance(part.get("task"), dict) or "splits" not in part:
+                raise ValueError("not a part manifest")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"part manifest {uri} is damaged ({error}): run convert task {index} again") from None
+        if parts and part.get("conversion") != parts[0].get("conversion"):
+            raise ValueError(
+                f"part manifest {uri} belongs to another conversion than part 0 (different input or settings): "
+                f"run convert task {index} again"
+            )
+        parts.append(part)
     tasks = [part.pop("task") for part in parts]
     merged = json.loads(json.dumps(parts[0]))  # deep copy
     for part in parts[1:]:
@@ -491,16 +643,48 @@ def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
             target["samples"] += entry["samples"]
         merged["songs"] += part["songs"]
         merged["skipped"] += part["skipped"]
-        for name, values in part[PROFILE_SAMPLE].items():
-            merged[PROFILE_SAMPLE][name] += values
     merged["songs"].sort(key=lambda song: song["song_id"])
     merged["skipped"].sort(key=lambda item: item["source"])
     _finish_totals(merged)
-    sample = merged.pop(PROFILE_SAMPLE)  # parts keep the raw windows; the manifest keeps their summary
+    if not merged["songs"]:
+        first = merged["skipped"][0] if merged["skipped"] else {"source": "-", "reason": "no input"}
+        raise NothingConvertedError(
+            f"every one of the {len(merged['skipped'])} inputs failed, nothing published under {out_uri} "
+            f"(first: {first['source']}: {first['reason']})"
+        )
+    # parts keep each song's measured windows (they survive a resumed conversion in its journal); the manifest keeps
+    # their summary, the data profile the clip checks measure against
+    sample = {"rms_dbfs": [], "flatness": [], "dc": []}
+    for song in merged["songs"]:
+        for name, values in song.pop(PROFILE_SAMPLE, {}).items():
+            sample[name] += values
     if sample["rms_dbfs"]:
         merged["statistics"] = audio_checks.DataProfile.from_samples(**sample).to_dict()
-    storage.write_bytes(storage.join(out_uri, MANIFEST), _dumps(merged))
+    lease.check()
+    _publish(out_uri, merged)
     return merged, tasks
+
+
+def _publish(out_uri: str, manifest: dict) -> None:
+    """Replace manifest.json in one atomic write, then remove the shards it does not list: the previous dataset's and
+    those of conversions killed before publishing. Until the write, readers see the old dataset whole (its shards have
+    other names than the new ones); after it, the new one."""
+    target = storage.join(out_uri, MANIFEST)
+    previous = set()
+    try:
+        old = json.loads(storage.read_bytes(target))
+        previous = {shard["file"] for split in old["splits"].values() for shard in split["shards"]}
+    except storage.StorageNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        pass  # a damaged old manifest lists nothing we could trust; the name pattern still finds its shards
+    storage.write_bytes(target, _dumps(manifest))
+    listed = {shard["file"] for split in manifest["splits"].values() for shard in split["shards"]}
+    root = out_uri.rstrip("/") + ("/" if "://" in out_uri else os.sep)
+    present = {uri[len(root) :] for uri in storage.list_files(out_uri, suffix=".tfrecord") if uri.startswith(root)}
+    stale = {name for name in present if SHARD_NAME.fullmatch(name)} | (previous & present)
+    for name in sorted(stale - listed):
+        storage.delete(storage.join(out_uri, name))
 
 
 def manifest_uri(dataset_uri: str) -> str:
@@ -599,7 +783,11 @@ def run(args: argparse.Namespace) -> int:
     if args.merge:
         if len(args.uris) != 1:
             raise SystemExit("convert --merge takes exactly one URI: OUT_URI")
-        merged, _ = merge_parts(args.uris[0], args.num_shards)
+        try:
+            merged, _ = merge_parts(args.uris[0], args.num_shards)
+        except (ValueError, OSError, storage.StorageError, NothingConvertedError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         print(f"merged {args.num_shards} parts: {merged['totals']['songs']} songs", file=sys.stderr)
         return 0
     if len(args.uris) != 2:
@@ -620,4 +808,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (NothingConvertedError, storage.StorageError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -60,7 +60,62 @@ def load_manifest(uri: str) -> dict:
         raise ManifestError(f"{uri}: format {found!r}, expected {records.FORMAT!r}")
     if not isinstance(manifest.get("splits"), dict) or not isinstance(manifest.get("genres"), list):
         raise ManifestError(f"{uri}: manifest lacks 'splits' or 'genres'")
+    validate_manifest(manifest, uri)
     return manifest
+
+
+MAX_SAMPLE_RATE = 96000  # convert's range
+
+
+def _whole(value, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def validate_manifest(manifest: dict, uri: str) -> None:
+    """Schema and consistency, from the manifest alone: a manifest that contradicts itself is refused in one line
+    before any training (the records are checked against it when the shards are opened: check_shards)."""
+
+    def fail(message: str):
+        raise ManifestError(f"{uri}: {message}; convert the dataset again")
+
+    rate, segment, genres = manifest.get("sample_rate"), manifest.get("segment_samples"), manifest["genres"]
+    if not _whole(rate, 1000) or rate > MAX_SAMPLE_RATE:
+        fail(f"sample_rate {rate!r} is not a whole number of Hz in 1000..{MAX_SAMPLE_RATE}")
+    if not _whole(segment, 1):
+        fail(f"segment_samples {segment!r} is not a whole number > 0")
+    if not all(isinstance(name, str) and name for name in genres) or len(set(genres)) != len(genres):
+        fail("genres must be distinct non-empty names")
+    shard_samples = {}
+    for split, entry in manifest["splits"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
+            fail(f"split {split!r} has no list of shards")
+        for shard in entry["shards"]:
+            if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or not shard["file"]:
+                fail(f"split {split!r}: a shard entry without a file name")
+            for key in ("records", "samples", "bytes"):
+                if key in shard and not _whole(shard[key]):
+                    fail(f"shard {shard['file']}: {key} {shard[key]!r} is not a whole number >= 0")
+            if "bytes" in shard and shard.get("samples", 0) > shard["bytes"]:
+                fail(f"shard {shard['file']}: {shard['samples']} samples cannot fit in {shard['bytes']} bytes")
+        if all("samples" in shard for shard in entry["shards"]):
+            shard_samples[split] = sum(shard["samples"] for shard in entry["shards"])
+            if entry.get("samples") is not None and entry["samples"] != shard_samples[split]:
+                fail(f"split {split!r} lists {entry['samples']} samples, its shards {shard_samples[split]}")
+    songs = manifest.get("songs")
+    if not songs:
+        return  # a hand-made manifest without a songs table: nothing more to compare
+    song_samples: dict[str, int] = {}
+    for song in songs:
+        if not isinstance(song, dict) or not _whole(song.get("samples")) or song.get("split") not in manifest["splits"]:
+            fail(f"song entry {str(song)[:80]} lacks a split or a whole number of samples")
+        if song.get("genre") not in genres:
+            fail(f"song {song.get('song_id')!r} has genre {song.get('genre')!r}, not in the genre list {genres}")
+        song_samples[song["split"]] = song_samples.get(song["split"], 0) + song["samples"]
+    for split, total in shard_samples.items():
+        if song_samples.get(split, 0) != total:
+            fail(
+                f"the songs of split {split!r} add up to {song_samples.get(split, 0)} samples, its shards hold {total}"
+            )
 
 
 def _split(manifest: dict, manifest_uri: str, split: str) -> dict:
@@ -77,6 +132,115 @@ def shard_uris(manifest: dict, manifest_uri: str, split: str) -> list[str]:
         name = entry["file"]
         uris.append(name if "://" in name or os.path.isabs(name) else storage.join(base, *name.split("/")))
     return uris
+
+
+class ShardError(ManifestError):
+    """A shard the manifest lists is missing, or differs from its manifest entry; the message names the shard."""
+
+
+def check_shards(manifest: dict, manifest_uri: str, split: str, *, checksums: bool = False) -> list[str]:
+    """The split's shard URIs, after checking each against its manifest entry: it exists, has the listed byte size and
+    (local shards: from the length headers, a seek per record) record count; with checksums=True every byte is read and
+    the sha256 and both CRCs of every record are checked too. Raise ShardError naming the first shard that differs."""
+    uris = shard_uris(manifest, manifest_uri, split)
+    for uri, entry in zip(uris, _split(manifest, manifest_uri, split)["shards"], strict=True):
+        size = storage.size(uri)
+        if size is None:
+            raise ShardError(f"{uri}: shard listed in {manifest_uri} does not exist (deleted, or the manifest was "
+                             "moved without its shards)")  # fmt: skip
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            raise ShardError(f"{uri}: {size} bytes, the manifest lists {entry['bytes']} (damaged, or written by "
+                             "another conversion): convert again")  # fmt: skip
+        if checksums:
+            _check_contents(uri, entry)
+        elif not storage.is_remote(uri):  # remote counts are checked while streaming (iter_shard_records)
+            try:
+                with storage.open_read(uri) as stream:
+                    found = records.count_records(stream, name=uri)
+            except records.RecordError as error:
+                raise ShardError(f"{error}: convert again") from None
+            _check_count(uri, entry, found)
+    return uris
+
+
+def _check_count(uri: str, entry: dict, found: int) -> None:
+    if entry.get("records") is not None and found != entry["records"]:
+        raise ShardError(f"{uri}: {found} records, the manifest lists {entry['records']}: convert again")
+
+
+def _check_contents(uri: str, entry: dict) -> None:
+    import hashlib
+
+    class Hashing:  # hashes what iter_records reads, so the shard is read once
+        def __init__(self, stream):
+            self.stream, self.digest = stream, hashlib.sha256()
+
+        def read(self, size: int) -> bytes:
+            data = self.stream.read(size)
+            self.digest.update(data)
+            return data
+
+    with storage.open_read(uri) as stream:
+        hashing = Hashing(stream)
+        try:
+            found = sum(1 for _ in records.iter_records(hashing, name=uri))
+        except records.RecordError as error:
+            raise ShardError(f"{error}: convert again") from None
+    if entry.get("sha256") and hashing.digest.hexdigest() != entry["sha256"]:
+        raise ShardError(f"{uri}: sha256 differs from the manifest's: convert again")
+    _check_count(uri, entry, found)
+
+
+def check_first_record(manifest: dict, manifest_uri: str, uris: list[str]) -> None:
+    """The first record of the first non-empty shard agrees with the manifest (sample rate, genre id and name): a
+    manifest written for other records is refused before training, in one line naming the shard."""
+    for uri in uris:
+        for serialized in iter_shard_records(uri):
+            segment = records.decode_example(serialized)
+            genres = manifest["genres"]
+            if segment.sample_rate != manifest["sample_rate"]:
+                raise ShardError(f"{uri}: records at {segment.sample_rate} Hz, the manifest {manifest_uri} says "
+                                 f"{manifest['sample_rate']} Hz: convert again")  # fmt: skip
+            if not 0 <= segment.genre_id < len(genres) or genres[segment.genre_id] != segment.genre:
+                raise ShardError(f"{uri}: a record of genre {segment.genre!r} has genre id {segment.genre_id}, the "
+                                 f"manifest {manifest_uri} lists genres {genres}: convert again")  # fmt: skip
+            return
+
+
+def damaged_shard_error(manifest: dict, manifest_uri: str, error: Exception) -> ShardError:
+    """After TensorFlow reported corrupt data (its message names no file): the shard that fails a full check."""
+    for split in manifest["splits"]:
+        try:
+            check_shards(manifest, manifest_uri, split, checksums=True)
+        except ShardError as found:
+            return found
+    return ShardError(f"{manifest_uri}: a shard is damaged ({' '.join(str(error).split())[:200]})")
+
+
+def iter_shard_records(uri: str, expected_records: int | None = None):
+    """The verified records of one shard, streamed (local or object storage); a count other than the manifest's is a
+    ShardError naming the shard, raised after the last record."""
+    found = 0
+    with storage.open_read(uri) as stream:
+        try:
+            for serialized in records.iter_records(stream, name=uri):
+                found += 1
+                yield serialized
+        except records.RecordError as error:
+            raise ShardError(f"{error}: convert again") from None
+    _check_count(uri, {"records": expected_records}, found)
+
+
+def verify(manifest_uri: str) -> dict:
+    """Read every shard of every split and check it against the manifest; -> {"shards", "records", "bytes"}."""
+    manifest = load_manifest(manifest_uri)
+    totals = {"shards": 0, "records": 0, "bytes": 0}
+    for split, entry in manifest["splits"].items():
+        check_shards(manifest, manifest_uri, split, checksums=True)
+        totals["shards"] += len(entry["shards"])
+        totals["records"] += sum(int(shard.get("records", 0)) for shard in entry["shards"])
+        totals["bytes"] += sum(int(shard.get("bytes", 0)) for shard in entry["shards"])
+    return totals
 
 
 def genre_ids(manifest: dict, genres: list[str] | None) -> list[int] | None:
@@ -111,11 +275,9 @@ def count_windows(manifest: dict, split: str, window_length: int, genres: list[s
 # ---------------------------------------------------------------------------------------------------- record streams
 
 
-def _remote_records(uri: bytes):
+def _remote_records(uri: bytes, expected_records: int):
     """Generator for tf.data: the verified records of one shard in object storage, streamed."""
-    name = uri.decode()
-    with storage.open_read(name) as stream:
-        yield from records.iter_records(stream, name=name)
+    yield from iter_shard_records(uri.decode(), int(expected_records) if expected_records >= 0 else None)
 
 
 def record_dataset(
@@ -125,8 +287,10 @@ def record_dataset(
     shuffle_files: bool = False,
     seed: int | None = None,
     repeat: bool = False,
+    expected_records: list[int | None] | None = None,
 ):
-    """Serialized records of many shards, interleaved (read in parallel, order deterministic for a seed)."""
+    """Serialized records of many shards, interleaved (read in parallel, order deterministic for a seed). Shards in
+    object storage are checked against `expected_records` (the manifest's counts) as they are streamed."""
     import tensorflow as tf
 
     if not uris:
@@ -134,20 +298,21 @@ def record_dataset(
     remote = [storage.is_remote(uri) for uri in uris]
     if any(remote) and not all(remote):
         raise ManifestError(f"shards mix local and object storage: {uris[:3]}...")
-    files = tf.data.Dataset.from_tensor_slices(uris)
+    counts = [-1 if n is None else int(n) for n in (expected_records or [None] * len(uris))]  # -1: unknown
+    files = tf.data.Dataset.from_tensor_slices((uris, tf.constant(counts, tf.int64)))
     if shuffle_files:
         files = files.shuffle(len(uris), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         files = files.repeat()
     if all(remote):
 
-        def read(uri):
+        def read(uri, count):
             return tf.data.Dataset.from_generator(
-                _remote_records, args=(uri,), output_signature=tf.TensorSpec((), tf.string)
+                _remote_records, args=(uri, count), output_signature=tf.TensorSpec((), tf.string)
             )
     else:
 
-        def read(uri):
+        def read(uri, count):
             return tf.data.TFRecordDataset(uri, buffer_size=TFRECORD_BUFFER)  # checks both CRCs of every record
 
     cycle = max(1, min(cycle_length, len(uris)))
@@ -203,13 +368,15 @@ def _records_of(
     manifest = load_manifest(manifest_uri)
     wanted = genre_ids(manifest, genres)
     _usable(manifest, manifest_uri, split, window_length, genres)
-    uris = shard_uris(manifest, manifest_uri, split)
     if not 0 <= worker_index < num_workers:
         raise ValueError(f"worker_index must be in [0, num_workers={num_workers}), got {worker_index}")
+    uris = check_shards(manifest, manifest_uri, split)
+    counts = [entry.get("records") for entry in _split(manifest, manifest_uri, split)["shards"]]
+    check_first_record(manifest, manifest_uri, uris)
     record_shard = num_workers > 1 and len(uris) < num_workers  # too few files: every worker skips the others' records
     if num_workers > 1 and not record_shard:
-        uris = uris[worker_index::num_workers]
-    serialized = record_dataset(uris, **reader)
+        uris, counts = uris[worker_index::num_workers], counts[worker_index::num_workers]
+    serialized = record_dataset(uris, expected_records=counts, **reader)
     if record_shard:
         serialized = serialized.shard(num_workers, worker_index)
     return serialized, wanted
@@ -425,8 +592,9 @@ def evaluation_windows(manifest_uri: str, window_length: int, count: int, *, see
 
 
 def iter_segments(manifest: dict, manifest_uri: str, split: str):
-    """Records of one split read straight from the shards (local or object storage), without TensorFlow."""
-    for uri in shard_uris(manifest, manifest_uri, split):
-        with storage.open_read(uri) as stream:
-            for serialized in records.iter_records(stream, name=uri):
-                yield records.decode_example(serialized)
+    """Records of one split read straight from the shards (local or object storage), without TensorFlow; every shard
+    is checked against its manifest entry first (check_shards) and its record count while read."""
+    uris = check_shards(manifest, manifest_uri, split)
+    for uri, entry in zip(uris, manifest["splits"][split]["shards"], strict=True):
+        for serialized in iter_shard_records(uri, entry.get("records")):
+            yield records.decode_example(serialized)

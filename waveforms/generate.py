@@ -12,11 +12,10 @@ import json
 import os
 import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from waveforms import storage
+from waveforms import limits, storage
 from waveforms.train import CONFIG_FILE, MODEL_FILE, PRIMER_FILE  # the export layout is defined once, by the trainer
 
 
@@ -66,7 +65,8 @@ def _seed_codes(seed_audio: str, sample_rate: int, length: int, batch: int) -> n
     from waveforms import audio
     from waveforms.fastgen import SILENCE_CODE
 
-    signal = audio.decode(seed_audio, sample_rate)
+    with storage.local_files([seed_audio]) as local:  # s3:// and minio:// seed audio too
+        signal = audio.decode(local[seed_audio], sample_rate)
     if signal.size == 0:
         raise ValueError(f"--seed-audio {seed_audio}: no audio decoded")
     codes = audio.mu_law_encode(signal[-length:]).astype(np.int32)
@@ -91,15 +91,9 @@ def _genre_id(genre: str | int | None, export: dict) -> int | None:
 
 
 def primer_audio(model_uri: str) -> str | None:
-    """A local path of the primer clip saved with the model (train.write_primer), or None when it has none."""
+    """The URI of the primer clip saved with the model (train.write_primer), or None when it has none."""
     uri = storage.join(model_uri, PRIMER_FILE)
-    if not storage.exists(uri):
-        return None
-    if storage.is_remote(uri):
-        local = os.path.join(tempfile.mkdtemp(prefix="waveforms-primer-"), PRIMER_FILE)
-        storage.download_file(uri, local)
-        return local
-    return uri
+    return uri if storage.exists(uri) else None
 
 
 def seed_signal(seed_audio: str, sample_rate: int, receptive_field: int) -> np.ndarray:
@@ -115,13 +109,10 @@ def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float 
     """Sample `seconds` of new audio per batch row; -> float32 audio (batch, samples) in [-1, 1]. The model continues
     seed_audio (its last receptive field); pass "" to start from digital silence. None (the default) continues the
     primer clip saved with the model, or silence for a model exported without one."""
-    if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if seed_audio and not Path(seed_audio).is_file():
+    limits.check_range("--seconds", seconds, 0, limits.MAX_GENERATE_SECONDS, low_open=True)
+    limits.check_range("--batch", batch, 1, limits.MAX_GENERATE_BATCH, integer=True)
+    limits.check_range("--temperature", temperature, 0, limits.MAX_TEMPERATURE, low_open=True)
+    if seed_audio and storage.size(seed_audio) is None:  # local, s3:// or minio://
         raise ValueError(f"--seed-audio {seed_audio}: file not found")
     if seed_audio is None:
         seed_audio = primer_audio(model_uri)
@@ -131,6 +122,10 @@ def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float 
     genre_id = _genre_id(genre, export)
     sample_rate = int(export["sample_rate"])
     num_samples = max(1, int(round(seconds * sample_rate)))
+    needed = batch * num_samples * limits.GENERATED_BYTES_PER_SAMPLE
+    limits.check_memory(
+        f"generating {batch} x {seconds:g} s at {sample_rate} Hz", needed, "ask for fewer/shorter clips"
+    )
 
     from waveforms import audio
     from waveforms.fastgen import FastGenerator, configure_threads

@@ -114,6 +114,7 @@ def check_options(source: str, options: dict) -> IngestOptions:
 def ingest(source: str, out: str, **options) -> IngestResult:
     """Library entry point; options are IngestOptions fields. Bad options raise ValueError before anything is fetched."""
     opts = check_options(source, options)
+    storage.check_writable(out)  # location, credentials, endpoint, TLS: before the first download
     output = Output(out, opts.staging_dir)
     counts = _run_source(source, opts, output)
     output.finish()
@@ -174,11 +175,20 @@ def collect_dir(input_uri: str, output: Output, genre_from: str = "folder") -> d
     for uri in storage.list_files(input_uri):
         relative_source = uri[len(prefix) :].lstrip("/\\").replace("\\", "/")
         parts = relative_source.split("/")
-        if not storage.is_remote(uri) and Path(uri).resolve().is_relative_to(output_root):
-            continue  # the output lives inside the input: never ingest our own files
+        try:
+            if not storage.is_remote(uri) and Path(uri).resolve().is_relative_to(output_root):
+                continue  # the output lives inside the input: never ingest our own files
+        except (OSError, RuntimeError) as err:  # a symlink loop: RuntimeError from resolve()
+            output.fail(uri, "NotAFileError", str(err))
+            continue
         suffix = Path(parts[-1]).suffix.lower()
         if suffix not in AUDIO_SUFFIXES:
             output.skip(uri, "not-audio", f"suffix {suffix or '(none)'!r}")
+            continue
+        try:
+            storage.check_readable_file(uri)  # FIFOs, devices, dangling links: item failures, never opened
+        except storage.StorageError as err:
+            output.fail(uri, type(err).__name__, str(err))
             continue
         if output.is_complete(output.index.get(uri)):
             counts["already_complete"] += 1

@@ -175,6 +175,25 @@ def iter_records(stream: BinaryIO, *, verify: bool = True, name: str = "<stream>
         index += 1
 
 
+def count_records(stream: BinaryIO, *, name: str = "<stream>") -> int:
+    """Records in a seekable TFRecord stream, from the length headers alone (a seek per record, no data read);
+    raise RecordError if a header is damaged or the last record is cut short."""
+    end = stream.seek(0, 2)
+    position, index = stream.seek(0), 0
+    while position < end:
+        header = stream.read(12)
+        if len(header) < 12:
+            raise RecordError(f"{name}: truncated header of record {index}")
+        if _masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
+            raise RecordError(f"{name}: length CRC mismatch at record {index}")
+        position += 12 + struct.unpack("<Q", header[:8])[0] + 4
+        if position > end:
+            raise RecordError(f"{name}: record {index} truncated (file ends {position - end} bytes early)")
+        stream.seek(position)
+        index += 1
+    return index
+
+
 # --- TensorFlow side ---
 
 

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from waveforms import limits, storage
+
 MANIFEST_FORMAT = "waveforms/soundspace-v1"
 CONVENTION = (
     "x grows east, y grows south, x and y in [0, 1]; corners NW=(0,0) NE=(1,0) SW=(0,1) SE=(1,1); "
@@ -186,8 +188,9 @@ def parse_corners(corner_args: Sequence[str]) -> tuple[tuple[str, ...], ...]:
 def validate_spec(spec: SoundSpaceSpec) -> None:
     """Parameter checks that need no audio."""
     check_grid(len(spec.corners), spec.resolution, spec.weighting)
-    if not spec.seconds > 0:
-        raise SoundSpaceError(f"--seconds: got {spec.seconds}; it must be positive")
+    limits.check_range(
+        "--seconds", spec.seconds, 0, limits.MAX_SOUNDSPACE_SECONDS, low_open=True, error=SoundSpaceError
+    )
     if spec.excerpt not in EXCERPTS:
         raise SoundSpaceError(f"--excerpt: got {spec.excerpt!r}; choose one of {', '.join(EXCERPTS)}")
     if spec.formats not in FORMATS:
@@ -197,14 +200,18 @@ def validate_spec(spec: SoundSpaceSpec) -> None:
     for shift in spec.pitch_shifts:
         if abs(shift) > MAX_PITCH_SHIFT:
             raise SoundSpaceError(f"--pitch-axis: {shift} semitones is beyond ±{MAX_PITCH_SHIFT}")
-    if not spec.temperature > 0:
-        raise SoundSpaceError(f"--temperature: got {spec.temperature}; it must be positive")
+    limits.check_range(
+        "--temperature", spec.temperature, 0, limits.MAX_TEMPERATURE, low_open=True, error=SoundSpaceError
+    )
     if not spec.peak_dbfs <= 0:
         raise SoundSpaceError(f"--peak-dbfs: got {spec.peak_dbfs}; it must be 0 or below")
-    if spec.max_batch < 1:
-        raise SoundSpaceError(f"--max-batch: got {spec.max_batch}; it must be at least 1")
+    limits.check_range(
+        "--max-batch", spec.max_batch, 1, limits.MAX_SOUNDSPACE_BATCH, integer=True, error=SoundSpaceError
+    )
     for files in spec.corners:
         for path in files:
+            if storage.is_remote(path):
+                continue  # checked when make_soundspace downloads it
             if os.path.isdir(path):
                 raise SoundSpaceError(f"corner file {path}: is a directory, not an audio file")
             if not os.path.isfile(path):
@@ -387,6 +394,27 @@ class SoundSpaceResult:
 def make_soundspace(
     model_uri: str, out_dir: str, spec: SoundSpaceSpec, progress: Callable[[str], None] | None = None
 ) -> SoundSpaceResult:
+    """A sound space from corner files to out_dir, each a local path, s3:// or minio:// URI: remote corners are
+    downloaded first, a remote out_dir is checked with a write probe before any work and filled from a local staging
+    folder at the end."""
+    import dataclasses
+    import tempfile
+
+    validate_spec(spec)
+    storage.check_writable(out_dir)
+    uris = [path for files in spec.corners for path in files]
+    with storage.local_files(uris) as local, tempfile.TemporaryDirectory(prefix="waveforms-soundspace-") as staging:
+        local_spec = dataclasses.replace(spec, corners=tuple(tuple(local[p] for p in files) for files in spec.corners))
+        if not storage.is_remote(out_dir):
+            return _make_soundspace(model_uri, out_dir, local_spec, progress)
+        result = _make_soundspace(model_uri, staging, local_spec, progress)
+        storage.sync_dir_up(staging, out_dir)
+        return dataclasses.replace(result, out_dir=out_dir)
+
+
+def _make_soundspace(
+    model_uri: str, out_dir: str, spec: SoundSpaceSpec, progress: Callable[[str], None] | None = None
+) -> SoundSpaceResult:
     """Validate, encode corners, interpolate, decode all points in one batch, post-process, write files + manifest."""
     import time
 
@@ -396,6 +424,12 @@ def make_soundspace(
 
     config = load_autoencoder_config(model_uri)
     sample_rate, hop = config.sample_rate, config.hop_length
+    clips_held = len(spaces_for(spec.corners, spec.pitch_shifts)) * len(
+        grid_points(len(spec.corners), spec.resolution, spec.weighting)
+    )  # every point's codes are held until written
+    limits.check_memory(f"a sound space of {clips_held} clips x {spec.seconds:g} s at {sample_rate} Hz",
+                        clips_held * spec.seconds * sample_rate * limits.GENERATED_BYTES_PER_SAMPLE,
+                        "lower --seconds or --resolution, or give fewer corner files")  # fmt: skip
     clips = load_corner_audio(spec, sample_rate, hop)
     os.makedirs(out_dir, exist_ok=True)
 
@@ -566,6 +600,9 @@ def run(args: argparse.Namespace) -> int:
     except (SoundSpaceError, ValueError) as exc:  # ValueError: an unusable model directory (named in the message)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except storage.StorageError as exc:  # unreachable storage, wrong keys, a corner URI that does not exist
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     n = len(result.manifest["points"])
     failing = failing_points(result.manifest)
     if failing:

@@ -19,15 +19,17 @@ completed by its last request); a local file is written to a hidden temp file be
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
@@ -71,6 +73,11 @@ class StorageNotFoundError(StorageError, FileNotFoundError):
 
 class StorageUnreachableError(StorageError, ConnectionError):
     """The endpoint did not answer (refused, timed out, TLS mismatch) within the bounded retries."""
+
+
+class NotAFileError(StorageError):
+    """A local path that is not a regular file: a FIFO, device, socket, folder or symlink loop (never opened for data,
+    so a FIFO cannot hang a reader)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------- URIs
@@ -428,14 +435,40 @@ class _ObjectStream(io.RawIOBase):
         super().close()
 
 
+FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+              stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}  # fmt: skip
+
+
+def _open_regular_file(path: str) -> BinaryIO:
+    """Open a local regular file; anything else is a NotAFileError (or StorageNotFoundError) naming it."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of awaiting a writer
+    except FileNotFoundError:
+        kind = "a dangling symbolic link" if os.path.islink(path) else "missing"
+        raise StorageNotFoundError(f"{path} does not exist ({kind})") from None
+    except OSError as error:  # ELOOP (a symlink loop), EACCES, ...
+        raise NotAFileError(f"{path}: cannot open ({error.strerror})") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise NotAFileError(f"{path}: not a regular file ({FILE_KINDS.get(stat.S_IFMT(mode), 'special file')})")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
+
+
 def open_read(uri: str) -> BinaryIO:
-    """A streaming, buffered binary reader (use as a context manager); memory is one buffer whatever the size."""
+    """A streaming, buffered binary reader (use as a context manager); memory is one buffer whatever the size.
+    Local paths must be regular files (a symlink to one is fine)."""
     if is_remote(uri):
         return io.BufferedReader(_ObjectStream(uri), buffer_size=READ_BUFFER)
-    try:
-        return open(_local_path(uri), "rb")
-    except FileNotFoundError:
-        raise StorageNotFoundError(f"{uri} does not exist") from None
+    return _open_regular_file(_local_path(uri))
+
+
+def check_readable_file(uri: str) -> None:
+    """Raise what open_read would (NotAFileError, StorageNotFoundError, ...) without reading: local paths only,
+    objects in storage are always plain data."""
+    if not is_remote(uri):
+        _open_regular_file(_local_path(uri)).close()
 
 
 def read_bytes(uri: str) -> bytes:
@@ -454,6 +487,22 @@ def download_file(uri: str, local_path: str) -> None:
             raise StorageError(f"{uri}: downloaded {handle.tell()} bytes, the object has {expected}")
 
     _atomic_local_write(local_path, write)
+
+
+@contextlib.contextmanager
+def local_files(uris: list[str]) -> Iterator[dict[str, str]]:
+    """{uri: local path} for tools that need a file (ffmpeg): local paths as they are, objects downloaded into a temp
+    folder (one subfolder each, so the base name is kept) that is removed on exit."""
+    remote = [uri for uri in dict.fromkeys(uris) if is_remote(uri)]
+    if not remote:
+        yield {uri: _local_path(uri) for uri in uris}
+        return
+    with tempfile.TemporaryDirectory(prefix="waveforms-inputs-") as scratch:
+        paths = {}
+        for index, uri in enumerate(remote):
+            paths[uri] = os.path.join(scratch, str(index), _object_key(uri).rsplit("/", 1)[-1])
+            download_file(uri, paths[uri])
+        yield {uri: paths.get(uri) or _local_path(uri) for uri in uris}
 
 
 # ----------------------------------------------------------------------------------------------------- remote writes
@@ -494,6 +543,182 @@ def upload_file(local_path: str, uri: str) -> None:
     write_stream(uri, lambda: open(local_path, "rb"), size)
 
 
+def check_writable(folder_uri: str) -> None:
+    """Write and delete a tiny object under folder_uri, so a wrong location (a path that is a file), wrong credentials,
+    an unreachable endpoint or a TLS mismatch fail at once, as one StorageError, before hours of work."""
+    name = f".waveforms-probe-{os.getpid()}-{os.urandom(4).hex()}"
+    probe = join(folder_uri, name)
+    try:
+        if not is_remote(folder_uri):  # probe in the folder, or its nearest existing ancestor: nothing is created
+            path = os.path.abspath(_local_path(folder_uri))
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise StorageError(f"{folder_uri} is a file, not a folder")
+            while not os.path.lexists(path):
+                path = os.path.dirname(path)
+            if not os.path.isdir(path):
+                raise StorageError(f"cannot write under {folder_uri}: {path} is a file, not a folder")
+            probe = os.path.join(path, name)
+        write_bytes(probe, b"waveforms write probe\n")
+        delete(probe)
+    except OSError as error:
+        if isinstance(error, StorageError):
+            raise
+        raise StorageError(f"cannot write under {folder_uri}: {error.strerror or error}") from None
+
+
+# ------------------------------------------------------------------------------------------------------------ leases
+
+LEASE_PREFIX = ".waveforms-lease-"
+LEASE_SETTLE_SECONDS = 0.3  # after writing a lease, wait this long and read it back: of two racing writers one wins
+
+
+class LeaseHeldError(StorageError):
+    """Another live process holds a lease on the folder; the message names it."""
+
+
+class Lease:
+    """A writer's claim on a folder (a dataset or a model), the same on local disks and in object storage: a small JSON
+    object `<folder>/.waveforms-lease-<name>.json` with owner, host, pid and a heartbeat refreshed by a thread.
+
+    Acquiring fails at once, naming the holder, while a conflicting lease is live: its own name, or every other lease
+    when `exclusive` (a fan-out task takes a non-exclusive lease per task; a whole conversion or a merge an exclusive
+    one). A lease whose pid is dead on this host, or whose heartbeat is older than WAVEFORMS_LEASE_SECONDS (default
+    120), is stale and taken over with a warning. Object storage has no create-if-absent here, so a lease is written,
+    then read back after LEASE_SETTLE_SECONDS: of writers racing in that window, the last one holds it.
+    """
+
+    def __init__(self, folder_uri: str, name: str, purpose: str, *, exclusive: bool = True):
+        self.folder_uri, self.name, self.purpose, self.exclusive = folder_uri, name, purpose, exclusive
+        self.uri = join(folder_uri, f"{LEASE_PREFIX}{name}.json")
+        self.expiry = float(os.environ.get("WAVEFORMS_LEASE_SECONDS", 120))
+        self.token = os.urandom(8).hex()
+        self._stop = None
+        self._thread = None
+        self.lost = False
+
+    def _record(self) -> dict:
+        import socket
+
+        return {"owner": self.purpose, "host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+                "started": self._started, "heartbeat": time.time()}  # fmt: skip
+
+    @staticmethod
+    def _read(uri: str) -> dict | None:
+        import json
+
+        try:
+            record = json.loads(read_bytes(uri))
+        except StorageNotFoundError:
+            return None
+        except (ValueError, UnicodeDecodeError):
+            return {}  # damaged: treated as stale
+        return record if isinstance(record, dict) else {}
+
+    def _stale(self, record: dict) -> str | None:
+        """Why a lease record no longer holds (-> taken over), or None while its holder is alive."""
+        import socket
+
+        if not record or not isinstance(record.get("heartbeat"), int | float):
+            return "damaged lease"
+        age = time.time() - record["heartbeat"]
+        if age > self.expiry:
+            return f"heartbeat {age:.0f} s old (limit {self.expiry:.0f} s)"
+        if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int):
+            try:
+                os.kill(record["pid"], 0)
+            except ProcessLookupError:
+                return f"pid {record['pid']} is not running"
+            except PermissionError:
+                pass  # alive, another user's
+        return None
+
+    def _describe(self, uri: str, record: dict) -> str:
+        age = time.time() - record.get("heartbeat", 0)
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.get("started", 0)))
+        return (
+            f"{self.folder_uri} is in use: {record.get('owner', '?')} by pid {record.get('pid', '?')} on host "
+            f"{record.get('host', '?')} since {started}, heartbeat {age:.0f} s ago ({uri}); wait for it to finish, "
+            f"or if that process is gone, the lease is taken over once its heartbeat is {self.expiry:.0f} s old"
+        )
+
+    def _conflicting(self) -> list[str]:
+        if not self.exclusive:
+            return [self.uri, join(self.folder_uri, f"{LEASE_PREFIX}dataset.json")]
+        leases = [uri for uri in list_files(self.folder_uri, suffix=".json")
+                  if uri.replace(os.sep, "/").rsplit("/", 1)[-1].startswith(LEASE_PREFIX)]  # fmt: skip
+        return sorted(set(leases) | {self.uri})
+
+    def acquire(self) -> Lease:
+        self._started = time.time()
+        for uri in self._conflicting():
+            record = self._read(uri)
+            if record is None:
+                continue
+            if record.get("token") == self.token:
+                continue
+            reason = self._stale(record)
+            if reason is None:
+                raise LeaseHeldError(self._describe(uri, record))
+            log.warning("taking over the stale lease %s of %s pid %s on %s: %s", uri, record.get("owner", "?"),
+                        record.get("pid", "?"), record.get("host", "?"), reason)  # fmt: skip
+            if uri != self.uri:
+                delete(uri)
+        self._write()
+        time.sleep(LEASE_SETTLE_SECONDS)
+        record = self._read(self.uri)
+        if not record or record.get("token") != self.token:
+            raise LeaseHeldError(self._describe(self.uri, record or {}))
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _write(self) -> None:
+        import json
+
+        write_bytes(self.uri, json.dumps(self._record(), sort_keys=True).encode())
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.expiry / 4):
+            try:
+                record = self._read(self.uri)
+                if not record or record.get("token") != self.token:
+                    self.lost = True
+                    log.error("lost the lease %s: another process took it over", self.uri)
+                    return
+                self._write()
+            except StorageError as error:  # a transient outage: try again at the next beat
+                log.warning("lease heartbeat %s failed: %s", self.uri, error)
+
+    def check(self) -> None:
+        """Raise LeaseHeldError if another process has taken the lease over (before publishing anything)."""
+        record = self._read(self.uri)
+        if self.lost or not record or record.get("token") != self.token:
+            raise LeaseHeldError(
+                f"lost the lease on {self.folder_uri} to another process: stopping before writing anything more"
+            )
+
+    def release(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = None
+        try:
+            record = self._read(self.uri)
+            if record and record.get("token") == self.token:
+                delete(self.uri)
+        except StorageError as error:
+            log.warning("could not remove the lease %s: %s", self.uri, error)
+
+    def __enter__(self) -> Lease:
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
 # --------------------------------------------------------------------------------------------- listing and metadata
 
 
@@ -506,6 +731,18 @@ def exists(uri: str) -> bool:
         return True
     except StorageNotFoundError:
         return False
+
+
+def size(uri: str) -> int | None:
+    """Bytes in a file/object, or None if there is none (one stat / HEAD; for cheap integrity checks)."""
+    if not is_remote(uri):
+        path = _local_path(uri)
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    settings, client, bucket, key = _remote(uri)
+    try:
+        return _call(settings, "stat", uri, lambda: client.stat_object(bucket, _object_key(uri))).size
+    except StorageNotFoundError:
+        return None
 
 
 def list_files(prefix_uri: str, suffix: str | None = None) -> list[str]:
@@ -544,6 +781,8 @@ def content_key(uri: str) -> tuple[int, str]:
         stat = _call(settings, "stat", uri, lambda: client.stat_object(bucket, key))
         return stat.size, hashlib.sha256(f"{stat.size}:{(stat.etag or '').strip(chr(34))}".encode()).hexdigest()
     path = _local_path(uri)
+    if not os.path.isfile(path):  # a FIFO would block the read; links that lead nowhere fail as items later
+        raise OSError(f"{uri}: not a regular file")
     size = os.path.getsize(path)
     digest = hashlib.sha256(str(size).encode())
     with open(path, "rb") as handle:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from waveforms import baselines, checkpoints, convert, storage
+from waveforms import baselines, checkpoints, convert, limits, storage
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
@@ -79,6 +79,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        for name, bound in (("batch_size", limits.MAX_TRAIN_BATCH), ("target_length", limits.MAX_TARGET_LENGTH),
+                            ("steps", limits.MAX_STEPS)):  # fmt: skip
+            limits.check_range(f"TrainConfig.{name}", getattr(self, name), 1, bound, integer=True)
         for name in ("warmup_steps", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -451,6 +454,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     `trial`: Katib trial output (is_trial_output; None decides from the terminal)."""
     train_config.validate()
     task = make_task(model_kind, model_config)
+    storage.check_writable(model_uri)  # a path that is a file, credentials, endpoint, TLS: before any work
     from waveforms import dataset
 
     manifest_uri = convert.manifest_uri(dataset_uri)
@@ -478,6 +482,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     if train_config.batch_size % replicas:
         raise ValueError(f"--batch-size {train_config.batch_size} must be a multiple of the {replicas} replicas")
     remote = storage.is_remote(model_uri)
+    # one writer per model: a second run on MODEL_URI fails here, naming the first (workers of one run: the chief)
+    lease = storage.Lease(model_uri, "train", "train").acquire() if chief else None
     workdir = model_uri if chief and not remote else tempfile.mkdtemp(prefix="waveforms-train-")
     os.makedirs(workdir, exist_ok=True)
     out = None
@@ -495,7 +501,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, spent_seconds=budget.spent)
         store = checkpoints.CheckpointStore(
-            checkpoint, model_uri, workdir, run_config, train_config.keep_checkpoints, writer=chief
+            checkpoint, model_uri, workdir, run_config, train_config.keep_checkpoints, writer=chief, lease=lease
         )
         restored = store.restore_latest() if (chief or remote) else _restore_shared(store, model_uri)
         start = int(step.numpy())
@@ -504,8 +510,11 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             _say(chief, f"resumed from {restored}: step {start}, optimizer iterations {iterations}")
         out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps,
                       is_trial_output(trial))  # fmt: skip
-        result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
-                       window_length, start, budget)  # fmt: skip
+        try:
+            result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
+                           window_length, start, budget)  # fmt: skip
+        except tf.errors.DataLossError as error:  # TF's message names no file: find the shard, say it in one line
+            raise dataset.damaged_shard_error(manifest, manifest_uri, error) from None
         if chief:  # the export says which precision trained it; metrics.json stays numbers only
             _warn_if_no_better_than_baselines(result, out.baselines)
             _export(task, model, workdir, {**run_config, "precision": precision}, manifest, manifest_uri, result,
@@ -522,6 +531,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             out.close()
         if workdir != model_uri:
             shutil.rmtree(workdir, ignore_errors=True)
+        if lease is not None:
+            lease.release()
 
 
 def _restore_shared(store, model_uri: str):
