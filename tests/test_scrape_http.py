@@ -78,6 +78,17 @@ def test_redirect_to_disallowed_host_is_refused_and_never_contacted(server, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+def test_redirect_to_another_port_of_an_allowed_host_is_refused_and_never_contacted(server, base_mp3, tmp_path):
+    other = FmaServer([Track(1, "One", "A", "Rock", base_mp3)])  # another service on the same host
+    with other:
+        server.add_fault("/files/1.mp3", Fault("redirect", location=f"{other.base_url}/files/1.mp3", times=None))
+        with pytest.raises(FetchError) as refused:
+            PoliteFetcher(fast_policy()).download(f"{server.base_url}/files/1.mp3", tmp_path / "1.mp3", progress=False)
+        assert refused.value.reason == "port-not-allowed"
+        assert other.log == [] and len(server.requests_to("/files/1.mp3")) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_retry_after_is_honoured(server, tmp_path):
     server.add_fault("/files/1.mp3", Fault("status", status=429, headers={"Retry-After": "1"}))
     server.add_fault("/files/2.mp3", Fault("status", status=503, headers={"Retry-After": "1"}))

@@ -326,7 +326,9 @@ class PoliteFetcher:
                 raise FetchError(url, "network", f"{type(err).__name__}: {err}", retryable=True) from err
             if response.status_code in REDIRECT_STATUS and "Location" in response.headers:
                 response.close()
-                url = urljoin(url, response.headers["Location"])
+                target = urljoin(url, response.headers["Location"])
+                _check_redirect_port(url, target)
+                url = target
                 continue
             if response.status_code in RETRYABLE_STATUS:
                 response.close()
@@ -537,3 +539,16 @@ def check_mp3(path: Path, url: str = "") -> None:
             raise FetchError(where, "not-mp3", "no MPEG audio frame where the audio should start")
         if position < size and frames < 2 and not trailer.startswith((b"TAG", b"APETAGEX", b"LYRICS")):
             raise FetchError(where, "not-mp3", f"frame sync lost at byte {position}")
+
+
+def _effective_port(parts) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _check_redirect_port(source: str, target: str) -> None:
+    """A redirect may keep its port or go to its scheme's standard one (80 for http, 443 for https, the usual upgrade),
+    never to another port: an allowed host's other ports are other services, not the site that was allowed."""
+    before, after = urlsplit(source), urlsplit(target)
+    port = _effective_port(after)
+    if port != _effective_port(before) and port != (443 if after.scheme == "https" else 80):
+        raise FetchError(target, "port-not-allowed", f"redirect from port {_effective_port(before)} to port {port}")
