@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from urllib.parse import quote
 
 from pipelines.waveforms_pipeline import build_pipeline, local_options
@@ -117,6 +118,8 @@ def run_demo(
     os.makedirs(pipeline_root, exist_ok=True)
     environment = dict(os.environ)
     logs.configure(verbose)  # the steps inherit this environment (restored when the run ends)
+    if not verbose:  # kfp.local warns once per step that our image label is not a Python image: it is this venv
+        warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     options = local_options(
         LOCAL_IMAGE,
