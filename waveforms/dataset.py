@@ -256,13 +256,11 @@ def genre_ids(manifest: dict, genres: list[str] | None) -> list[int] | None:
 def count_windows(manifest: dict, split: str, window_length: int, genres: list[str] | None = None) -> WindowCount:
     """Records, short records and windows of a split, from the songs table (songs are cut into segment_samples)."""
     wanted = set(genres) if genres is not None else None
-    segment = int(manifest["segment_samples"])
     count = WindowCount(0, 0, 0)
     for song in manifest.get("songs", []):
         if song.get("split") != split or (wanted is not None and song.get("genre") not in wanted):
             continue
-        full, rest = divmod(int(song["samples"]), segment)
-        for length in [segment] * full + ([rest] if rest else []):
+        for _, length in _song_records(manifest, song):
             usable = length >= window_length + 1
             count = WindowCount(
                 count.records + 1,

@@ -506,19 +506,15 @@ def check_points(manifest: dict, audio: dict[str, np.ndarray], model_uri: str, s
     """The audio checks' verdict on every decoded point (against the training data's profile saved with the model),
     into the manifest: each point's "check" and a "checks" summary."""
     from waveforms import audio_checks, storage
-    from waveforms.generate import read_export_config
+    from waveforms.generate import check_clips, read_export_config
     from waveforms.train import CONFIG_FILE
 
     # a model saved outside `waveforms train` has no config.json, hence no profile: the checks use their fallbacks
     exported = storage.exists(storage.join(model_uri, CONFIG_FILE))
-    profile = audio_checks.DataProfile.from_dict(
-        read_export_config(model_uri).get("data_profile") if exported else None
-    )
-    checks = []
-    for entry in manifest["points"]:
-        check = audio_checks.check_clip(audio[entry["name"]], sample_rate, profile)
+    export = read_export_config(model_uri) if exported else {"sample_rate": sample_rate}
+    checks = check_clips([audio[entry["name"]] for entry in manifest["points"]], export)
+    for entry, check in zip(manifest["points"], checks, strict=True):
         entry["check"] = check.verdict
-        checks.append(check)
     manifest["checks"] = audio_checks.summary_metrics(checks)
 
 
