@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from waveforms import config as configuration
 from waveforms.model import WaveNetConfig
 
 CONFIG_FILE = "autoencoder.json"
@@ -91,17 +92,8 @@ class AutoencoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> AutoencoderConfig:
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping of AutoencoderConfig fields, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown AutoencoderConfig field(s) {unknown}; known fields: {sorted(known)}")
-        values = dict(data)
-        if "decoder" in values:
-            decoder = dict(_default_decoder().to_dict(), **values["decoder"])
-            values["decoder"] = WaveNetConfig.from_dict(decoder, source=f"{source} (decoder)")
-        return cls(**values).validate()
+        """Decoder fields nest under "decoder", laid over the default decoder."""
+        return configuration.from_dict(cls, data, source)
 
 
 # ---------------------------------------------------------------- the Keras graphs
@@ -293,22 +285,7 @@ class AutoencoderTask:
     @staticmethod
     def load_config(name_or_path: str, **overrides) -> AutoencoderConfig:
         """ "default" or a .json/.yaml file of AutoencoderConfig fields (decoder fields nested under "decoder")."""
-        if name_or_path in NAMED_CONFIGS:
-            base = NAMED_CONFIGS[name_or_path].to_dict()
-        else:
-            import yaml
-
-            path = Path(name_or_path)
-            if path.suffix.lower() not in (".json", ".yaml", ".yml") or not path.is_file():
-                raise ValueError(
-                    f"autoencoder config {name_or_path!r}: not a named configuration ({', '.join(NAMED_CONFIGS)}) "
-                    "nor an existing .json/.yaml file"
-                )
-            try:
-                base = yaml.safe_load(path.read_text())  # JSON is YAML
-            except yaml.YAMLError as error:
-                raise ValueError(f"autoencoder config {name_or_path!r}: cannot parse: {error}") from error
-        return AutoencoderConfig.from_dict({**base, **overrides}, source=str(name_or_path))
+        return configuration.load(AutoencoderConfig, name_or_path, NAMED_CONFIGS, "autoencoder config", **overrides)
 
     @staticmethod
     def config_from_dict(data: dict, source: str = "model config") -> AutoencoderConfig:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from waveforms import config as configuration
 from waveforms import storage
 from waveforms.audio import read_tags
-from waveforms.jsonfields import whole_number
 from waveforms.scrape import AUDIO_SUFFIXES, FAILURES_NAME, INDEX_NAME, Failure, Output, join_uri, slugify
 from waveforms.scrape.http import FetchPolicy, PoliteFetcher, file_digests
 
@@ -98,7 +98,7 @@ def check_options(source: str, options: dict) -> IngestOptions:
         raise ValueError(f"ingest: unknown option(s) {unknown}; valid: {sorted(known)}")
     if source not in SOURCES:
         raise ValueError(f"ingest: --source {source!r} is not one of {SOURCES}")
-    opts = IngestOptions(**{k: _coerce(k, v) for k, v in options.items()})
+    opts = IngestOptions(**configuration.coerce_fields(IngestOptions, options, "ingest option"))
     if opts.genre_from not in GENRE_FROM:
         raise ValueError(f"ingest: genre_from must be one of {GENRE_FROM}, got {opts.genre_from!r}")
     if source == "urls" and not opts.input:
@@ -123,15 +123,6 @@ def ingest(source: str, out: str, **options) -> IngestResult:
         bytes=counts["bytes"], failures=tuple(output.failures), skipped=tuple(output.skipped),
         index_uri=join_uri(out, INDEX_NAME),
     )  # fmt: skip
-
-
-def _coerce(name: str, value):
-    """Options arriving through JSON (KFP dict parameters carry every number as a float) get their field's type."""
-    if isinstance(value, list):
-        return tuple(value)
-    if name in ("genres", "allow_hosts") and isinstance(value, str):
-        return (value,)  # one name, not its characters
-    return whole_number(IngestOptions, name, value, "ingest option")
 
 
 def _run_source(source: str, opts: IngestOptions, output: Output) -> dict[str, int]:

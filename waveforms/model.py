@@ -17,14 +17,13 @@ logits[:, t] predicts codes[:, t + 1] and depends only on codes[:, t - receptive
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 from keras import ops
+
+from waveforms import config as configuration
 
 
 @dataclass(frozen=True)
@@ -82,16 +81,7 @@ class WaveNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> WaveNetConfig:
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping of WaveNetConfig fields, got {type(data).__name__}")
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown WaveNetConfig field(s) {unknown}; known fields: {sorted(known)}")
-        for name, value in data.items():
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{source}: WaveNetConfig.{name} must be an integer, got {value!r}")
-        return cls(**data).validate()
+        return configuration.from_dict(cls, data, source)
 
 
 NAMED_CONFIGS: dict[str, WaveNetConfig] = {
@@ -102,24 +92,7 @@ NAMED_CONFIGS: dict[str, WaveNetConfig] = {
 
 def load_config(name_or_path: str, **overrides) -> WaveNetConfig:
     """A named configuration ("small", "ibab") or a .json/.yaml file of fields, then `overrides` (all validated)."""
-    if name_or_path in NAMED_CONFIGS:
-        base = NAMED_CONFIGS[name_or_path].to_dict()
-    else:
-        path = Path(name_or_path)
-        if path.suffix.lower() not in (".json", ".yaml", ".yml"):
-            raise ValueError(
-                f"model config {name_or_path!r}: not a named configuration ({', '.join(NAMED_CONFIGS)}) "
-                "nor a .json/.yaml/.yml file"
-            )
-        if not path.is_file():
-            raise ValueError(f"model config {name_or_path!r}: file not found")
-        text = path.read_text()
-        try:
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as error:  # both messages name the line
-            raise ValueError(f"model config {name_or_path!r}: cannot parse: {error}") from error
-        base = WaveNetConfig.from_dict(data, source=str(path)).to_dict()
-    return WaveNetConfig.from_dict({**base, **overrides}, source=f"{name_or_path} with overrides {overrides}")
+    return configuration.load(WaveNetConfig, name_or_path, NAMED_CONFIGS, "model config", **overrides)
 
 
 def flops_per_sample(config: WaveNetConfig, training: bool = True) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from waveforms import config as configuration
 from waveforms import report, storage
-from waveforms.jsonfields import whole_number
 
 
 def model_and_train_configs(model_kind: str, config: str, train_options: dict, tuned: dict | None = None):
@@ -24,7 +24,7 @@ def model_and_train_configs(model_kind: str, config: str, train_options: dict, t
     from waveforms import train, tuning
 
     model_config = train.task_class(model_kind).load_config(config)
-    train_config = train.TrainConfig.from_dict(_whole_numbers(train_options, train.TrainConfig), "train_options")
+    train_config = configuration.from_dict(train.TrainConfig, train_options, "train_options")
     if tuned:
         model_config, train_config = tuning.apply_parameters(model_config, train_config, _typed_tuned(tuned))
     return model_config, train_config
@@ -193,18 +193,11 @@ def soundspace_stage(
     return soundspace.make_soundspace(model_dir, out_dir, spec).manifest
 
 
-def _whole_numbers(options: dict, dataclass_type) -> dict:
-    return {name: whole_number(dataclass_type, name, value, "train_options") for name, value in options.items()}
-
-
 def _typed_tuned(params: dict) -> dict:
-    """Search-space values as their parameter's type (JSON may have turned 32 into 32.0)."""
-    from waveforms.tuning import SEARCH_SPACE
+    """Search-space values typed by the configuration field each one sets (JSON may have turned 32 into 32.0)."""
+    from waveforms.model import WaveNetConfig
+    from waveforms.train import TrainConfig
 
-    kinds = {parameter.name: parameter.kind for parameter in SEARCH_SPACE}
-    typed = {}
-    for name, value in params.items():
-        if kinds.get(name) in ("int", "discrete") and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        typed[name] = value
-    return typed
+    return configuration.coerce_fields(
+        TrainConfig, configuration.coerce_fields(WaveNetConfig, params, "tuned"), "tuned"
+    )

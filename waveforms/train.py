@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from waveforms import baselines, checkpoints, convert, limits, storage
+from waveforms import config as configuration
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
@@ -116,13 +117,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "train config") -> TrainConfig:
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping of TrainConfig fields, got {type(data).__name__}")
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown TrainConfig field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**data).validate()
+        return configuration.from_dict(cls, data, source)
 
 
 class TrainingDivergedError(RuntimeError):
