@@ -50,6 +50,19 @@ def test_subcommands_are_listed_in_pipeline_order_and_help_does_not_import_tenso
     assert listed[:8] == ["synth", "ingest", "convert", "verify", "tune", "train", "generate", "soundspace"]
 
 
+def test_no_subcommand_help_imports_tensorflow():
+    """The command modules parse and call the library; TensorFlow and Keras are imported only when a command runs."""
+    probe = ("import sys, contextlib, io\nfrom waveforms import cli\n"
+             "for argv in [[name, '--help'] for name in cli.COMMANDS] + [['tune', 'local', '--help']]:\n"
+             "    with contextlib.redirect_stdout(io.StringIO()):\n"
+             "        try: cli.main(argv)\n        except SystemExit as done: assert done.code == 0, argv\n"
+             "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == "[]", result.stdout
+
+
 def _one_line_error(result: subprocess.CompletedProcess, status: int, *phrases: str) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip() and "usage:" not in line and
              not line.startswith(" ")]  # fmt: skip

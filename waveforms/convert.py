@@ -38,7 +38,6 @@ the previous shards (still present); readers check each shard's size and record 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures
 import dataclasses
@@ -729,86 +728,3 @@ def _print_summary(manifest: dict, seconds: float, sample_rate: int) -> None:
               f"(asked for {100 * held_out['requested_fraction']:.0f}%)", file=sys.stderr)  # fmt: skip
     for item in manifest["skipped"]:
         print(f"  skipped {item['source']}: {item['reason']}", file=sys.stderr)
-
-
-# --- command line ---
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    defaults = ConvertConfig()
-    parser.add_argument(
-        "uris",
-        nargs="+",
-        metavar="URI",
-        help="IN_URI OUT_URI (folders or s3://, minio:// prefixes); with --merge only OUT_URI",
-    )
-    parser.add_argument(
-        "--sample-rate", type=int, default=defaults.sample_rate, help="target rate in Hz (default %(default)s)"
-    )
-    parser.add_argument(
-        "--segment-seconds", type=float, default=defaults.segment_seconds, help="record length (default %(default)s s)"
-    )
-    parser.add_argument(
-        "--shard-mb", type=float, default=defaults.shard_megabytes, help="shard size in MiB (default %(default)s)"
-    )
-    parser.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=defaults.validation_fraction,
-        help="share of songs held out (default %(default)s)",
-    )
-    parser.add_argument(
-        "--silence-threshold-db",
-        type=float,
-        default=defaults.silence_threshold_db,
-        help="peak below this = silent (default %(default)s dBFS)",
-    )
-    parser.add_argument(
-        "--keep-silent", action="store_true", help="keep (but flag) silent songs instead of dropping them"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=defaults.workers, help="concurrent decodes (default %(default)s)"
-    )
-    parser.add_argument(
-        "--shard-index", type=int, default=0, help="this task's index when fanned out over --num-shards tasks"
-    )
-    parser.add_argument("--num-shards", type=int, default=1, help="number of convert tasks (static fan-out)")
-    parser.add_argument(
-        "--merge", action="store_true", help="join the part manifests of --num-shards tasks under OUT_URI"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.merge:
-        if len(args.uris) != 1:
-            raise SystemExit("convert --merge takes exactly one URI: OUT_URI")
-        try:
-            merged, _ = merge_parts(args.uris[0], args.num_shards)
-        except (ValueError, OSError, storage.StorageError, NothingConvertedError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        print(f"merged {args.num_shards} parts: {merged['totals']['songs']} songs", file=sys.stderr)
-        return 0
-    if len(args.uris) != 2:
-        raise SystemExit("convert takes IN_URI OUT_URI")
-    config = ConvertConfig(
-        sample_rate=args.sample_rate,
-        segment_seconds=args.segment_seconds,
-        shard_megabytes=args.shard_mb,
-        validation_fraction=args.validation_fraction,
-        silence_threshold_db=args.silence_threshold_db,
-        drop_silent=not args.keep_silent,
-        workers=args.workers,
-        shard_index=args.shard_index,
-        num_shards=args.num_shards,
-    )
-    try:
-        convert(args.uris[0], args.uris[1], config, progress=not args.quiet)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (NothingConvertedError, storage.StorageError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0

@@ -24,12 +24,10 @@ corner clip once, interpolate, decode ALL points in one batched fast-generation 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -529,86 +527,3 @@ def write_clip(stem: str, clip: np.ndarray, sample_rate: int, extensions: Sequen
         write_wav(stem + ".wav", clip, sample_rate)
     if "mp3" in extensions:
         write_mp3(stem + ".mp3", clip, sample_rate)
-
-
-# ---------------------------------------------------------------- command line
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = CONVENTION
-    parser.add_argument(
-        "model_uri", help="trained autoencoder (a model directory written by `waveforms train --model autoencoder`)"
-    )
-    parser.add_argument("out_dir", help="output folder: one clip per grid point, manifest.json, explorer.html")
-    parser.add_argument(
-        "--corners",
-        nargs="+",
-        required=True,
-        metavar="FILES",
-        help="2 corners (W E) or 4 (NW NE SW SE); each a file or a comma-separated list (all combinations)",
-    )
-    parser.add_argument(
-        "--resolution",
-        type=int,
-        required=True,
-        help=f"points along each side, corners included: 2 corners give R points, 4 corners an RxR grid "
-        f"({MIN_RESOLUTION}-{MAX_RESOLUTION})",
-    )
-    parser.add_argument("--weighting", default="bilinear", help="4 corners: bilinear (default) or nsynth (distance)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of every clip (default 1.0)")
-    parser.add_argument(
-        "--pitch-axis",
-        type=int,
-        nargs="+",
-        default=[],
-        metavar="SEMITONES",
-        help="also render the space at these varispeed pitch shifts, e.g. -12 0 7",
-    )
-    parser.add_argument("--excerpt", default="loudest", choices=EXCERPTS,
-                        help="which --seconds of a longer corner file to encode: its loudest stretch or its start")  # fmt: skip
-    parser.add_argument("--format", default="both", help="wav, mp3 or both (default)")
-    parser.add_argument("--peak-dbfs", type=float, default=-1.0, help="peak normalisation level (default -1 dBFS)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--max-batch", type=int, default=1024, help="decode at most this many points per pass")
-    parser.add_argument("--no-explorer", action="store_true", help="do not write explorer.html")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        corners = parse_corners(args.corners)
-        spec = SoundSpaceSpec(
-            corners=corners,
-            resolution=args.resolution,
-            weighting=args.weighting,
-            seconds=args.seconds,
-            pitch_shifts=tuple(args.pitch_axis),
-            formats=args.format,
-            peak_dbfs=args.peak_dbfs,
-            temperature=args.temperature,
-            seed=args.seed,
-            max_batch=args.max_batch,
-            explorer=not args.no_explorer,
-            excerpt=args.excerpt,
-            title=f"Sound space, {len(corners)} corners: " + " · ".join(os.path.basename(f[0]) for f in corners),
-        )
-        result = make_soundspace(args.model_uri, args.out_dir, spec, progress=lambda m: print(m, file=sys.stderr))
-    except (SoundSpaceError, ValueError) as exc:  # ValueError: an unusable model directory (named in the message)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except storage.StorageError as exc:  # unreachable storage, wrong keys, a corner URI that does not exist
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    n = len(result.manifest["points"])
-    failing = failing_points(result.manifest)
-    if failing:
-        listed = "; ".join(f"{name}: {verdict}" for name, verdict in failing[:8])
-        more = f" (and {len(failing) - 8} more)" if len(failing) > 8 else ""
-        print(f"check: {len(failing)} of {n} clips fail the audio checks: {listed}{more}", file=sys.stderr)
-    else:
-        print(f"check: all {n} clips pass the audio checks", file=sys.stderr)
-    print(
-        f"wrote {n} clips, manifest.json{' and explorer.html' if spec.explorer else ''} to {result.out_dir} "
-        f"(decoded at {result.manifest['decode']['samples_per_second']:.0f} samples/s)"
-    )
-    return 0

@@ -15,7 +15,6 @@ It is model-agnostic: a task (TASKS) builds a Keras model whose logits[:, t] pre
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import importlib
@@ -805,90 +804,3 @@ def _barrier(strategy) -> None:
 
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
-
-
-# ------------------------------------------------------------------------------------------------------------- CLI
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    parser.add_argument(
-        "dataset_uri", metavar="DATASET_URI", help="a manifest.json (or its folder), local or s3://, minio://"
-    )
-    parser.add_argument(
-        "model_uri", metavar="MODEL_URI", help="folder for checkpoints, TensorBoard, metrics and the model"
-    )
-    parser.add_argument("--model", default="wavenet", choices=sorted(TASKS), help="model kind")
-    parser.add_argument(
-        "--config",
-        default=None,
-        help="named configuration (wavenet: small, ibab; autoencoder: default) or a JSON/YAML file",
-    )
-    parser.add_argument("--residual-channels", type=int, help="override the model configuration's residual_channels")
-    parser.add_argument("--layers-per-stack", type=int, help="override the model configuration's layers_per_stack")
-    parser.add_argument(
-        "--genre-conditioning",
-        action="store_true",
-        help="condition on the genre (global_condition_classes = the dataset's genre count)",
-    )
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="total optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global windows per step")
-    parser.add_argument(
-        "--target-length", type=int, default=defaults.target_length, help="predicted samples per window"
-    )
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="peak learning rate")
-    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps,
-                        help="steps of linear learning-rate warm-up")  # fmt: skip
-    parser.add_argument("--decay", default=defaults.decay, choices=DECAYS, help="learning-rate decay after warm-up")
-    parser.add_argument("--clip-norm", type=float, default=defaults.clip_norm, help="global gradient norm clip")
-    parser.add_argument(
-        "--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps between checkpoints"
-    )
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps between validations")
-    parser.add_argument("--time-budget", type=float, default=defaults.time_budget_seconds, metavar="SECONDS",
-                        help="also stop after this many seconds of training (summed over resumes), with the learning "
-                             "rate schedule laid over the budget; 0 = steps only (default 0)")  # fmt: skip
-    parser.add_argument("--eval-windows", type=int, default=defaults.eval_windows, help="validation windows")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="initial weights and window order")
-    parser.add_argument("--no-loss-on-context", action="store_true",
-                        help="train on the full-context positions of each window only")  # fmt: skip
-    parser.add_argument("--no-jit", action="store_true", help="do not XLA-compile the training step")
-    parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
-                        help="auto: float32 on CPU, bf16 on GPUs of compute capability >= 8.0, else fp16 with "
-                             "loss scaling")  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.add_argument("--trial", action="store_true", default=None,
-                        help="Katib trial output: no progress bar, name=value only on evaluation lines and the final "
-                             "line (the default whenever stdout or stderr is not a terminal)")  # fmt: skip
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        task_type = task_class(args.model)
-        overrides = {name: getattr(args, name) for name in ("residual_channels", "layers_per_stack")
-                     if getattr(args, name) is not None}  # fmt: skip
-        if args.genre_conditioning:
-            from waveforms import dataset
-
-            genres = dataset.load_manifest(convert.manifest_uri(args.dataset_uri))["genres"]
-            overrides["global_condition_classes"] = max(1, len(genres))
-        model_config = task_type.load_config(args.config or DEFAULT_CONFIGS[args.model], **overrides)
-        train_config = TrainConfig(
-            steps=args.steps, batch_size=args.batch_size, target_length=args.target_length,
-            learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, decay=args.decay, clip_norm=args.clip_norm,
-            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_windows=args.eval_windows,
-            seed=args.seed, loss_on_context=not args.no_loss_on_context, jit_compile=not args.no_jit,
-            time_budget_seconds=args.time_budget,
-            precision=args.precision,
-        )  # fmt: skip
-        result = train(args.dataset_uri, args.model_uri, model_config, train_config, model_kind=args.model,
-                       progress=not args.no_progress, trial=args.trial)  # fmt: skip
-    except (ValueError, TrainingDivergedError, storage.StorageError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    # the objective again, formatted as on the evaluation line: Katib's last value is the final evaluation's
-    final = format_metrics({"val_bits": result["val_bits"]})
-    beside = (f" (± {result['val_bits_se']:.4f}; best baseline {result['best_baseline_bits']:.4f}, "
-              f"{result['bits_below_baseline']:+.4f} below it)" if "best_baseline_bits" in result else "")  # fmt: skip
-    print(f"trained to step {result['step']}: {final}{beside}; model in {args.model_uri}", file=sys.stderr)
-    return 0

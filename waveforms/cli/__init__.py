@@ -1,7 +1,8 @@
-"""The `waveforms` command line: one subcommand per job, each implemented by one library module.
+"""The `waveforms` command line: one subcommand per job, one small module per subcommand that parses and calls the library.
 
-Every module listed in COMMANDS defines `configure_parser(parser)` and `run(args) -> int`; modules are imported lazily
-so `waveforms --help` and light commands do not pay for importing TensorFlow.
+Every module listed in COMMANDS defines `configure_parser(parser)` and `run(args) -> int`. They import only light
+library modules at module level (TensorFlow and Keras inside `run`), so building the parser, `waveforms --help` and
+every `waveforms COMMAND --help` start without TensorFlow (tests/test_cli.py checks it).
 
 Exit status: 0 success, 2 bad usage (argparse), 1 a runtime error, printed as one line `error: ...` (the traceback only
 with --verbose).
@@ -15,19 +16,29 @@ import signal
 import sys
 import threading
 
-# name -> (module, one-line help), in pipeline order
+# name -> (module with configure_parser/run, one-line help), in pipeline order; `tune` still points at the library
+# module that holds its command line
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("waveforms.synth", "write the embedded dataset of synthetic instrument notes (offline, deterministic)"),
-    "ingest": ("waveforms.ingest", "bring audio in: FMA site or dataset archives, URL lists, folders, synth"),
-    "convert": ("waveforms.convert", "convert audio files to mu-law TFRecord shards and a manifest.json"),
-    "verify": ("waveforms.verify", "check every shard of a dataset against its manifest (sizes, counts, sha256)"),
+    "synth": (
+        "waveforms.cli.synth",
+        "write the embedded dataset of synthetic instrument notes (offline, deterministic)",
+    ),
+    "ingest": ("waveforms.cli.ingest", "bring audio in: FMA site or dataset archives, URL lists, folders, synth"),
+    "convert": ("waveforms.cli.convert", "convert audio files to mu-law TFRecord shards and a manifest.json"),
+    "verify": ("waveforms.cli.verify", "check every shard of a dataset against its manifest (sizes, counts, sha256)"),
     "tune": ("waveforms.tuning", "hyperparameter search: write the Katib Experiment, or search locally"),
     "train": (
-        "waveforms.train",
+        "waveforms.cli.train",
         "train a WaveNet or the autoencoder on a converted dataset (resumable, distributable)",
     ),
-    "generate": ("waveforms.generate", "generate audio with a trained WaveNet (fast cached sampling) to WAV or mp3"),
-    "soundspace": ("waveforms.soundspace", "encode 2 or 4 corner sounds, interpolate on a grid, decode every point"),
+    "generate": (
+        "waveforms.cli.generate",
+        "generate audio with a trained WaveNet (fast cached sampling) to WAV or mp3",
+    ),
+    "soundspace": (
+        "waveforms.cli.soundspace",
+        "encode 2 or 4 corner sounds, interpolate on a grid, decode every point",
+    ),
 }
 
 
@@ -104,7 +115,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
