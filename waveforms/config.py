@@ -137,7 +137,7 @@ class Option:
     """One command-line flag for one dataclass field; its type and default come from the field."""
 
     field: str
-    help: str
+    help: str | None = None
     flag: str = ""  # default: --field-name
     negate: bool = False  # a true-by-default bool field, turned off by a store_true flag (e.g. --no-jit)
     choices: Sequence[Any] | None = None
