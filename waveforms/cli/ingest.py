@@ -7,7 +7,8 @@ import json
 import sys
 
 from waveforms import storage
-from waveforms.ingest import GENRE_FROM, SOURCES, ingest, summary
+from waveforms.config import Option, add_options, option_values
+from waveforms.ingest import GENRE_FROM, SOURCES, IngestOptions, ingest, summary
 
 
 def _page_range(text: str) -> tuple[int, int]:
@@ -28,33 +29,48 @@ def _checksum(text: str) -> tuple[str, str]:
     return name, sha1.lower()
 
 
+# flags for IngestOptions fields (type and default from the field), in three runs around the flags that parse
+SITE_OPTIONS = (
+    Option("base_url", "fma/fma-dataset: site or mirror base URL"),
+    Option("subset", "fma-dataset: fma_small|fma_medium|fma_large|fma_full"),
+)
+FETCH_OPTIONS = (
+    Option("archive_dir", "fma-dataset: where archives are kept (default <out>/.archives)"),
+    Option("input", "urls: the URL list file; dir: the folder or object-storage prefix"),
+    Option(
+        "genre_from",
+        "dir: the genre label training uses, the first sub-folder or the genre tag (songs without one "
+        "keep their folder)",
+        choices=GENRE_FROM,
+    ),  # fmt: skip
+    Option("count", "synth: number of clips"),
+    Option("seed", "synth: random seed"),
+    Option("max_tracks", "stop once the index holds this many tracks"),
+    Option("requests_per_second", "requests per second per host, at most", flag="--rate"),
+    Option("connect_timeout", "seconds to wait for a connection"),
+    Option("read_timeout", "seconds to wait for data"),
+    Option("max_retries", "retries of a failed request (backoff doubles)", flag="--retries"),
+    Option("backoff_base", "first retry delay in seconds (doubles)", flag="--backoff"),
+    Option("max_file_mb", "skip downloads larger than this (MB)"),
+)
+OUTPUT_OPTIONS = (
+    Option("allow_loopback", "permit 127.0.0.1 (tests only)"),
+    Option("staging_dir", "remote --out: local staging folder"),
+    Option("progress", "no progress bar on stderr", flag="--no-progress", negate=True),
+)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, choices=SOURCES, help="where the songs come from")
     parser.add_argument("--out", required=True, help="output folder, s3://bucket/prefix or minio://bucket/prefix")
     parser.add_argument("--genre", action="append", default=[], help="fma: genre to list (repeatable; commas ok); "
                         "fma-dataset: keep only these top genres")  # fmt: skip
     parser.add_argument("--pages", type=_page_range, default=(1, 1), help="fma: page range, N or FIRST-LAST")
-    parser.add_argument("--base-url", help="fma/fma-dataset: site or mirror base URL")
-    parser.add_argument("--subset", default="fma_small", help="fma-dataset: fma_small|fma_medium|fma_large|fma_full")
+    add_options(parser, IngestOptions, SITE_OPTIONS)
     parser.add_argument("--sha1", type=_checksum, action="append", default=[], help="fma-dataset mirror: FILE=SHA1")
-    parser.add_argument("--archive-dir", help="fma-dataset: where archives are kept (default <out>/.archives)")
-    parser.add_argument("--input", help="urls: the URL list file; dir: the folder or object-storage prefix")
-    parser.add_argument("--genre-from", default="folder", choices=GENRE_FROM,
-                        help="dir: the genre label training uses, the first sub-folder or the genre tag (songs without "
-                             "one keep their folder)")  # fmt: skip
-    parser.add_argument("--count", type=int, default=50, help="synth: number of clips")
-    parser.add_argument("--seed", type=int, default=0, help="synth: random seed")
-    parser.add_argument("--max-tracks", type=int, help="stop once the index holds this many tracks")
-    parser.add_argument("--rate", type=float, default=1.0, help="requests per second per host, at most")
-    parser.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for a connection")
-    parser.add_argument("--read-timeout", type=float, default=30.0, help="seconds to wait for data")
-    parser.add_argument("--retries", type=int, default=4, help="retries of a failed request (backoff doubles)")
-    parser.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
-    parser.add_argument("--max-file-mb", type=float, default=512.0, help="skip downloads larger than this (MB)")
+    add_options(parser, IngestOptions, FETCH_OPTIONS)
     parser.add_argument("--allow-host", action="append", default=[], help="extra host that may be fetched")
-    parser.add_argument("--allow-loopback", action="store_true", help="permit 127.0.0.1 (tests only)")
-    parser.add_argument("--staging-dir", help="remote --out: local staging folder")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_options(parser, IngestOptions, OUTPUT_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,12 +78,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = ingest(
             args.source, args.out, genres=genres, first_page=args.pages[0], last_page=args.pages[1],
-            base_url=args.base_url, subset=args.subset, checksums=tuple(args.sha1), archive_dir=args.archive_dir,
-            input=args.input, genre_from=args.genre_from, count=args.count, seed=args.seed, max_tracks=args.max_tracks,
-            requests_per_second=args.rate, connect_timeout=args.connect_timeout, read_timeout=args.read_timeout,
-            max_retries=args.retries, backoff_base=args.backoff, max_file_mb=args.max_file_mb,
-            allow_hosts=tuple(args.allow_host), allow_loopback=args.allow_loopback, staging_dir=args.staging_dir,
-            progress=not args.no_progress,
+            checksums=tuple(args.sha1), allow_hosts=tuple(args.allow_host),
+            **option_values(args, SITE_OPTIONS + FETCH_OPTIONS + OUTPUT_OPTIONS),
         )  # fmt: skip
     except (ValueError, OSError, storage.StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
