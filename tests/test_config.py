@@ -109,3 +109,13 @@ def test_flags_come_from_fields_with_their_type_default_and_help():
         parser.parse_args(["--steps", "many"])  # argparse's one-line usage error names --steps
     with pytest.raises(TypeError, match="defaults to True"):
         config.add_options(argparse.ArgumentParser(), Outer, [config.Option("steps", "s", negate=True)])
+
+
+def test_katib_options_from_a_kfp_dict_render_whole_numbers():
+    from waveforms import tuning
+
+    options = config.from_dict(tuning.ExperimentOptions, {"steps": 300.0, "eval_every": 100.0, "gpus_per_trial": 1.0})
+    rendered = json.dumps(tuning.render_experiment(options))  # tuning.ExperimentOptions(steps=300.0) gives "300.0"
+    assert '"--steps", "300"' in rendered and '"--eval-every", "100"' in rendered and "300.0" not in rendered
+    with pytest.raises(ValueError, match=r"unknown ExperimentOptions field\(s\) \['trials'\]"):
+        config.from_dict(tuning.ExperimentOptions, {"trials": 3}, "katib")

@@ -52,7 +52,7 @@ def tune_stage(
     for name in ("eval_every", "checkpoint_every"):  # at least one evaluation (the objective) per trial
         options[name] = min(int(options.get(name, trial_steps)), trial_steps)
     model_config, train_config = model_and_train_configs("wavenet", config, options)
-    experiment = tuning.ExperimentOptions(**katib) if katib else None
+    experiment = configuration.from_dict(tuning.ExperimentOptions, katib, "katib") if katib else None
     return tuning.tune(
         mode,
         dataset_uri,
