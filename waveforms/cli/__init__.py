@@ -15,6 +15,7 @@ import importlib
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 
 # name -> (module with configure_parser/run, one-line help), in pipeline order; `tune` still points at the library
 # module that holds its command line
@@ -68,7 +69,10 @@ def all_parsers(parser: argparse.ArgumentParser):
                 yield from all_parsers(child)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `commands`, only those subcommands get their options (every one is still listed),
+    so a run imports the modules of its own command only."""
+    configured = set(COMMANDS if commands is None else commands)
     parser = argparse.ArgumentParser(
         prog="waveforms",
         description=(
@@ -83,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         command_parser.set_defaults(_module=module_name)
-        importlib.import_module(module_name).configure_parser(command_parser)
+        if name in configured:
+            importlib.import_module(module_name).configure_parser(command_parser)
     for each in all_parsers(parser):
         each.formatter_class = HelpFormatter
     return parser
@@ -96,7 +101,10 @@ def _exit_on_sigterm(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     from waveforms import logs
 
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    # the first word naming a command is the command: the top level has no option that takes a value
+    chosen = next((word for word in words if word in COMMANDS), None)
+    args = build_parser([chosen] if chosen else []).parse_args(argv)
     if logs.configure(args.verbose) == "quiet" and argv is None:
         logs.filter_native_logs()  # a real command line only: a caller of main(argv) keeps its own stderr
     module = importlib.import_module(args._module)
