@@ -61,6 +61,12 @@ def test_no_subcommand_help_imports_tensorflow():
                             env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
     assert result.returncode == 0, result.stderr[-500:]
     assert result.stdout.strip() == "[]", result.stdout
+    top = ("import sys, contextlib, io\nfrom waveforms import cli\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+           "    try: cli.main(['--help'])\n    except SystemExit: pass\n"
+           "print(sorted(name for name in sys.modules if name.startswith('waveforms.cli.') or name == 'numpy'))")  # fmt: skip
+    listing = subprocess.run([sys.executable, "-c", top], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
+    assert listing.stdout.strip() == "[]", listing.stdout  # the command list alone loads no command module
 
 
 def _one_line_error(result: subprocess.CompletedProcess, status: int, *phrases: str) -> None:
