@@ -114,6 +114,24 @@ def test_local_write_failure_keeps_the_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["model.bin"]
 
 
+def test_atomic_path_publishes_only_a_finished_file(tmp_path):
+    target = tmp_path / "deep" / "clip.wav"
+    with storage.atomic_path(target) as temporary:
+        assert os.path.dirname(temporary) == str(target.parent) and os.path.basename(temporary).startswith(".")
+        assert temporary.endswith(storage.TEMP_SUFFIX)  # list_files never shows it
+        with open(temporary, "wb") as handle:
+            handle.write(b"first")
+        assert not target.exists()  # nothing under the final name until the block ends
+    assert target.read_bytes() == b"first"
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        with storage.atomic_path(target) as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(b"half")
+            raise RuntimeError("encoder crashed")
+    assert target.read_bytes() == b"first"
+    assert os.listdir(target.parent) == ["clip.wav"]
+
+
 # ------------------------------------------------------------------------------------------------------ object storage
 
 

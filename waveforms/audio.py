@@ -20,13 +20,14 @@ import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from waveforms import storage
 
 MU = 255  # mu-law companding constant: 256 classes
 INSTALL_HINT = "install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)"
@@ -301,26 +302,12 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def _temporary_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-
-
-def _replace_atomically(path: Path, write) -> Path:
-    """Run write(temporary_path), then rename over path: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_sibling(path)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write 16-bit PCM mono WAV (clipped to [-1, 1]), atomically."""
     pcm = _pcm16(audio)
-    return _replace_atomically(Path(path), lambda temporary: _write_wav_to(str(temporary), pcm, sample_rate))
+    with storage.atomic_path(path) as temporary:
+        _write_wav_to(temporary, pcm, sample_rate)
+    return Path(path)
 
 
 # extension -> (ffmpeg muxer, encoder arguments)
@@ -371,7 +358,9 @@ def _encode_with_ffmpeg(path: Path, audio: np.ndarray, sample_rate: int, extra: 
                 return
             gain *= 0.98 * LOSSY_CEILING / peak
 
-    return _replace_atomically(path, write)
+    with storage.atomic_path(path) as temporary:
+        write(Path(temporary))
+    return path
 
 
 def write_mp3(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, bitrate: str = "192k") -> Path:

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass
@@ -57,10 +56,8 @@ class TrackIndex:
             self._rewrite()
 
     def _rewrite(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values()), "utf-8")
-        os.replace(temporary, self.path)
+        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values())
+        storage.write_bytes(str(self.path), text.encode("utf-8"))
 
     def get(self, key: str) -> dict | None:
         return self.entries.get(key)
@@ -144,10 +141,7 @@ class Output:
 
     def copy_in(self, source: Path, relative: str) -> Path:
         target = self.local_path(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
+        storage.copy(str(source), str(target))
         return target
 
 
