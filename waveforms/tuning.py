@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from waveforms.cluster import CREDENTIAL_KEYS, CREDENTIALS_SECRET, GENERIC_GPU_SELECTOR, GPU_RESOURCE, GPU_TOLERATION
+
 OBJECTIVE_METRIC = "val_bits"  # validation negative log-likelihood, bits per sample: lower is better
 ADDITIONAL_METRICS = ("train_bits",)
 # Katib's default StdOut filter, written out so the contract with `waveforms train` output is visible and tested.
@@ -34,8 +36,6 @@ EXPERIMENT_PATH = Path(__file__).resolve().parent.parent / "manifests" / "katib"
 KATIB_GROUP, KATIB_VERSION, KATIB_PLURAL = "kubeflow.org", "v1beta1", "experiments"
 PRIMARY_CONTAINER = "training"
 IMAGE_PLACEHOLDER = "waveforms-gpu"  # replaced by the kustomize `images:` entry at deploy time (docs/cluster.md)
-CREDENTIALS_SECRET = "waveforms-s3-credentials"  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
-GENERIC_GPU_SELECTOR = {"nvidia.com/gpu.present": "true"}  # set by NVIDIA GPU feature discovery / the GPU operator
 
 KINDS = ("double", "int", "discrete", "categorical")  # Katib parameterType values
 
@@ -360,7 +360,7 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
         command += [parameter.flag, f"${{trialParameters.{parameter.trial_parameter}}}"]
     secret_env = [
         {"name": key, "valueFrom": {"secretKeyRef": {"name": options.credentials_secret, "key": key}}}
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        for key in CREDENTIAL_KEYS
     ]
     container = {
         "name": PRIMARY_CONTAINER,
@@ -375,7 +375,7 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
         ],
         "resources": {
             "requests": {"cpu": options.cpu_request, "memory": options.memory},
-            "limits": {"memory": options.memory, "nvidia.com/gpu": str(options.gpus_per_trial)},
+            "limits": {"memory": options.memory, GPU_RESOURCE: str(options.gpus_per_trial)},
         },
     }
     job = {
@@ -389,7 +389,7 @@ def render_experiment(options: ExperimentOptions = ExperimentOptions(), space=SE
                 "spec": {
                     "restartPolicy": "Never",
                     "nodeSelector": dict(options.node_selector),
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "tolerations": [dict(GPU_TOLERATION)],
                     "containers": [container],
                 },
             },

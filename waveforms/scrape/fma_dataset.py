@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from waveforms import storage
-from waveforms.scrape import Output, slugify
+from waveforms.scrape import Output, slugify, track_entry
 from waveforms.scrape.http import ARCHIVE_TYPES, FetchError, PoliteFetcher, check_mp3, file_digests
 
 FMA_DATASET_URL = "https://os.unil.cloud.switch.ch/fma"
@@ -248,11 +248,17 @@ def ingest_fma_dataset(
                     target.unlink(missing_ok=True)
                     output.fail(key, getattr(err, "reason", type(err).__name__), getattr(err, "detail", str(err)))
                     continue
-                entry = {
-                    "source_url": key, "track_id": str(track_id), "title": meta.get("title", ""),
-                    "artist": meta.get("artist", ""), "genre": genre, "licence": meta.get("licence", ""),
-                    "file": relative, "bytes": target.stat().st_size, "sha256": file_digests(target)["sha256"],
-                }  # fmt: skip
+                entry = track_entry(
+                    key,
+                    relative,
+                    target.stat().st_size,
+                    file_digests(target)["sha256"],
+                    title=meta.get("title", ""),
+                    genre=genre,
+                    artist=meta.get("artist", ""),
+                    licence=meta.get("licence", ""),
+                    track_id=str(track_id),
+                )
                 output.record(entry)
                 counts["downloaded"] += 1
                 counts["bytes"] += entry["bytes"]
