@@ -88,6 +88,8 @@ CONTAINER_ENGINE ?= $(firstword $(foreach engine,docker podman buildah,$(shell c
 VERSION := $(firstword $(subst -, ,$(IMAGE_TAG)))
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 GPU_POOL ?= gke
+# the Katib Experiment rendered from the search space (`waveforms tune write-experiment --output`)
+KATIB_EXPERIMENT ?= manifests/katib/experiment.yaml
 DEPLOY_DIR := build/deploy/$(GPU_POOL)
 
 .PHONY: lint-images print-image-tag manifests-check deploy-manifests
@@ -108,7 +110,7 @@ lint-images: install
 	$(BIN)/hadolint --config images/hadolint.yaml images/Dockerfile.cpu images/Dockerfile.gpu
 
 manifests-check: install
-	$(BIN)/waveforms tune write-experiment --check
+	$(BIN)/waveforms tune write-experiment --check --output $(KATIB_EXPERIMENT)
 
 # make deploy-manifests GPU_POOL=gke|eks: the Katib experiment and the TFJob for that pool with this commit's GPU image.
 deploy-manifests: install

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubeflow.training import ApiClient as TrainingApiClient
 
-from waveforms import tuning
+from waveforms import cluster, tuning
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
@@ -139,7 +139,7 @@ def test_kfp_launcher_points_the_pipeline_root_at_a_provider_with_secret_credent
         assert default["credentials"] == {
             "fromEnv": False,
             "secretRef": {
-                "secretName": tuning.CREDENTIALS_SECRET,
+                "secretName": cluster.CREDENTIALS_SECRET,
                 "accessKeyKey": "AWS_ACCESS_KEY_ID",
                 "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
             },
@@ -150,7 +150,7 @@ def test_secret_template_holds_placeholders_only_and_is_never_applied():
     template_path = MANIFESTS / "secrets" / "waveforms-s3-credentials.template.yaml"
     secret = yaml.safe_load(template_path.read_text())
     strict(secret)
-    assert secret["metadata"]["name"] == tuning.CREDENTIALS_SECRET
+    assert secret["metadata"]["name"] == cluster.CREDENTIALS_SECRET
     assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     assert set(secret["stringData"].values()) == {"REPLACE_ME"} and "data" not in secret
     for kustomization in MANIFESTS.rglob("kustomization.yaml"):
@@ -176,7 +176,7 @@ def test_tfjob_runs_two_gpu_workers_with_secret_credentials():
     assert not any(item["name"] == "TF_CONFIG" for item in container["env"])  # the operator sets it
     secret_env = [item for item in container["env"] if item["name"].startswith("AWS_") and "KEY" in item["name"]]
     assert len(secret_env) == 2 and all(
-        item["valueFrom"]["secretKeyRef"]["name"] == tuning.CREDENTIALS_SECRET for item in secret_env
+        item["valueFrom"]["secretKeyRef"]["name"] == cluster.CREDENTIALS_SECRET for item in secret_env
     )
 
 

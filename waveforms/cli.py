@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("waveforms.ingest", "bring audio in: FMA site or dataset archives, URL lists, folders, synth"),
     "convert": ("waveforms.convert", "convert audio files to mu-law TFRecord shards and a manifest.json"),
     "verify": ("waveforms.verify", "check every shard of a dataset against its manifest (sizes, counts, sha256)"),
-    "tune": ("waveforms.tuning", "hyperparameter search: write the Katib Experiment, or search locally"),
+    "tune": ("waveforms.tuning.cli", "hyperparameter search: write the Katib Experiment, or search locally"),
     "train": (
         "waveforms.train",
         "train a WaveNet or the autoencoder on a converted dataset (resumable, distributable)",
