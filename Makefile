@@ -13,7 +13,7 @@ IMAGE_REPO ?= ghcr.io/waveforms/waveforms
 IMAGE_TAG ?= $(shell $(PYTHON) -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])" 2>/dev/null)-$(shell git rev-parse --short=12 HEAD 2>/dev/null || echo nogit)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test compile submit images lint lint-python clean lock bench bench-quality
+.PHONY: install demo test test-fast compile submit images lint lint-python clean lock bench bench-quality
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the unit tests only (under 2 minutes on 2 cores): no servers, browsers, subprocess training or kfp.local (markers in
+# pyproject.toml); `make test` runs those too
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
 compile: install
 	$(BIN)/python -m pipelines.compile --image $(IMAGE_REPO):$(IMAGE_TAG) --output build/waveforms_pipeline.yaml

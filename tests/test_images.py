@@ -36,11 +36,13 @@ def hadolint(*paths: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True)
 
 
+@pytest.mark.integration
 def test_hadolint_passes_at_the_strictest_threshold():
     result = hadolint(*DOCKERFILES.values())
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_hadolint_config_fails_a_careless_dockerfile(tmp_path):
     careless = tmp_path / "Dockerfile"
     careless.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y ffmpeg\n")

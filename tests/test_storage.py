@@ -266,6 +266,7 @@ def own_server(tmp_path, monkeypatch):
     server.kill()  # its data is thrown away with tmp_path
 
 
+@pytest.mark.integration
 def test_server_killed_mid_upload_leaves_old_object_intact(own_server, monkeypatch):
     uri = f"s3://{own_server.bucket}/models/weights.bin"
     old, new = random_bytes(1 * MIB, seed=3), random_bytes(3 * storage.PART_SIZE, seed=4)
@@ -289,6 +290,7 @@ def test_server_killed_mid_upload_leaves_old_object_intact(own_server, monkeypat
     assert storage.list_files(f"s3://{own_server.bucket}/models") == [uri]
 
 
+@pytest.mark.integration
 def test_server_restarted_during_upload_is_retried_to_completion(own_server, monkeypatch):
     uri = f"s3://{own_server.bucket}/shards/train-00000.tfrecord"
     data = random_bytes(3 * storage.PART_SIZE, seed=5)
@@ -309,6 +311,7 @@ def test_server_restarted_during_upload_is_retried_to_completion(own_server, mon
     assert storage.read_bytes(uri) == data
 
 
+@pytest.mark.integration
 def test_streaming_read_resumes_after_the_server_restarts(own_server):
     uri = f"s3://{own_server.bucket}/shards/long.tfrecord"
     data = random_bytes(24 * MIB, seed=6)

@@ -237,6 +237,7 @@ def test_trial_command_is_accepted_by_the_real_train_cli():
     assert (args.batch_size, args.target_length, args.eval_every) == (8, 16000, 200)
 
 
+@pytest.mark.integration
 def test_a_katib_trial_reports_each_metric_once_per_evaluation(tmp_path):
     """Run the trial command from the rendered Experiment as Katib's StdOut collector does (`sh -c "cmd
     1>metrics.log 2>&1"`) and parse the file with the Experiment's metricsFormat, line by line (a progress bar's
