@@ -57,7 +57,7 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# the unit tests only (under 2 minutes on 2 cores): no servers, browsers, subprocess training or kfp.local (markers in
+# the unit tests only (about 105 CPU-seconds): no servers, browsers, subprocess training or kfp.local (markers in
 # pyproject.toml); `make test` runs those too
 test-fast: install
 	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
