@@ -13,7 +13,7 @@ IMAGE_REPO ?= ghcr.io/waveforms/waveforms
 IMAGE_TAG ?= $(shell $(PYTHON) -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])" 2>/dev/null)-$(shell git rev-parse --short=12 HEAD 2>/dev/null || echo nogit)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test compile submit images lint lint-python clean lock bench bench-quality
+.PHONY: install demo test test-fast compile submit images lint lint-python clean lock bench bench-quality
 
 install: $(STAMP)
 
@@ -57,6 +57,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# the unit tests only (about 105 CPU-seconds): no servers, browsers, subprocess training or kfp.local (markers in
+# pyproject.toml); `make test` runs those too
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
 compile: install
 	$(BIN)/python -m pipelines.compile --image $(IMAGE_REPO):$(IMAGE_TAG) --output build/waveforms_pipeline.yaml
 
@@ -88,6 +93,8 @@ CONTAINER_ENGINE ?= $(firstword $(foreach engine,docker podman buildah,$(shell c
 VERSION := $(firstword $(subst -, ,$(IMAGE_TAG)))
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 GPU_POOL ?= gke
+# the Katib Experiment rendered from the search space (`waveforms tune write-experiment --output`)
+KATIB_EXPERIMENT ?= manifests/katib/experiment.yaml
 DEPLOY_DIR := build/deploy/$(GPU_POOL)
 
 .PHONY: lint-images print-image-tag manifests-check deploy-manifests
@@ -108,7 +115,7 @@ lint-images: install
 	$(BIN)/hadolint --config images/hadolint.yaml images/Dockerfile.cpu images/Dockerfile.gpu
 
 manifests-check: install
-	$(BIN)/waveforms tune write-experiment --check
+	$(BIN)/waveforms tune write-experiment --check --output $(KATIB_EXPERIMENT)
 
 # make deploy-manifests GPU_POOL=gke|eks: the Katib experiment and the TFJob for that pool with this commit's GPU image.
 deploy-manifests: install

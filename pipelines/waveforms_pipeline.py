@@ -15,15 +15,9 @@ from dataclasses import dataclass, field, replace
 from kfp import dsl, kubernetes
 
 import components
+from waveforms.cluster import CREDENTIAL_KEYS, CREDENTIALS_SECRET, GPU_POOL_SELECTORS, GPU_RESOURCE, GPU_TOLERATION
 
 PIPELINE_NAME = "waveforms"
-GPU_RESOURCE = "nvidia.com/gpu"
-# node-selector label of the GPU pool, by platform (KFP's set_accelerator_type adds no node selector of its own)
-GPU_POOL_SELECTORS = {
-    "gke": "cloud.google.com/gke-accelerator",  # value: the accelerator type, e.g. nvidia-l4
-    "eks": "karpenter.sh/nodepool",  # value: the Karpenter NodePool name (manifests/gpu/eks: gpu)
-    "generic": "nvidia.com/gpu.present",  # value: true (NVIDIA GPU feature discovery)
-}
 # TrainConfig fields of a full run on a GPU (the WaveNet and the autoencoder alike); run parameters override them.
 # Chosen from the sizing table in docs/cluster.md (section 11): about half an L4-hour (estimated) for `small`.
 CLUSTER_TRAINING = {
@@ -33,7 +27,7 @@ CLUSTER_TRAINING = {
     "checkpoint_every": 5000,
     "eval_every": 2500,
 }
-STORAGE_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+STORAGE_SECRET_KEYS = {key: key for key in CREDENTIAL_KEYS}  # Secret key -> environment variable
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,7 @@ class PipelineOptions:
     gpu_count: int = 1  # per GPU step; 0 runs every step on CPU nodes
     gpu_pool: str = "gke"  # gke | eks | generic: which node-selector label picks the GPU pool
     gpu_pool_value: str = "nvidia-l4"  # that label's value (GKE accelerator type, Karpenter NodePool name, true)
-    storage_secret: str = "waveforms-s3-credentials"  # Kubernetes Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+    storage_secret: str = CREDENTIALS_SECRET  # Kubernetes Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
     s3_endpoint: str = "http://minio-service.kubeflow:9000"  # not a secret; the keys come from storage_secret
     data_root: str = "minio://waveforms/data"  # shards, checkpoints, trials (a run parameter); bucket: docs/cluster.md
     source: str = "synth"
@@ -166,7 +160,7 @@ def build_pipeline(options: PipelineOptions):
         if options.gpu_count:
             task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(options.gpu_count)
             kubernetes.add_node_selector(task, GPU_POOL_SELECTORS[options.gpu_pool], options.gpu_pool_value)
-            kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+            kubernetes.add_toleration(task, **GPU_TOLERATION)
         return task
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Songs -> mu-law TFRecords -> WaveNet -> new music and sound spaces.")

@@ -25,6 +25,17 @@ class S3Server:
         return self.server.env()
 
 
+# Fixtures that start a real server process or a browser: every test using one (directly or through another fixture,
+# e.g. s3_env, s3_prefix) is an integration test.
+INTEGRATION_FIXTURES = {"s3_server", "browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> S3Server:
     server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))

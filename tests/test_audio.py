@@ -219,7 +219,7 @@ def test_write_wav_clips_instead_of_wrapping_and_leaves_no_temporary_files(tmp_p
     assert not (tmp_path / "bad.wav").exists()
 
 
-@pytest.mark.parametrize("extension", [".mp3", ".flac", ".ogg", ".wav"])
+@pytest.mark.parametrize("extension", audio.WRITABLE_EXTENSIONS)
 def test_written_files_decode_back(tmp_path, extension):
     tone = sine(440.0, 16000, 2.0, amplitude=0.7)
     path = audio.write_audio(tmp_path / f"tone{extension}", tone, 16000)
@@ -231,8 +231,19 @@ def test_written_files_decode_back(tmp_path, extension):
 
 
 def test_write_rejects_unknown_extensions(tmp_path):
-    with pytest.raises(ValueError, match="unknown extension"):
+    with pytest.raises(ValueError, match=r"unknown extension '\.xyz' \(use \.wav, \.mp3, \.flac or \.ogg\)"):
         audio.write_audio(tmp_path / "tone.xyz", np.zeros(10), 16000)
+    assert set(audio.WRITABLE_EXTENSIONS) == {".wav", ".mp3", ".flac", ".ogg"}
+    assert set(audio.WRITABLE_EXTENSIONS) <= set(audio.AUDIO_EXTENSIONS)  # what we write, we can read back
+
+
+def test_one_clip_in_several_formats(tmp_path):
+    tone = sine(440.0, 16000, 1.0, amplitude=0.5)
+    written = audio.write_audio_files(tmp_path / "point-00", tone, 16000, ("wav", "mp3"))
+    assert [path.name for path in written] == ["point-00.wav", "point-00.mp3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["point-00.mp3", "point-00.wav"]
+    assert written[0].read_bytes() == audio.wav_bytes(tone, 16000)
+    assert abs(dominant_frequency(audio.decode(written[1], 16000), 16000) - 440.0) <= 1.0
 
 
 def test_missing_ffmpeg_says_how_to_install_it(tmp_path, monkeypatch):

@@ -137,6 +137,7 @@ def train_cli(data, model, steps: int) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.integration
 def test_train_resumes_from_the_older_checkpoint_and_writes_strict_metrics(tmp_path):
     data = synth_dataset(tmp_path, count=6, seed=0, seconds=0.5)
     model = str(tmp_path / "model")

@@ -61,6 +61,7 @@ def assert_click_plays(root, page, name):
     assert playing == 1
 
 
+@pytest.mark.slow
 def test_page_is_self_contained_and_small(page_html):
     manifest, content = page_html
     size_mb = len(content.encode()) / 1e6

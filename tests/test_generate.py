@@ -157,6 +157,7 @@ def test_cli_refuses_bad_requests_with_one_clear_line(model_dir, tmp_path, capsy
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_genre_conditioned_training_and_generation(data_dir, tmp_path, capsys):
     model_dir = tmp_path / "conditioned"
     config_file = tmp_path / "tiny.json"

@@ -300,3 +300,40 @@ def test_dir_source_reads_tags_falls_back_to_names_and_records_both(tmp_path):
     assert genres == {"01 So What": "Modal Jazz", "02 dont stop": "Rock 'n' Roll", "03 Untagged": "Rock 'n' Roll"}
     with pytest.raises(ValueError, match="genre_from must be one of"):
         ingest("dir", str(tmp_path / "x"), input=str(source), genre_from="filename")
+
+
+def test_every_audio_extension_is_ingested_from_a_folder_and_listed_by_convert(tmp_path):
+    """One list of extensions (audio.AUDIO_EXTENSIONS): a song the folder source keeps is one convert picks up, a URL's
+    name keeps its extension, and the content sniffer knows every container (so no kind is dropped as "not-audio")."""
+    import subprocess
+
+    from waveforms import audio, convert
+    from waveforms.scrape.urls import url_file_name
+
+    source = tmp_path / "in" / "tones"
+    source.mkdir(parents=True)
+    for extension in audio.AUDIO_EXTENSIONS:  # ffmpeg's default encoder for each container (independent of waveforms)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=0.5",
+                        "-ar", "48000", str(source / f"tone{extension}")], check=True)  # fmt: skip
+    (source / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a song")
+    result = ingest("dir", str(tmp_path / "out"), input=str(tmp_path / "in"))
+    assert (result.downloaded, result.failures) == (len(audio.AUDIO_EXTENSIONS), ())
+    assert [item.item.rsplit("/", 1)[-1] for item in result.skipped] == ["cover.jpg"]
+    songs = convert.list_songs(str(tmp_path / "out"), 0.0)
+    assert sorted(Path(song.song_id).suffix for song in songs) == sorted(audio.AUDIO_EXTENSIONS)
+    for extension in audio.AUDIO_EXTENSIONS:
+        assert url_file_name(f"http://127.0.0.1/music/tone{extension}").endswith(extension)
+        decoded = audio.decode(source / f"tone{extension}", 16000)
+        assert abs(len(decoded) - 8000) < 1000, extension
+        peak_hz = np.argmax(np.abs(np.fft.rfft(decoded))) * 16000 / len(decoded)
+        assert abs(peak_hz - 440) < 5, (extension, peak_hz)
+
+
+def test_track_entry_owns_the_index_keys():
+    from waveforms.scrape import track_entry
+
+    entry = track_entry("http://127.0.0.1/a.mp3", "jazz/a.mp3", 10.0, "ab" * 32, title="A", genre="jazz", track_id="7")
+    assert list(entry) == ["source_url", "title", "artist", "genre", "licence", "file", "bytes", "sha256", "track_id"]
+    assert (entry["artist"], entry["bytes"], entry["track_id"]) == ("", 10, "7")
+    with pytest.raises(ValueError, match="common keys"):
+        track_entry("x", "y", 1, "z", title="t", genre="g", bytes=5)

@@ -71,6 +71,7 @@ def concurrent_converts(collections, out: str, env=None):
     assert not storage.exists(lease_uri(out))  # released
 
 
+@pytest.mark.integration
 def test_a_second_convert_into_the_same_local_dataset_fails_at_once_naming_the_first(collections, tmp_path):
     concurrent_converts(collections, str(tmp_path / "ds"))
 
@@ -133,6 +134,7 @@ def test_a_lease_taken_over_is_noticed_before_publishing(tmp_path):
             lease.check()
 
 
+@pytest.mark.integration
 def test_a_second_train_on_one_model_fails_at_once_naming_the_first(tmp_path):
     data = synth_dataset(tmp_path, count=6, seed=0, seconds=0.5)
     config = tmp_path / "tiny.json"

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from waveforms import logs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,6 +23,7 @@ def test_split_native_drops_log_lines_and_passes_everything_else_at_once():
     assert logs.split_native(b"Input file: a.wav\n") == (b"Input file: a.wav\n", b"")  # 'I' then not a digit
 
 
+@pytest.mark.integration
 def test_a_process_that_compiles_with_xla_prints_only_its_own_lines(tmp_path):
     program = (
         "import sys\nfrom waveforms import logs\nlogs.configure()\nlogs.filter_native_logs()\n"

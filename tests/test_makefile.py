@@ -72,3 +72,30 @@ def test_a_failed_install_removes_the_venv_and_the_next_run_installs_again(sandb
     assert _calls(tmp_path).count("venv ") == 2 and "pip install --quiet -r requirements/dev.lock" in _calls(tmp_path)
     again = make(ffmpeg=True)  # up to date: nothing runs
     assert again.returncode == 0 and _calls(tmp_path).count("venv ") == 2
+
+
+def test_test_fast_leaves_out_integration_and_slow_tests_and_test_runs_everything(tmp_path):
+    """Dry runs (make -n) against an installed-looking venv: the targets' pytest commands, the markers registered."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    stamp = venv / ".installed"
+    stamp.touch()
+    newest = max(os.path.getmtime(os.path.join(ROOT, name)) for name in
+                 ("pyproject.toml", "requirements/runtime.lock", "requirements/dev.lock"))  # fmt: skip
+    os.utime(stamp, (newest + 60, newest + 60))  # up to date: the dry run shows only the target's own command
+
+    def dry_run(target: str) -> str:
+        result = subprocess.run([shutil.which("make"), "-n", "-C", ROOT, target, f"VENV={venv}"],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert f'{venv}/bin/python -m pytest -m "not integration and not slow"' in dry_run("test-fast")
+    (full,) = [line for line in dry_run("test").splitlines() if "pytest" in line]
+    assert full.strip() == f"{venv}/bin/python -m pytest"  # every test, no marker expression
+    assert "--output manifests/katib/experiment.yaml" in dry_run("manifests-check")
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        markers = tomllib.load(handle)["tool"]["pytest"]["ini_options"]["markers"]
+    assert {marker.split(":")[0] for marker in markers} == {"integration", "slow"}

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubeflow.training import ApiClient as TrainingApiClient
 
-from waveforms import tuning
+from waveforms import cluster, tuning
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
@@ -81,6 +81,7 @@ CUSTOM_CHECKS = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda path: str(path.relative_to(MANIFESTS)))
 def test_every_kustomization_builds_and_validates(directory):
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
@@ -95,6 +96,7 @@ def test_every_kustomization_builds_and_validates(directory):
         check(resource)
 
 
+@pytest.mark.integration
 def test_the_custom_resource_checks_catch_typos():
     (tfjob,) = build(MANIFESTS / "training")
     misspelt = copy.deepcopy(tfjob)
@@ -107,6 +109,7 @@ def test_the_custom_resource_checks_catch_typos():
         check_tfjob(bad_pod)
 
 
+@pytest.mark.integration
 def test_base_labels_the_namespace_for_katib_and_pipelines():
     resources = by_kind(build(MANIFESTS / "base"))
     labels = resources["Namespace"]["metadata"]["labels"]
@@ -123,6 +126,7 @@ def test_base_labels_the_namespace_for_katib_and_pipelines():
 PROVIDER_DEFAULT_KEYS = {"endpoint", "credentials", "region", "disableSSL", "forcePathStyle", "maxRetries"}
 
 
+@pytest.mark.integration
 def test_kfp_launcher_points_the_pipeline_root_at_a_provider_with_secret_credentials():
     configmap = by_kind(build(MANIFESTS / "base"))["ConfigMap"]
     root = configmap["data"]["defaultPipelineRoot"]
@@ -139,7 +143,7 @@ def test_kfp_launcher_points_the_pipeline_root_at_a_provider_with_secret_credent
         assert default["credentials"] == {
             "fromEnv": False,
             "secretRef": {
-                "secretName": tuning.CREDENTIALS_SECRET,
+                "secretName": cluster.CREDENTIALS_SECRET,
                 "accessKeyKey": "AWS_ACCESS_KEY_ID",
                 "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
             },
@@ -150,13 +154,14 @@ def test_secret_template_holds_placeholders_only_and_is_never_applied():
     template_path = MANIFESTS / "secrets" / "waveforms-s3-credentials.template.yaml"
     secret = yaml.safe_load(template_path.read_text())
     strict(secret)
-    assert secret["metadata"]["name"] == tuning.CREDENTIALS_SECRET
+    assert secret["metadata"]["name"] == cluster.CREDENTIALS_SECRET
     assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     assert set(secret["stringData"].values()) == {"REPLACE_ME"} and "data" not in secret
     for kustomization in MANIFESTS.rglob("kustomization.yaml"):
         assert "secrets" not in kustomization.read_text() and "Generator" not in kustomization.read_text()
 
 
+@pytest.mark.integration
 def test_katib_kustomization_carries_the_generated_experiment():
     (experiment,) = build(MANIFESTS / "katib")
     rendered = tuning.render_experiment()
@@ -164,6 +169,7 @@ def test_katib_kustomization_carries_the_generated_experiment():
     assert experiment["metadata"]["namespace"] == rendered["metadata"]["namespace"] == "waveforms"
 
 
+@pytest.mark.integration
 def test_tfjob_runs_two_gpu_workers_with_secret_credentials():
     (tfjob,) = build(MANIFESTS / "training")
     worker = tfjob["spec"]["tfReplicaSpecs"]["Worker"]
@@ -176,7 +182,7 @@ def test_tfjob_runs_two_gpu_workers_with_secret_credentials():
     assert not any(item["name"] == "TF_CONFIG" for item in container["env"])  # the operator sets it
     secret_env = [item for item in container["env"] if item["name"].startswith("AWS_") and "KEY" in item["name"]]
     assert len(secret_env) == 2 and all(
-        item["valueFrom"]["secretKeyRef"]["name"] == tuning.CREDENTIALS_SECRET for item in secret_env
+        item["valueFrom"]["secretKeyRef"]["name"] == cluster.CREDENTIALS_SECRET for item in secret_env
     )
 
 
@@ -195,12 +201,14 @@ def gpu_pods(resources: list[dict]) -> dict[str, dict]:
         ("eks", {"karpenter.sh/nodepool": "gpu"}),
     ],
 )
+@pytest.mark.integration
 def test_cloud_overlays_replace_the_gpu_node_selector(overlay, selector):
     for kind, pod in gpu_pods(build(MANIFESTS / "overlays" / overlay)).items():
         assert pod["nodeSelector"] == selector, kind  # replaced, not merged with the generic label
         assert GPU_TOLERATION in pod["tolerations"], kind
 
 
+@pytest.mark.integration
 def test_karpenter_node_pool_is_tainted_for_gpu_pods_only():
     resources = by_kind(build(MANIFESTS / "gpu" / "eks" / "nodepool"))
     pool, node_class = resources["NodePool"], resources["EC2NodeClass"]
@@ -215,6 +223,7 @@ def test_karpenter_node_pool_is_tainted_for_gpu_pods_only():
     assert "nvidia.com/gpu" in pool["spec"]["limits"]
 
 
+@pytest.mark.integration
 def test_deploy_kustomization_sets_the_immutable_image_everywhere(tmp_path):
     """What `make deploy-manifests` writes: an overlay plus the project's image (docs/cluster.md)."""
     deploy = tmp_path / "build" / "deploy"
@@ -244,6 +253,7 @@ def test_deploy_kustomization_sets_the_immutable_image_everywhere(tmp_path):
         CUSTOM_CHECKS[(resource["apiVersion"], resource["kind"])](resource)
 
 
+@pytest.mark.integration
 def test_tfjob_command_is_accepted_by_the_real_train_cli():
     from waveforms.cli import build_parser
 
@@ -255,6 +265,7 @@ def test_tfjob_command_is_accepted_by_the_real_train_cli():
     assert args.batch_size % tfjob["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 0  # global batch splits evenly
 
 
+@pytest.mark.integration
 def test_pipeline_service_account_may_create_and_read_katib_experiments():
     built = build(MANIFESTS / "base")
     role = next(doc for doc in built if doc["kind"] == "Role" and doc["metadata"]["name"] == "waveforms-katib-launcher")

@@ -1,16 +1,16 @@
 """WaveNet model contract: configuration, receptive field, causality, conditioning, layer names, save/load."""
 
+import dataclasses
 import json
 
 import keras
 import numpy as np
 import pytest
+from helpers import TINY_WAVENET
 
 from waveforms.model import NAMED_CONFIGS, WaveNetConfig, build_wavenet, layer_names, load_config
 
-TINY = WaveNetConfig(
-    stacks=1, layers_per_stack=4, kernel_size=3, residual_channels=8, dilation_channels=8, skip_channels=16
-)
+TINY = dataclasses.replace(TINY_WAVENET, kernel_size=3)  # kernel 3: the receptive field is not a power of two
 
 
 def test_receptive_field_is_derived_from_the_config():

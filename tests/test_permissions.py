@@ -39,7 +39,8 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask, mask, file_mode):
     source.write_bytes(b"x" * 1000)
     storage.upload_file(str(source), str(tmp_path / "b" / "copy.bin"))
     audio.write_wav(tmp_path / "c" / "clip.wav", np.zeros(16, np.float32), 16000)
-    for name in ("a/manifest.json", "b/copy.bin", "c/clip.wav"):
+    audio.write_audio(tmp_path / "c" / "clip.mp3", np.zeros(1600, np.float32), 16000)  # written by ffmpeg
+    for name in ("a/manifest.json", "b/copy.bin", "c/clip.wav", "c/clip.mp3"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == file_mode, name
 
 

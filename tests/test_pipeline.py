@@ -196,6 +196,7 @@ def _music_folder(root):
     return root
 
 
+@pytest.mark.integration
 def test_demo_runs_on_a_music_folder_and_its_printed_pages_open_in_a_browser(tmp_path, capsys, browser):
     music = _music_folder(tmp_path / "My Music")
     run_dir = run_demo(

@@ -90,6 +90,7 @@ def test_bad_output_fails_in_one_line_before_any_decode(songs, tmp_path, countin
     assert not log.exists(), "a decode started before the output was checked"
 
 
+@pytest.mark.slow
 def test_train_into_a_model_uri_that_is_a_file_fails_in_one_line(tmp_path):
     (tmp_path / "model").write_text("I am a file")
     result = subprocess.run(

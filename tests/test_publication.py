@@ -109,6 +109,7 @@ def test_manifest_moved_away_from_its_shards_is_refused(inputs, tmp_path):
         dataset.verify(str(tmp_path / "elsewhere" / "manifest.json"))
 
 
+@pytest.mark.slow
 def test_publishing_over_a_dataset_replaces_it_and_removes_only_stale_shards(inputs, tmp_path):
     out = str(tmp_path / "ds")
     convert.convert(str(inputs / "old"), out, CONFIG, progress=False)
@@ -123,6 +124,7 @@ def test_publishing_over_a_dataset_replaces_it_and_removes_only_stale_shards(inp
     dataset.verify(os.path.join(out, "manifest.json"))
 
 
+@pytest.mark.slow
 def test_a_part_from_another_conversion_is_refused_by_merge(inputs, tmp_path):
     out = str(tmp_path / "fan")
     convert.convert(str(inputs / "old"), out, convert.ConvertConfig(shard_index=0, num_shards=2), progress=False)
@@ -216,6 +218,7 @@ def run_sigkills(inputs, out: str, reference: str, env=None) -> dict[str, str]:
     return outcomes
 
 
+@pytest.mark.integration
 def test_sigkill_at_any_moment_of_a_conversion_into_a_local_dataset(inputs, tmp_path):
     outcomes = run_sigkills(inputs, str(tmp_path / "ds"), str(tmp_path / "reference"))
     # before the manifest write the old dataset stands whole; once replaced, the new one does
@@ -223,6 +226,7 @@ def test_sigkill_at_any_moment_of_a_conversion_into_a_local_dataset(inputs, tmp_
     assert outcomes["manifest replaced"].startswith("new"), outcomes
 
 
+@pytest.mark.integration
 def test_sigkill_at_any_moment_of_a_conversion_into_object_storage(inputs, tmp_path, s3_env, s3_prefix):
     outcomes = run_sigkills(inputs, s3_prefix + "/ds", s3_prefix + "/reference", env=s3_env)
     assert outcomes["first new shard"] == outcomes["five new shards"] == "old (killed)", outcomes

@@ -16,16 +16,14 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from helpers import TINY_WAVENET as TINY
 from PIL import Image
 
 from waveforms import audio_checks, convert, generate, report, spectral, storage, synth
-from waveforms.model import WaveNetConfig
 from waveforms.report import Clip, clip_statistics, dataset_report, generation_report, training_report
 from waveforms.train import TrainConfig, train
 
 SR = 16000
-TINY = WaveNetConfig(stacks=1, layers_per_stack=3, kernel_size=2, residual_channels=4, dilation_channels=4,
-                     skip_channels=8)  # fmt: skip
 TINY_TRAIN = TrainConfig(steps=6, batch_size=2, target_length=64, warmup_steps=1, checkpoint_every=3, eval_every=2,
                          eval_windows=2, jit_compile=False)  # fmt: skip
 SONGS = 6
@@ -139,7 +137,7 @@ def test_training_report_tables_match_metrics_json(run):
     for name, value in final.items():
         assert metrics[name] == pytest.approx(float(value), rel=1e-12)
     assert metrics["trigram_bits"] == pytest.approx(recorded["baselines"]["trigram"])  # the baselines beside it
-    assert metrics["receptive_field"] == TINY.receptive_field == 8
+    assert metrics["receptive_field"] == TINY.receptive_field == 16
     assert all(isinstance(value, float) and math.isfinite(value) for value in metrics.values())
 
     page = page_report.html()
@@ -166,7 +164,7 @@ def test_training_report_tables_match_metrics_json(run):
     run_table = table(page, "Run")
     assert run_table["status"] == [f"exported at step {TINY_TRAIN.steps}"]
     assert run_table["model kind"] == ["wavenet"]
-    assert "8 samples = 0.5 ms at 16000 Hz" in page
+    assert "16 samples = 1.0 ms at 16000 Hz" in page  # the receptive field of helpers.TINY_WAVENET
     markdown = page_report.markdown()
     assert "## Loss curve" in markdown and f"| val_bits | {shown['val_bits'][0]} |" in markdown
 
@@ -213,7 +211,7 @@ def test_training_report_of_an_unfinished_run(run, tmp_path):
     assert metrics["step"] == 4 and metrics["receptive_field"] == TINY.receptive_field
     page = page_report.html()
     assert table(page, "Run")["status"] == [f"in progress: step 4 of {TINY_TRAIN.steps}"]
-    assert "8 samples:" in page  # no sample rate recorded yet
+    assert "16 samples:" in page  # no sample rate recorded yet
 
 
 def test_training_report_errors_name_the_file(tmp_path):

@@ -105,6 +105,7 @@ def test_scrape_with_faults_gets_every_reachable_track_once_and_resumes(catalogu
     assert len(read_index(out)) == len(reachable)
 
 
+@pytest.mark.integration
 def test_killed_scrape_resumes_without_downloading_finished_tracks(base_mp3, tmp_path):
     tracks = fma_catalogue(base_mp3, {"Jazz": 4})
     out = tmp_path / "out"

@@ -308,6 +308,7 @@ def test_cli_rejects_three_corners_before_loading_anything(tmp_path):
 # ---------------------------------------------------------------- end to end with a tiny (untrained) model
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_four_corners_combinations_and_pitch_axis(tmp_path, capsys):
     from waveforms.autoencoder import build_autoencoder, save_autoencoder
     from waveforms.cli import main

@@ -47,6 +47,7 @@ def staged_files(staging_root) -> list[str]:
     return [os.path.join(d, n) for d, _, names in os.walk(staging_root) for n in names]
 
 
+@pytest.mark.integration
 def test_shards_are_uploaded_as_they_fill_and_sigterm_cleans_up(songs, tmp_path):
     staging_root, out = tmp_path / "tmp", tmp_path / "ds"
     staging_root.mkdir()
@@ -62,6 +63,7 @@ def test_shards_are_uploaded_as_they_fill_and_sigterm_cleans_up(songs, tmp_path)
     assert not os.path.exists(out / "manifest.json")  # nothing published
 
 
+@pytest.mark.integration
 def test_a_sigkilled_conversion_leaves_staging_that_the_next_run_removes(songs, tmp_path):
     staging_root, out = tmp_path / "tmp", tmp_path / "ds"
     staging_root.mkdir()
@@ -92,6 +94,7 @@ def test_staging_of_live_processes_is_left_alone(tmp_path, monkeypatch):
     assert live.exists()
 
 
+@pytest.mark.integration
 def test_a_rerun_after_sigkill_resumes_and_gives_the_same_dataset(songs, tmp_path):
 
     staging_root, out = tmp_path / "tmp", tmp_path / "ds"

@@ -114,6 +114,24 @@ def test_local_write_failure_keeps_the_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["model.bin"]
 
 
+def test_atomic_path_publishes_only_a_finished_file(tmp_path):
+    target = tmp_path / "deep" / "clip.wav"
+    with storage.atomic_path(target) as temporary:
+        assert os.path.dirname(temporary) == str(target.parent) and os.path.basename(temporary).startswith(".")
+        assert temporary.endswith(storage.TEMP_SUFFIX)  # list_files never shows it
+        with open(temporary, "wb") as handle:
+            handle.write(b"first")
+        assert not target.exists()  # nothing under the final name until the block ends
+    assert target.read_bytes() == b"first"
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        with storage.atomic_path(target) as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(b"half")
+            raise RuntimeError("encoder crashed")
+    assert target.read_bytes() == b"first"
+    assert os.listdir(target.parent) == ["clip.wav"]
+
+
 # ------------------------------------------------------------------------------------------------------ object storage
 
 
@@ -248,6 +266,7 @@ def own_server(tmp_path, monkeypatch):
     server.kill()  # its data is thrown away with tmp_path
 
 
+@pytest.mark.integration
 def test_server_killed_mid_upload_leaves_old_object_intact(own_server, monkeypatch):
     uri = f"s3://{own_server.bucket}/models/weights.bin"
     old, new = random_bytes(1 * MIB, seed=3), random_bytes(3 * storage.PART_SIZE, seed=4)
@@ -271,6 +290,7 @@ def test_server_killed_mid_upload_leaves_old_object_intact(own_server, monkeypat
     assert storage.list_files(f"s3://{own_server.bucket}/models") == [uri]
 
 
+@pytest.mark.integration
 def test_server_restarted_during_upload_is_retried_to_completion(own_server, monkeypatch):
     uri = f"s3://{own_server.bucket}/shards/train-00000.tfrecord"
     data = random_bytes(3 * storage.PART_SIZE, seed=5)
@@ -291,6 +311,7 @@ def test_server_restarted_during_upload_is_retried_to_completion(own_server, mon
     assert storage.read_bytes(uri) == data
 
 
+@pytest.mark.integration
 def test_streaming_read_resumes_after_the_server_restarts(own_server):
     uri = f"s3://{own_server.bucket}/shards/long.tfrecord"
     data = random_bytes(24 * MIB, seed=6)

@@ -45,7 +45,7 @@ def test_metadata_describes_every_clip(tmp_path):
                 8000,
                 4000,
             )
-    assert not list(tmp_path.rglob("*.partial"))
+    assert not [path for path in tmp_path.rglob("*") if path.name.startswith(".")]  # no temp file left behind
 
 
 def test_plan_is_deterministic_balanced_and_uniquely_named():

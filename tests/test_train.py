@@ -190,6 +190,7 @@ def TINY_model():
     return build_wavenet(TINY)
 
 
+@pytest.mark.slow
 def test_the_seed_decides_the_run_same_seed_same_weights(trained, data_dir, tmp_path):
     from waveforms.generate import load_model
     from waveforms.train import weights_digest
@@ -204,6 +205,7 @@ def test_the_seed_decides_the_run_same_seed_same_weights(trained, data_dir, tmp_
     assert digests["other"] != first
 
 
+@pytest.mark.slow
 def test_resuming_with_another_configuration_is_a_clear_error_but_more_steps_are_fine(trained, data_dir, tmp_path):
     model_dir = str(tmp_path / "model")
     shutil.copytree(trained[0], model_dir)
@@ -258,6 +260,7 @@ def test_auto_precision_follows_the_hardware():
         TrainConfig(precision="bfloat16").validate()
 
 
+@pytest.mark.slow
 def test_bfloat16_training_learns_and_its_float32_export_samples_like_the_full_model(data_dir, tmp_path):
     import keras
 
@@ -296,6 +299,7 @@ def test_bfloat16_training_learns_and_its_float32_export_samples_like_the_full_m
     assert np.abs(bf16_logits - reference).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_float16_loss_scaling_skips_an_overflowing_step_and_lowers_the_scale(data_dir):
     import keras
     import tensorflow as tf
@@ -335,6 +339,7 @@ def test_float16_loss_scaling_skips_an_overflowing_step_and_lowers_the_scale(dat
     assert any(np.abs(old - new.numpy()).max() > 0 for old, new in zip(before, model.trainable_variables, strict=True))
 
 
+@pytest.mark.slow
 def test_float16_training_runs_end_to_end(data_dir, tmp_path):
     result = train(data_dir, str(tmp_path / "model"), TINY, tiny_train_config(precision="mixed_float16"),
                    progress=False)  # fmt: skip
@@ -345,6 +350,7 @@ def test_float16_training_runs_end_to_end(data_dir, tmp_path):
     assert "optimizer/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE" in saved  # a resumed run keeps its loss scale
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, tiny_config_file,
                                                                                 capsys):  # fmt: skip
     # A real divergence: Adam moves every weight by about the learning rate on its first step, so with 1e30 the second
@@ -367,6 +373,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
 # ------------------------------------------------------------------------------------------------ resume after SIGKILL
 
 
+@pytest.mark.integration
 def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(data_dir, tiny_config_file, tmp_path):
     model_dir = tmp_path / "model"
     command = cli_command("train", data_dir, str(model_dir), "--config", tiny_config_file, "--steps", "60",
@@ -398,6 +405,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(data_dir, ti
 # ------------------------------------------------------------------------------------------------------ two workers
 
 
+@pytest.mark.integration
 def test_two_workers_with_tf_config_train_one_model(data_dir, tiny_config_file, tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
@@ -449,6 +457,7 @@ def test_checkpoints_and_model_go_to_object_storage_and_resume_from_there(data_d
     assert storage.exists(f"{model_uri}/checkpoints/ckpt-5.index")
 
 
+@pytest.mark.slow
 def test_a_time_budget_stops_the_run_cleanly_and_anneals_the_learning_rate(data_dir, tmp_path):
     model_dir = str(tmp_path / "budget")
     config = tiny_train_config(steps=100_000, checkpoint_every=100_000, eval_every=100_000, warmup_steps=1000,

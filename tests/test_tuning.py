@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import kubernetes_validate
 import numpy as np
@@ -21,8 +22,10 @@ from helpers import TINY_WAVENET, synth_dataset
 from kubernetes import client as k8s
 
 from waveforms import tuning
+from waveforms.cli.tune import EXPERIMENT_FILE
 from waveforms.model import WaveNetConfig
 
+EXPERIMENT_PATH = Path(__file__).resolve().parent.parent / EXPERIMENT_FILE  # the checked-in rendering
 KUBERNETES_VERSION = "1.31.0"  # Kubeflow 1.10 supports Kubernetes 1.29-1.31
 
 
@@ -36,7 +39,7 @@ def trial_container(experiment: dict) -> dict:
 
 def test_checked_in_experiment_is_what_the_library_renders():
     rendered = tuning.experiment_yaml(tuning.render_experiment())
-    assert tuning.EXPERIMENT_PATH.read_text() == rendered, "stale: run `waveforms tune write-experiment`"
+    assert EXPERIMENT_PATH.read_text() == rendered, "stale: run `waveforms tune write-experiment`"
 
 
 def test_write_experiment_check_flags_a_stale_file(tmp_path):
@@ -49,8 +52,19 @@ def test_write_experiment_check_flags_a_stale_file(tmp_path):
     assert stale.returncode == 1 and "stale" in stale.stderr
 
 
+def test_write_experiment_writes_relative_to_the_current_folder(tmp_path):
+    """The library never picks a path inside its own installation: the default is relative to where it runs."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    command = [sys.executable, "-m", "waveforms.cli", "tune", "write-experiment"]
+    written = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / EXPERIMENT_FILE).read_text() == EXPERIMENT_PATH.read_text()
+    checked = subprocess.run([*command, "--check"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert checked.returncode == 0 and "up to date" in checked.stdout
+
+
 def test_experiment_round_trips_through_the_katib_sdk_model():
-    experiment = yaml.safe_load(tuning.EXPERIMENT_PATH.read_text())
+    experiment = yaml.safe_load(EXPERIMENT_PATH.read_text())
     tuning.check_experiment(experiment)  # raises on any field the SDK model would drop or retype
     misspelt = copy.deepcopy(experiment)
     misspelt["spec"]["earlyStopping"]["algorithmSetings"] = []
@@ -84,7 +98,7 @@ def test_every_algorithm_renders_settings_its_katib_service_accepts(algorithm):
 
 
 def test_checked_in_experiment_uses_only_settings_katib_knows():
-    spec = yaml.safe_load(tuning.EXPERIMENT_PATH.read_text())["spec"]
+    spec = yaml.safe_load(EXPERIMENT_PATH.read_text())["spec"]
     for table, part in ((tuning.KATIB_ALGORITHMS, "algorithm"), (tuning.KATIB_EARLY_STOPPING, "earlyStopping")):
         accepted = table[spec[part]["algorithmName"]]
         for setting in spec[part]["algorithmSettings"]:
@@ -223,6 +237,7 @@ def test_trial_command_is_accepted_by_the_real_train_cli():
     assert (args.batch_size, args.target_length, args.eval_every) == (8, 16000, 200)
 
 
+@pytest.mark.integration
 def test_a_katib_trial_reports_each_metric_once_per_evaluation(tmp_path):
     """Run the trial command from the rendered Experiment as Katib's StdOut collector does (`sh -c "cmd
     1>metrics.log 2>&1"`) and parse the file with the Experiment's metricsFormat, line by line (a progress bar's

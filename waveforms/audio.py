@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from waveforms import storage
+
 MU = 255  # mu-law companding constant: 256 classes
+# Files taken as songs, by extension (ffmpeg decodes them all): what `convert` lists, what `ingest` copies from a folder
+# and keeps as the name of a downloaded URL. One list, so a file one step accepts is never dropped by the next.
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
 INSTALL_HINT = "install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)"
 # Decoded audio may fall short of the declared duration by encoder padding (mp3: up to about 0.15 s at 8 kHz) without
 # being truncated; anything shorter than this is reported as a truncated file.
@@ -301,26 +305,12 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def _temporary_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-
-
-def _replace_atomically(path: Path, write) -> Path:
-    """Run write(temporary_path), then rename over path: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_sibling(path)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write 16-bit PCM mono WAV (clipped to [-1, 1]), atomically."""
     pcm = _pcm16(audio)
-    return _replace_atomically(Path(path), lambda temporary: _write_wav_to(str(temporary), pcm, sample_rate))
+    with storage.atomic_path(path) as temporary:
+        _write_wav_to(temporary, pcm, sample_rate)
+    return Path(path)
 
 
 # extension -> (ffmpeg muxer, encoder arguments)
@@ -331,6 +321,8 @@ _FFMPEG_FORMATS = {
 }
 
 
+WRITABLE_EXTENSIONS = (".wav", *_FFMPEG_FORMATS)  # what write_audio writes: a clip's output name must end in one
+WRITABLE_NAMES = f"{', '.join(WRITABLE_EXTENSIONS[:-1])} or {WRITABLE_EXTENSIONS[-1]}"  # for messages
 LOSSY_SUFFIXES = (".mp3", ".ogg")
 LOSSY_CEILING = 0.999  # decoded peak a lossy file may reach: above it, a player clips
 LOSSY_TRIES = 3
@@ -371,7 +363,9 @@ def _encode_with_ffmpeg(path: Path, audio: np.ndarray, sample_rate: int, extra: 
                 return
             gain *= 0.98 * LOSSY_CEILING / peak
 
-    return _replace_atomically(path, write)
+    with storage.atomic_path(path) as temporary:
+        write(Path(temporary))
+    return path
 
 
 def write_mp3(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, bitrate: str = "192k") -> Path:
@@ -383,7 +377,8 @@ def write_mp3(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, bitr
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
-    """Write by extension: .wav (16-bit PCM), .mp3, .flac or .ogg."""
+    """Write by extension: .wav (16-bit PCM), .mp3, .flac or .ogg (WRITABLE_EXTENSIONS). The one place a clip's
+    file format follows from its name."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".wav":
@@ -392,4 +387,11 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
         return write_mp3(path, audio, sample_rate)
     if suffix in _FFMPEG_FORMATS:
         return _encode_with_ffmpeg(path, audio, sample_rate, [])
-    raise ValueError(f"cannot write {path}: unknown extension {suffix!r} (use .wav, .mp3, .flac or .ogg)")
+    raise ValueError(f"cannot write {path}: unknown extension {suffix!r} (use {WRITABLE_NAMES})")
+
+
+def write_audio_files(
+    stem: str | os.PathLike, audio: np.ndarray, sample_rate: int, formats=("wav", "mp3")
+) -> list[Path]:
+    """The same clip as `stem.<format>` for each format (e.g. WAV to keep and mp3 to play on a page)."""
+    return [write_audio(f"{os.fspath(stem)}.{extension.lstrip('.')}", audio, sample_rate) for extension in formats]

@@ -56,7 +56,6 @@ import numpy as np
 
 from waveforms import audio, audio_checks, limits, records, storage
 
-AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
 METADATA_FILES = ("index.jsonl", "metadata.jsonl")  # written by `ingest` (genre) and `synth` (family)
 MANIFEST = "manifest.json"
 PROFILE_SAMPLE = "statistics_sample"  # songs of part manifests: per-window measures, summarised as "statistics"
@@ -130,7 +129,7 @@ def list_songs(in_uri: str, validation_fraction: float) -> list[Song]:
         relative = (
             uri[len(in_uri.rstrip("/")) + 1 :] if uri.startswith(in_uri.rstrip("/") + "/") else os.path.basename(uri)
         )
-        if not relative.lower().endswith(AUDIO_EXTENSIONS):
+        if not relative.lower().endswith(audio.AUDIO_EXTENSIONS):
             continue
         parts = relative.split("/")
         genre = genres_by_file.get(relative) or (parts[0] if len(parts) > 1 else "unknown")
@@ -408,7 +407,7 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
     started = time.monotonic()
     all_songs = list_songs(in_uri, config.validation_fraction)
     if not all_songs:
-        raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found under {in_uri}")
+        raise ValueError(f"no audio files ({', '.join(audio.AUDIO_EXTENSIONS)}) found under {in_uri}")
     genres = sorted({song.genre for song in all_songs})
     mine = all_songs[config.shard_index :: config.num_shards]
     prefix = f"p{config.shard_index:03d}-" if config.num_shards > 1 else ""

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from waveforms import config as configuration
 from waveforms import storage
-from waveforms.audio import read_tags
-from waveforms.scrape import AUDIO_SUFFIXES, FAILURES_NAME, INDEX_NAME, Failure, Output, join_uri, slugify
+from waveforms.audio import AUDIO_EXTENSIONS, read_tags
+from waveforms.scrape import FAILURES_NAME, INDEX_NAME, Failure, Output, join_uri, slugify, track_entry
 from waveforms.scrape.http import FetchPolicy, PoliteFetcher, file_digests
 
 SOURCES = ("fma", "fma-dataset", "urls", "dir", "synth")
@@ -170,7 +170,7 @@ def collect_dir(input_uri: str, output: Output, genre_from: str = "folder") -> d
             output.fail(uri, "NotAFileError", str(err))
             continue
         suffix = Path(parts[-1]).suffix.lower()
-        if suffix not in AUDIO_SUFFIXES:
+        if suffix not in AUDIO_EXTENSIONS:
             output.skip(uri, "not-audio", f"suffix {suffix or '(none)'!r}")
             continue
         try:
@@ -202,14 +202,13 @@ def collect_dir(input_uri: str, output: Output, genre_from: str = "folder") -> d
             continue
         from_names = {"title": Path(parts[-1]).stem, "genre": parts[0] if len(parts) > 1 else "unknown"}
         from_tags = read_tags(target)
-        entry = {
-            "source_url": uri, "title": from_tags.get("title") or from_names["title"],
-            "artist": from_tags.get("artist", ""), "album": from_tags.get("album", ""),
-            "genre": from_tags.get("genre") if genre_from == "tag" and from_tags.get("genre") else from_names["genre"],
-            "licence": from_tags.get("licence", ""), "file": relative,
-            "bytes": target.stat().st_size, "sha256": file_digests(target)["sha256"],
-            "from_names": from_names, "from_tags": from_tags,
-        }  # fmt: skip
+        entry = track_entry(
+            uri, relative, target.stat().st_size, file_digests(target)["sha256"],
+            title=from_tags.get("title") or from_names["title"],
+            genre=from_tags.get("genre") if genre_from == "tag" and from_tags.get("genre") else from_names["genre"],
+            artist=from_tags.get("artist", ""), licence=from_tags.get("licence", ""), album=from_tags.get("album", ""),
+            from_names=from_names, from_tags=from_tags,
+        )  # fmt: skip
         output.record(entry)
         counts["downloaded"] += 1
         counts["bytes"] += entry["bytes"]
@@ -222,11 +221,16 @@ def write_synth(count: int, seed: int, output: Output) -> dict[str, int]:
     counts = {"downloaded": 0, "already_complete": 0, "bytes": 0}
     for row in write_dataset(output.root, count=count, seed=seed):
         path = output.local_path(row["file"])
-        entry = {
-            "source_url": f"synth:seed={seed}:{row['name']}", "title": row["name"], "artist": "waveforms.synth",
-            "genre": row.get("family", "unknown"), "licence": "generated", "file": row["file"],
-            "bytes": path.stat().st_size, "sha256": file_digests(path)["sha256"],
-        }  # fmt: skip
+        entry = track_entry(
+            f"synth:seed={seed}:{row['name']}",
+            row["file"],
+            path.stat().st_size,
+            file_digests(path)["sha256"],
+            title=row["name"],
+            genre=row.get("family", "unknown"),
+            artist="waveforms.synth",
+            licence="generated",
+        )
         output.record(entry)
         counts["downloaded"] += 1
         counts["bytes"] += entry["bytes"]

@@ -466,7 +466,7 @@ def _make_soundspace(
     )
     decode_seconds = time.perf_counter() - start
 
-    from waveforms.audio import mu_law_decode
+    from waveforms.audio import mu_law_decode, write_audio_files
 
     extensions = ("wav", "mp3") if spec.formats == "both" else (spec.formats,)
     manifest = manifest_for(spec, spaces, points, sample_rate=sample_rate, model_uri=model_uri, extensions=extensions)
@@ -479,7 +479,8 @@ def _make_soundspace(
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # mp3 = one ffmpeg process per clip
         list(
             pool.map(
-                lambda item: write_clip(os.path.join(out_dir, item[0]), item[1], sample_rate, extensions), audio.items()
+                lambda item: write_audio_files(os.path.join(out_dir, item[0]), item[1], sample_rate, extensions),
+                audio.items(),
             )
         )
     batch = min(spec.max_batch, len(codes))
@@ -518,12 +519,3 @@ def check_points(manifest: dict, audio: dict[str, np.ndarray], model_uri: str, s
 
 def failing_points(manifest: dict) -> list[tuple[str, str]]:
     return [(p["name"], p["check"]) for p in manifest["points"] if p.get("check", "ok") != "ok"]
-
-
-def write_clip(stem: str, clip: np.ndarray, sample_rate: int, extensions: Sequence[str]) -> None:
-    from waveforms.audio import write_mp3, write_wav
-
-    if "wav" in extensions:
-        write_wav(stem + ".wav", clip, sample_rate)
-    if "mp3" in extensions:
-        write_mp3(stem + ".mp3", clip, sample_rate)

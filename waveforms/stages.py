@@ -112,8 +112,7 @@ def generate_stage(
     )
     report_clips = []
     for index, clip in enumerate(clips):
-        for extension in ("wav", "mp3"):
-            audio.write_audio(os.path.join(out_dir, f"generated-{index:02d}.{extension}"), clip, sample_rate)
+        audio.write_audio_files(os.path.join(out_dir, f"generated-{index:02d}"), clip, sample_rate, ("wav", "mp3"))
         report_clips.append(report.Clip(f"generated-{index:02d}", clip, sample_rate))
     settings = {
         "seconds": seconds,

@@ -352,28 +352,36 @@ def current_umask() -> int:
     return mask
 
 
-def _atomic_local_write(path: str, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a hidden temp file in the same directory and rename it over `path` when complete."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A hidden temp path beside `path` for a writer that needs a file name (ffmpeg, wave); renamed over `path` when
+    the block ends without an error, removed otherwise, so readers never see a half-written file. The one owner of
+    atomic local writes: every writer in waveforms goes through it (or `atomic_write`, `write_bytes`)."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=TEMP_SUFFIX, delete=False
+    descriptor, temporary = tempfile.mkstemp(
+        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=TEMP_SUFFIX
     )
+    os.close(descriptor)
     try:
-        with handle:
-            # a temp file is private (0600); the finished file gets the mode open() would give it (0644 under umask
-            # 022), so another user or a serving pod can read what we wrote
-            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        yield temporary
+        # a temp file is private (0600); the finished file gets the mode open() would give it (0644 under umask
+        # 022), so another user or a serving pod can read what we wrote
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
     except BaseException:
-        try:
-            os.unlink(handle.name)
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Run write(handle) on a temp file beside `path`, flushed to disk, then rename it over `path` (atomic_path)."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _copy_stream(source: BinaryIO, destination: BinaryIO) -> None:
@@ -486,7 +494,7 @@ def download_file(uri: str, local_path: str) -> None:
         if expected is not None and handle.tell() != expected:
             raise StorageError(f"{uri}: downloaded {handle.tell()} bytes, the object has {expected}")
 
-    _atomic_local_write(local_path, write)
+    atomic_write(local_path, write)
 
 
 @contextlib.contextmanager
@@ -516,7 +524,7 @@ def write_stream(uri: str, open_stream: Callable[[], BinaryIO], length: int) -> 
             with open_stream() as stream:
                 _copy_stream(stream, handle)
 
-        _atomic_local_write(_local_path(uri), write)
+        atomic_write(_local_path(uri), write)
         return
     settings, client, bucket, key = _remote(uri)
     _object_key(uri)

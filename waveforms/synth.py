@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from waveforms import storage
 from waveforms.audio import write_wav
 
 FAMILIES: tuple[str, ...] = ("string", "bell", "organ", "reed", "drum")
@@ -205,9 +206,6 @@ def write_dataset(
         write_wav(out_dir / relative, render_note(note, sample_rate, seconds), sample_rate)
         row = {"name": note.name, "file": relative.as_posix(), **asdict(note)}
         rows.append({**row, "sample_rate": sample_rate, "seconds": seconds})
-    out_dir.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
-    temporary = out_dir / f".metadata.jsonl.{os.getpid()}.partial"
-    temporary.write_text(lines, encoding="utf-8")
-    os.replace(temporary, out_dir / "metadata.jsonl")
+    storage.write_bytes(str(out_dir / "metadata.jsonl"), lines.encode("utf-8"))
     return rows

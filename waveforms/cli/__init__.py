@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("waveforms.cli.ingest", "bring audio in: FMA site or dataset archives, URL lists, folders, synth"),
     "convert": ("waveforms.cli.convert", "convert audio files to mu-law TFRecord shards and a manifest.json"),
     "verify": ("waveforms.cli.verify", "check every shard of a dataset against its manifest (sizes, counts, sha256)"),
-    "tune": ("waveforms.tuning", "hyperparameter search: write the Katib Experiment, or search locally"),
+    "tune": ("waveforms.cli.tune", "hyperparameter search: write the Katib Experiment, or search locally"),
     "train": (
         "waveforms.cli.train",
         "train a WaveNet or the autoencoder on a converted dataset (resumable, distributable)",

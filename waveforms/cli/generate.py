@@ -33,9 +33,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from waveforms import audio
+
     suffix = os.path.splitext(args.out)[1].lower()
-    if suffix not in (".wav", ".mp3", ".flac", ".ogg"):
-        print(f"error: {args.out}: unknown extension {suffix!r} (use .wav, .mp3, .flac or .ogg)", file=sys.stderr)
+    if suffix not in audio.WRITABLE_EXTENSIONS:
+        print(f"error: {args.out}: unknown extension {suffix!r} (use {audio.WRITABLE_NAMES})", file=sys.stderr)
         return 2
     try:
         export = read_export_config(args.model_uri)

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass
@@ -39,6 +38,28 @@ def join_uri(base: str, relative: str) -> str:
     return storage.join(base, *relative.split("/"))
 
 
+def track_entry(
+    source_url: str,
+    file: str,
+    size: int,
+    sha256: str,
+    *,
+    title: str,
+    genre: str,
+    artist: str = "",
+    licence: str = "",
+    **details,
+) -> dict:
+    """One line of index.jsonl, the keys every source writes first (source_url is the key of the index, `file` is
+    relative to the output folder), then what only some sources know (track_id, album, audio_url, licence_url, ...)."""
+    entry = {"source_url": source_url, "title": title, "artist": artist, "genre": genre, "licence": licence,
+             "file": file, "bytes": int(size), "sha256": sha256}  # fmt: skip
+    clashing = sorted(set(details) & set(entry))
+    if clashing:
+        raise ValueError(f"track_entry: {clashing} are common keys, not details")
+    return {**entry, **details}
+
+
 class TrackIndex:
     """Append-only JSON-lines index, one track per line, keyed by its source. Each line is flushed and fsynced, so a
     killed run loses at most the line being written (a torn last line is ignored on load)."""
@@ -57,10 +78,8 @@ class TrackIndex:
             self._rewrite()
 
     def _rewrite(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values()), "utf-8")
-        os.replace(temporary, self.path)
+        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values())
+        storage.write_bytes(str(self.path), text.encode("utf-8"))
 
     def get(self, key: str) -> dict | None:
         return self.entries.get(key)
@@ -144,18 +163,18 @@ class Output:
 
     def copy_in(self, source: Path, relative: str) -> Path:
         target = self.local_path(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
+        storage.copy(str(source), str(target))
         return target
 
 
-AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aif", ".aiff", ".au")
+ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # the GUID every ASF (.wma) file starts with
 
 
 def sniff_audio_format(head: bytes) -> str | None:
-    """The container named by a file's first bytes ("mp3", "wav", ...), or None when they are not audio we know."""
+    """The container named by a file's first bytes ("mp3", "wav", ...), or None when they are not audio we know.
+    Every extension in audio.AUDIO_EXTENSIONS has its container here."""
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # ADTS sync; layer 00 (reserved in mp3)
+        return "aac"
     if head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "mp3"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
@@ -170,4 +189,6 @@ def sniff_audio_format(head: bytes) -> str | None:
         return "aiff"
     if head.startswith(b".snd"):
         return "au"
+    if head.startswith(ASF_HEADER):
+        return "wma"
     return None

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 from bs4 import BeautifulSoup
 
-from waveforms.scrape import Output, slugify
+from waveforms.scrape import Output, slugify, track_entry
 from waveforms.scrape.http import FetchError, PoliteFetcher, check_mp3
 
 FMA_BASE_URL = "https://freemusicarchive.org"
@@ -170,19 +170,19 @@ def _fetch_track(fetcher, page_url, genre, genre_folder, output: Output, counts,
             progress=progress,
         )
         output.record(
-            {
-                "source_url": page_url,
-                "audio_url": track.audio_url,
-                "track_id": track.track_id,
-                "title": track.title,
-                "artist": track.artist,
-                "genre": genre,
-                "licence": track.licence,
-                "licence_url": track.licence_url,
-                "file": relative,
-                "bytes": result.bytes,
-                "sha256": result.sha256,
-            }
+            track_entry(
+                page_url,
+                relative,
+                result.bytes,
+                result.sha256,
+                title=track.title,
+                genre=genre,
+                artist=track.artist,
+                licence=track.licence,
+                track_id=track.track_id,
+                audio_url=track.audio_url,
+                licence_url=track.licence_url,
+            )
         )
         counts["downloaded"] += 1
         counts["bytes"] += result.bytes

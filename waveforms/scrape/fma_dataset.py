@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import stat
 import zipfile
@@ -18,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from waveforms.scrape import Output, slugify
+from waveforms import storage
+from waveforms.scrape import Output, slugify, track_entry
 from waveforms.scrape.http import ARCHIVE_TYPES, FetchError, PoliteFetcher, check_mp3, file_digests
 
 FMA_DATASET_URL = "https://os.unil.cloud.switch.ch/fma"
@@ -112,22 +112,20 @@ def inspect_archive(archive: zipfile.ZipFile, limits: ExtractLimits) -> list[zip
 
 
 def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limits: ExtractLimits) -> int:
-    """Stream one member to target (through target.part), counting bytes: zipfile stops at the declared size, and the
-    count makes sure that size is what we checked."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
+    """Stream one member to target (atomically), counting bytes: zipfile stops at the declared size, and the count
+    makes sure that size is what we checked."""
     written = 0
-    try:
-        with archive.open(info) as source, open(partial, "wb") as sink:
+
+    def write(sink) -> None:
+        nonlocal written
+        with archive.open(info) as source:
             while block := source.read(1 << 20):
                 written += len(block)
                 if written > min(info.file_size, limits.max_member_bytes):
                     raise UnsafeArchive(f"member {info.filename!r} inflates past its declared size")
                 sink.write(block)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, target)
+
+    storage.atomic_write(target, write)
     return written
 
 
@@ -250,11 +248,17 @@ def ingest_fma_dataset(
                     target.unlink(missing_ok=True)
                     output.fail(key, getattr(err, "reason", type(err).__name__), getattr(err, "detail", str(err)))
                     continue
-                entry = {
-                    "source_url": key, "track_id": str(track_id), "title": meta.get("title", ""),
-                    "artist": meta.get("artist", ""), "genre": genre, "licence": meta.get("licence", ""),
-                    "file": relative, "bytes": target.stat().st_size, "sha256": file_digests(target)["sha256"],
-                }  # fmt: skip
+                entry = track_entry(
+                    key,
+                    relative,
+                    target.stat().st_size,
+                    file_digests(target)["sha256"],
+                    title=meta.get("title", ""),
+                    genre=genre,
+                    artist=meta.get("artist", ""),
+                    licence=meta.get("licence", ""),
+                    track_id=str(track_id),
+                )
                 output.record(entry)
                 counts["downloaded"] += 1
                 counts["bytes"] += entry["bytes"]

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from waveforms.scrape import AUDIO_SUFFIXES, Output, slugify, sniff_audio_format
+from waveforms.audio import AUDIO_EXTENSIONS
+from waveforms.scrape import Output, slugify, sniff_audio_format, track_entry
 from waveforms.scrape.http import FetchError, PoliteFetcher, check_mp3
 
 
@@ -60,7 +61,7 @@ def url_file_name(url: str) -> str:
     suffix = PurePosixPath(name).suffix.lower()
     stem = PurePosixPath(name).stem
     digest = hashlib.sha1(url.encode()).hexdigest()[:10]
-    return f"{slugify(stem, 50)}-{digest}{suffix if suffix in AUDIO_SUFFIXES else '.mp3'}"
+    return f"{slugify(stem, 50)}-{digest}{suffix if suffix in AUDIO_EXTENSIONS else '.mp3'}"
 
 
 def _validate_audio(path: Path, url: str, is_mp3: bool) -> None:
@@ -92,10 +93,8 @@ def scrape_urls(fetcher: PoliteFetcher, items: list[UrlItem], output: Output, pr
         except OSError as err:
             output.fail(item.url, type(err).__name__, str(err))
             continue
-        output.record(
-            {"source_url": item.url, "title": PurePosixPath(urlsplit(item.url).path).stem, "artist": "",
-             "genre": item.genre, "licence": "", "file": relative, "bytes": result.bytes, "sha256": result.sha256}
-        )  # fmt: skip
+        title = PurePosixPath(urlsplit(item.url).path).stem
+        output.record(track_entry(item.url, relative, result.bytes, result.sha256, title=title, genre=item.genre))
         counts["downloaded"] += 1
         counts["bytes"] += result.bytes
     return counts
