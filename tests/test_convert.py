@@ -187,7 +187,7 @@ def test_empty_input_folder_is_an_error(tmp_path):
 
 
 def test_mu_law_table_equals_audio_mu_law_encode_bit_for_bit():
-    from waveforms.convert import MuLawTable
+    from waveforms.audio import MuLawTable
 
     table = MuLawTable.get()
     rng = np.random.default_rng(7)
