@@ -10,7 +10,7 @@ import pytest
 
 from waveforms import audio, records, synth
 from waveforms.convert import ConvertConfig, convert, merge_parts
-from waveforms.dataset import iter_segments
+from waveforms.manifest import iter_segments
 
 
 def _tree_digest(folder):

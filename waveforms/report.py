@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from waveforms import audio, convert, dataset, pagestyle, records, spectral, storage
+from waveforms import audio, pagestyle, records, spectral, storage
+from waveforms.manifest import iter_segments, load_dataset_manifest
 
 MAX_CLIP_SECONDS = 4.0
 
@@ -127,7 +128,7 @@ def pick_clips(manifest: dict, manifest_uri: str, max_clips: int = 8) -> list[Cl
     """One clip per genre first (so every timbre is heard), then more until max_clips, from the first segments."""
     by_genre: dict[str, list[records.Segment]] = {}
     for split in ("train", "validation"):
-        for segment in dataset.iter_segments(manifest, manifest_uri, split):
+        for segment in iter_segments(manifest, manifest_uri, split):
             if segment.offset == 0:
                 by_genre.setdefault(segment.genre, []).append(segment)
             if sum(len(v) for v in by_genre.values()) >= 4 * max_clips:
@@ -163,8 +164,7 @@ def dataset_metrics(manifest: dict) -> dict[str, float]:
 
 def dataset_report(dataset_uri: str, stage_seconds: dict[str, float], *, max_clips: int = 8) -> tuple[Report, dict]:
     """The report of a converted dataset: timings, statistics, skipped files and listenable clips with spectrograms."""
-    manifest_uri = convert.manifest_uri(dataset_uri)
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest_uri, manifest = load_dataset_manifest(dataset_uri)
     report = Report("waveforms dataset report")
     report.add_table("Stages", ["stage", "seconds"], [[name, round(sec, 2)] for name, sec in stage_seconds.items()])
     metrics = dataset_metrics(manifest)

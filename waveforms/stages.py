@@ -132,12 +132,12 @@ def generate_stage(
 
 def held_out_clip(dataset_uri: str, seconds: float):
     """The first `seconds` of the first validation record (training clips if there is no validation split)."""
-    from waveforms import audio, convert, dataset
+    from waveforms import audio
+    from waveforms.manifest import iter_segments, load_dataset_manifest
 
-    manifest_uri = convert.manifest_uri(dataset_uri)
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest_uri, manifest = load_dataset_manifest(dataset_uri)
     split = "validation" if manifest["splits"]["validation"]["records"] else "train"
-    segment = next(dataset.iter_segments(manifest, manifest_uri, split))
+    segment = next(iter_segments(manifest, manifest_uri, split))
     codes = np.frombuffer(segment.audio, dtype=np.uint8)[: int(seconds * segment.sample_rate)]
     return audio.mu_law_decode(codes)
 

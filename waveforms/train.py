@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from waveforms import baselines, checkpoints, convert, limits, storage
+from waveforms.manifest import damaged_shard_error, iter_segments, load_dataset_manifest
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
@@ -455,10 +456,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     train_config.validate()
     task = make_task(model_kind, model_config)
     storage.check_writable(model_uri)  # a path that is a file, credentials, endpoint, TLS: before any work
-    from waveforms import dataset
 
-    manifest_uri = convert.manifest_uri(dataset_uri)
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest_uri, manifest = load_dataset_manifest(dataset_uri)
     window_length = task.window_length(train_config.target_length)
     check_dataset(manifest, manifest_uri, window_length, task.receptive_field)
     genres = manifest.get("genres", [])
@@ -514,7 +513,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
                            window_length, start, budget)  # fmt: skip
         except tf.errors.DataLossError as error:  # TF's message names no file: find the shard, say it in one line
-            raise dataset.damaged_shard_error(manifest, manifest_uri, error) from None
+            raise damaged_shard_error(manifest, manifest_uri, error) from None
         if chief:  # the export says which precision trained it; metrics.json stays numbers only
             _warn_if_no_better_than_baselines(result, out.baselines)
             _export(task, model, workdir, {**run_config, "precision": precision}, manifest, manifest_uri, result,
@@ -749,7 +748,7 @@ def _export(task, model, workdir: str, run_config: dict, manifest: dict, manifes
     fresh.set_weights([variable.numpy() for variable in model.weights])
     task.export(fresh, workdir)
     if task.kind == "wavenet":
-        write_primer(manifest_uri, os.path.join(workdir, PRIMER_FILE), task.receptive_field)
+        write_primer(manifest, manifest_uri, os.path.join(workdir, PRIMER_FILE), task.receptive_field)
     config = {**run_config, "sample_rate": int(manifest["sample_rate"]), "genres": manifest.get("genres", []),
               "receptive_field": task.receptive_field, "step": result["step"], "val_bits": result["val_bits"],
               "val_bits_se": result["val_bits_se"], "baselines": scores,
@@ -761,17 +760,16 @@ PRIMER_SECONDS = 0.5  # at least; a receptive field when that is longer
 PRIMER_RECORDS = 16  # training records looked at
 
 
-def write_primer(manifest_uri: str, path: str, receptive_field: int) -> None:
+def write_primer(manifest: dict, manifest_uri: str, path: str, receptive_field: int) -> None:
     """Save the most typical stretch of training audio (median loudness among the sounding stretches of the first
     PRIMER_RECORDS training records) as the clip `generate` continues by default: a model trained on music continues
     music, where digital silence is a state the data rarely starts from."""
-    from waveforms import audio, dataset
+    from waveforms import audio
 
-    manifest = dataset.load_manifest(manifest_uri)
     sample_rate = int(manifest["sample_rate"])
     length = max(receptive_field, int(PRIMER_SECONDS * sample_rate))
     candidates = []
-    for index, segment in enumerate(dataset.iter_segments(manifest, manifest_uri, "train")):
+    for index, segment in enumerate(iter_segments(manifest, manifest_uri, "train")):
         if index >= PRIMER_RECORDS:
             break
         codes = np.frombuffer(segment.audio, dtype=np.uint8)
