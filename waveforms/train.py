@@ -5,7 +5,7 @@
       ──all-reduce, clip by global norm, Adam with warm-up + decay──▶ weights
     every checkpoint_every steps: tf.train.Checkpoint(model, optimizer, step) + run config   (checkpoints.py)
     every eval_every steps: validation NLL in bits/sample on a fixed set; `step=.. train_bits=.. val_bits=.. best_baseline_bits=..` on stdout
-    at the end: MODEL_URI/model.keras + MODEL_URI/config.json (generate.load_model reads them), metrics.json
+    at the end: the exported model (model_store: config.json + the weights), metrics.json
 
 The loop is custom rather than Keras `fit` for two measured reasons (TF 2.16.2, Keras 3): `fit` fails under
 MultiWorkerMirroredStrategy (what Kubeflow's TFJob needs; `ValueError: Attempt to convert a value (PerReplica...)`),
@@ -30,13 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from waveforms import baselines, checkpoints, convert, limits, storage
+from waveforms import baselines, checkpoints, limits, model_store, storage
 from waveforms.manifest import damaged_shard_error, iter_segments, load_dataset_manifest
+from waveforms.model_store import METRICS_FILE, PRIMER_FILE  # the model folder's layout is model_store's
 
-METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.keras"
-PRIMER_FILE = "primer.wav"  # a stretch of training audio that generation continues when given no seed clip
-CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"
 DECAYS = ("cosine", "exponential", "constant")
 # Keras dtype policies (variables stay float32 in all of them), and "auto": choose_precision.
@@ -172,11 +169,6 @@ class WaveNetTask:
 
     def model_inputs(self, codes, genre=None) -> dict:
         return {"audio": codes} if genre is None else {"audio": codes, "global_condition": genre}
-
-    def export(self, model, directory: str) -> list[str]:
-        """Files a generator needs besides config.json, written into `directory`; -> their names."""
-        model.save(os.path.join(directory, MODEL_FILE))
-        return [MODEL_FILE]
 
 
 def next_sample_nll(model, inputs: dict, targets, target_length: int | None, training: bool):
@@ -743,17 +735,16 @@ def _warn_if_no_better_than_baselines(result: dict, scores: dict) -> None:
 
 def _export(task, model, workdir: str, run_config: dict, manifest: dict, manifest_uri: str, result: dict,
             scores: dict) -> None:  # fmt: skip
-    """A fresh single-device copy of the trained model, saved with its configuration (generate.load_model)."""
+    """A fresh single-device copy of the trained model, saved with its configuration (model_store.read loads it)."""
     fresh = task.build_model()
     fresh.set_weights([variable.numpy() for variable in model.weights])
-    task.export(fresh, workdir)
     if task.kind == "wavenet":
         write_primer(manifest, manifest_uri, os.path.join(workdir, PRIMER_FILE), task.receptive_field)
     config = {**run_config, "sample_rate": int(manifest["sample_rate"]), "genres": manifest.get("genres", []),
               "receptive_field": task.receptive_field, "step": result["step"], "val_bits": result["val_bits"],
               "val_bits_se": result["val_bits_se"], "baselines": scores,
               "data_profile": manifest.get("statistics")}  # fmt: skip
-    checkpoints._write_json_atomically(os.path.join(workdir, CONFIG_FILE), config)
+    model_store.save(workdir, task.kind, fresh, config)
 
 
 PRIMER_SECONDS = 0.5  # at least; a receptive field when that is longer
@@ -871,7 +862,7 @@ def run(args: argparse.Namespace) -> int:
         overrides = {name: getattr(args, name) for name in ("residual_channels", "layers_per_stack")
                      if getattr(args, name) is not None}  # fmt: skip
         if args.genre_conditioning:
-            from waveforms import dataset
+            from waveforms import convert, dataset
 
             genres = dataset.load_manifest(convert.manifest_uri(args.dataset_uri))["genres"]
             overrides["global_condition_classes"] = max(1, len(genres))
