@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from waveforms import dataset, records, storage
+from waveforms.manifest import load_manifest, shard_uris
 
 SHARDS = 4
 RECORDS_PER_SHARD = 10
@@ -107,7 +108,7 @@ def run() -> list[dict]:
         data_dir = os.path.join(scratch, "data")
         os.makedirs(data_dir)
         local_manifest = write_shards(data_dir)
-        local_uris = dataset.shard_uris(dataset.load_manifest(local_manifest), local_manifest, "train")
+        local_uris = shard_uris(load_manifest(local_manifest), local_manifest, "train")
         local_windows = _rate(_timed(lambda: _windows_samples(local_manifest)))
         local_raw = _rate(_timed(lambda: _raw_samples(local_uris)))
         results.append(
@@ -131,7 +132,7 @@ def run() -> list[dict]:
             prefix = f"s3://{server.bucket}/dataset"
             storage.sync_dir_up(data_dir, prefix)
             remote_manifest = f"{prefix}/manifest.json"
-            remote_uris = dataset.shard_uris(dataset.load_manifest(remote_manifest), remote_manifest, "train")
+            remote_uris = shard_uris(load_manifest(remote_manifest), remote_manifest, "train")
             remote_windows = _rate(_timed(lambda: _windows_samples(remote_manifest)))
             remote_raw = _rate(_timed(lambda: _raw_samples(remote_uris)))
             download = _rate(_timed(lambda: _download_samples(remote_uris)))

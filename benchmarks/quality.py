@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from benchmarks.run import machine
+from waveforms.manifest import iter_segments, load_manifest
 
 DEFAULT_COLLECTIONS = ("/usr/share/scummvm/drascula/audio", "/usr/share/hyperrogue/music")
 CHUNK = 32768  # scored positions per forward pass of the full-evaluation
@@ -44,7 +45,6 @@ def full_held_out_bits(dataset_uri: str, model_uri: str) -> tuple[float, int]:
     """Mean NLL in bits over every held-out position that has a full receptive field of context; -> (bits, count)."""
     import tensorflow as tf
 
-    from waveforms import dataset
     from waveforms.generate import load_model
 
     model, config = load_model(model_uri)
@@ -56,9 +56,9 @@ def full_held_out_bits(dataset_uri: str, model_uri: str) -> tuple[float, int]:
         return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y[:, field - 1 :], logits))
 
     manifest_uri = os.path.join(dataset_uri, "manifest.json")
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest = load_manifest(manifest_uri)
     total, count = 0.0, 0
-    for segment in dataset.iter_segments(manifest, manifest_uri, "validation"):
+    for segment in iter_segments(manifest, manifest_uri, "validation"):
         codes = np.frombuffer(segment.audio, dtype=np.uint8).astype(np.int32)
         for start in range(0, codes.size - field, CHUNK):  # scored targets codes[start + field : ...]
             piece = codes[start : start + field + CHUNK]

@@ -36,7 +36,7 @@ def merge_dataset(data_root: str, run_id: str, num_shards: int, dataset: Output[
     import time
 
     from waveforms import storage
-    from waveforms.convert import merge_parts, publish_manifest
+    from waveforms.manifest import merge_parts, publish_manifest
 
     started = time.monotonic()
     out_uri = storage.join(data_root, run_id, "dataset")

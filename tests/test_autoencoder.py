@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from helpers import TINY_AUTOENCODER as TINY
 
+from waveforms import model_store
 from waveforms.autoencoder import (
     AutoencoderConfig,
     build_autoencoder,
@@ -129,10 +130,11 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_allclose(
         np.asarray(loaded.model({"audio": codes})), np.asarray(ae.model({"audio": codes})), atol=1e-6
     )
-    with pytest.raises(ValueError, match="no autoencoder.json"):
+    with pytest.raises(ValueError, match="no config.json"):
         load_autoencoder_config(tmp_path / "nothing")
-    (tmp_path / "m" / "autoencoder.json").write_text(json.dumps({"model": "wavenet"}))
-    with pytest.raises(ValueError, match="does not describe an autoencoder"):
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "model_kind": "wavenet"}))
+    with pytest.raises(ValueError, match="config.json: unknown WaveNetConfig field"):  # read as what it claims to be
         load_autoencoder_config(tmp_path / "m")
 
 
@@ -234,7 +236,8 @@ def test_training_task_matches_train_py_interface(tmp_path):
     codes = np.random.default_rng(5).integers(0, 256, (2, 192)).astype(np.int32)
     loss = next_sample_nll(model, task.model_inputs(codes), codes, 64, training=False)
     assert tuple(loss.shape) == (2,) and float(loss[0]) == pytest.approx(np.log(256), rel=0.1)  # untrained ~ uniform
-    assert task.export(model, str(tmp_path / "export")) == ["autoencoder.json", "autoencoder.weights.h5"]
+    export = {"model": task.config.to_dict(), "sample_rate": task.config.sample_rate}
+    assert model_store.save(tmp_path / "export", task.kind, model, export) == ["autoencoder.weights.h5", "config.json"]
     loaded = load_autoencoder(tmp_path / "export")
     np.testing.assert_allclose(
         np.asarray(loaded.model({"audio": codes})), np.asarray(model({"audio": codes})), atol=1e-6

@@ -103,7 +103,7 @@ def songs(tmp_path_factory):
         (["soundspace", "{tmp}/model", "{tmp}/space", "--corners", "{song}", "{song}", "--resolution", "1"], 2,
          ["--resolution: got 1"]),
         (["soundspace", "{tmp}/missing", "{tmp}/space", "--corners", "{song}", "{song}", "--resolution", "3"], 2,
-         ["no autoencoder.json"]),
+         ["no config.json"]),
         (["synth", "{tmp}/synth", "--count", "0"], 2, ["--count must be >= 1"]),
     ],
 )  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 
 from waveforms import audio, records, synth
 from waveforms.convert import ConvertConfig, convert, merge_parts
-from waveforms.dataset import iter_segments
+from waveforms.manifest import iter_segments
 
 
 def _tree_digest(folder):
@@ -187,7 +187,7 @@ def test_empty_input_folder_is_an_error(tmp_path):
 
 
 def test_mu_law_table_equals_audio_mu_law_encode_bit_for_bit():
-    from waveforms.convert import MuLawTable
+    from waveforms.audio import MuLawTable
 
     table = MuLawTable.get()
     rng = np.random.default_rng(7)

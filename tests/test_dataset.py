@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from waveforms import dataset, records, storage
+from waveforms.manifest import ManifestError, load_manifest, shard_uris
 
 SEGMENT = 4000  # samples per record in these tests
 
@@ -116,29 +117,29 @@ def local_manifest(songs, tmp_path_factory):
 
 
 def test_manifest_and_relative_shard_uris(local_manifest, tmp_path):
-    manifest = dataset.load_manifest(local_manifest)
+    manifest = load_manifest(local_manifest)
     folder = os.path.dirname(local_manifest)
-    assert dataset.shard_uris(manifest, local_manifest, "train") == [
+    assert shard_uris(manifest, local_manifest, "train") == [
         os.path.join(folder, "train-00000-of-00002.tfrecord"),
         os.path.join(folder, "train-00001-of-00002.tfrecord"),
     ]
     assert (
-        dataset.shard_uris(manifest, "s3://b/data/v1/manifest.json", "validation")[0]
+        shard_uris(manifest, "s3://b/data/v1/manifest.json", "validation")[0]
         == "s3://b/data/v1/validation-00000-of-00002.tfrecord"
     )
-    with pytest.raises(dataset.ManifestError, match="no split 'test'"):
-        dataset.shard_uris(manifest, local_manifest, "test")
-    with pytest.raises(dataset.ManifestError, match="manifest not found"):
-        dataset.load_manifest(str(tmp_path / "manifest.json"))
+    with pytest.raises(ManifestError, match="no split 'test'"):
+        shard_uris(manifest, local_manifest, "test")
+    with pytest.raises(ManifestError, match="manifest not found"):
+        load_manifest(str(tmp_path / "manifest.json"))
     (tmp_path / "bad.json").write_text('{"format": "something-else"}')
-    with pytest.raises(dataset.ManifestError, match="something-else"):
-        dataset.load_manifest(str(tmp_path / "bad.json"))
-    with pytest.raises(dataset.ManifestError, match=r"unknown genres \['polka'\]"):
+    with pytest.raises(ManifestError, match="something-else"):
+        load_manifest(str(tmp_path / "bad.json"))
+    with pytest.raises(ManifestError, match=r"unknown genres \['polka'\]"):
         dataset.genre_ids(manifest, ["polka"])
 
 
 def test_count_windows_from_the_songs_table(local_manifest):
-    manifest = dataset.load_manifest(local_manifest)
+    manifest = load_manifest(local_manifest)
     # train records: a 4000,4000,2000; b 4000,4000; c 4000,4000,1001; e 700  -> 9 records
     count = dataset.count_windows(manifest, "train", window_length=1000)
     # windows: six 4000-sample records give 3 each, the 2000 and the 1001 one each, the 700 none
@@ -178,7 +179,7 @@ def test_random_windows_come_from_the_source_with_shifted_targets(songs, local_m
             assert t0 // SEGMENT == (t0 + window) // SEGMENT  # never straddles two records
             offsets.add((song_id, t0))
             total += 1
-    manifest = dataset.load_manifest(local_manifest)
+    manifest = load_manifest(local_manifest)
     expected = dataset.count_windows(manifest, "train", window).windows
     assert total == expected // 8 * 8  # one pass, drop_remainder
     assert len(offsets) > total * 0.9  # random offsets, not a fixed grid
@@ -189,7 +190,7 @@ def test_seed_reproduces_batches_and_repeat_keeps_going(local_manifest):
         ds = dataset.make_dataset(local_manifest, window_length=500, batch_size=4, seed=seed, shuffle_buffer=16)
         return np.concatenate([x.numpy() for x, _ in batches(ds, n)])
 
-    one_pass = dataset.count_windows(dataset.load_manifest(local_manifest), "train", 500).windows
+    one_pass = dataset.count_windows(load_manifest(local_manifest), "train", 500).windows
     np.testing.assert_array_equal(first(11), first(11))
     assert not np.array_equal(first(11), first(12))
     assert (
@@ -199,7 +200,7 @@ def test_seed_reproduces_batches_and_repeat_keeps_going(local_manifest):
 
 
 def test_genre_filter_and_genre_ids(songs, local_manifest):
-    manifest = dataset.load_manifest(local_manifest)
+    manifest = load_manifest(local_manifest)
     rock = manifest["genres"].index("rock")
     ds = dataset.make_dataset(
         local_manifest, window_length=1000, batch_size=4, seed=5, repeat=False, genres=["rock"], with_genre=True
@@ -238,9 +239,9 @@ def test_workers_read_disjoint_shards_that_cover_the_split(songs, local_manifest
 
 
 def test_split_without_long_enough_records_is_refused(local_manifest):
-    with pytest.raises(dataset.ManifestError, match="no record of at least window_length"):
+    with pytest.raises(ManifestError, match="no record of at least window_length"):
         dataset.make_dataset(local_manifest, window_length=4000, batch_size=2)
-    with pytest.raises(dataset.ManifestError, match="no record"):
+    with pytest.raises(ManifestError, match="no record"):
         dataset.make_dataset(local_manifest, window_length=700, batch_size=2, genres=["bell"])
 
 
@@ -277,7 +278,7 @@ def test_evaluation_with_more_songs_than_windows_takes_one_window_from_each_of_a
     manifest_uri = write_dataset(tmp_path, songs, split_of=lambda s: "validation")
     chosen = dataset.evaluation_windows(manifest_uri, 600, 3)
     assert len(set(chosen.song_ids)) == 3 == len(chosen.song_ids)
-    with pytest.raises(dataset.ManifestError, match="no validation song has a record"):
+    with pytest.raises(ManifestError, match="no validation song has a record"):
         dataset.evaluation_windows(manifest_uri, 5000, 3)
 
 
@@ -313,12 +314,12 @@ def remote_dataset(songs, local_manifest, s3_server):
 
 
 def test_records_streamed_from_s3_equal_the_records_written(remote_dataset, local_manifest):
-    manifest = dataset.load_manifest(remote_dataset)
+    manifest = load_manifest(remote_dataset)
     for split in ("train", "validation"):
-        uris = dataset.shard_uris(manifest, remote_dataset, split)
+        uris = shard_uris(manifest, remote_dataset, split)
         assert all(uri.startswith("s3://") for uri in uris)
         written = []
-        for path in dataset.shard_uris(manifest, local_manifest, split):
+        for path in shard_uris(manifest, local_manifest, split):
             with open(path, "rb") as handle:
                 written += [hashlib.sha256(record).hexdigest() for record in records.iter_records(handle)]
         streamed = [

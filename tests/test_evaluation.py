@@ -13,6 +13,7 @@ from helpers import TINY_WAVENET, synth_dataset
 
 from waveforms import dataset
 from waveforms.generate import load_model
+from waveforms.manifest import iter_segments, load_manifest
 from waveforms.train import TrainConfig, train
 
 TARGET_LENGTH = 300
@@ -39,10 +40,10 @@ def trained(tmp_path_factory):
 
 def brute_force_bits(manifest_uri: str, model) -> float:
     """Mean NLL over every held-out position with a full receptive field of context, each record run whole."""
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest = load_manifest(manifest_uri)
     field = TINY_WAVENET.receptive_field
     total, count = 0.0, 0
-    for segment in dataset.iter_segments(manifest, manifest_uri, "validation"):
+    for segment in iter_segments(manifest, manifest_uri, "validation"):
         codes = np.frombuffer(segment.audio, dtype=np.uint8).astype(np.int32)
         log_probs = log_softmax(model({"audio": codes[None, :-1]}).numpy()[0])  # (n - 1, Q)
         picked = np.take_along_axis(log_probs, codes[1:, None], axis=-1)[:, 0]  # (n - 1,): predicts codes[t + 1]

@@ -15,9 +15,9 @@ from helpers import TINY_WAVENET as TINY
 from helpers import synth_dataset
 
 from waveforms import audio, audio_checks, cli
-from waveforms.dataset import iter_segments
 from waveforms.fastgen import SILENCE_CODE
 from waveforms.generate import generate, load_model, output_paths
+from waveforms.manifest import iter_segments
 from waveforms.train import TrainConfig, train
 
 SAMPLE_RATE = 16000

@@ -15,7 +15,8 @@ import time
 import pytest
 from helpers import TINY_WAVENET, synth_dataset
 
-from waveforms import checkpoints, dataset, storage, synth
+from waveforms import checkpoints, storage, synth
+from waveforms.manifest import verify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +65,7 @@ def concurrent_converts(collections, out: str, env=None):
     assert first.poll() is None, "the second writer must fail while the first still runs"
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err
-    manifest = dataset.verify(storage.join(out, "manifest.json"))
+    manifest = verify(storage.join(out, "manifest.json"))
     assert manifest["shards"] > 0
     songs = json.loads(storage.read_bytes(storage.join(out, "manifest.json")))["totals"]["songs"]
     assert songs == 30  # the first conversion's dataset, whole

@@ -10,7 +10,8 @@ import shutil
 import pytest
 from helpers import TINY_WAVENET
 
-from waveforms import cli, convert, dataset, synth
+from waveforms import cli, convert, synth
+from waveforms.manifest import check_shards, load_manifest, verify
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_a_flipped_bit_found_mid_training_names_the_shard(data, tmp_path, capsys
     raw = bytearray(path.read_bytes())
     raw[12 + 2000] ^= 0x01  # inside the first record's data: sizes and headers still match the manifest
     path.write_bytes(bytes(raw))
-    dataset.check_shards(manifest, str(data / "manifest.json"), "train")  # the cheap check at open cannot see it
+    check_shards(manifest, str(data / "manifest.json"), "train")  # the cheap check at open cannot see it
     code, err = train_cli(data, tmp_path, capsys)
     last = err.strip().splitlines()[-1]
     assert code == 1 and last.startswith("error: ") and shard in last and "CRC" in last, err
@@ -113,5 +114,5 @@ def test_a_flipped_bit_found_mid_training_names_the_shard(data, tmp_path, capsys
 
 
 def test_the_checks_pass_a_true_manifest(pristine):
-    manifest = dataset.load_manifest(os.path.join(pristine, "manifest.json"))
-    assert dataset.verify(os.path.join(pristine, "manifest.json"))["records"] == len(manifest["songs"])
+    manifest = load_manifest(os.path.join(pristine, "manifest.json"))
+    assert verify(os.path.join(pristine, "manifest.json"))["records"] == len(manifest["songs"])

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from waveforms import convert, dataset, storage, synth
+from waveforms.manifest import ShardError, iter_segments, merge_parts, verify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = convert.ConvertConfig(segment_seconds=0.5, shard_megabytes=0.05, workers=1)
@@ -94,10 +95,10 @@ def test_damaged_shard_is_refused_in_one_line_naming_it(inputs, tmp_path, how):
     manifest_uri = os.path.join(out, "manifest.json")
     manifest = manifest_of(out)
     if how != "flipped byte":  # the cheap check at open (sizes, record headers) catches everything but a flipped bit
-        with pytest.raises(dataset.ShardError, match=name):
+        with pytest.raises(ShardError, match=name):
             dataset.make_dataset(manifest_uri, window_length=100, batch_size=2)
-        with pytest.raises(dataset.ShardError, match=name):
-            list(dataset.iter_segments(manifest, manifest_uri, "train"))
+        with pytest.raises(ShardError, match=name):
+            list(iter_segments(manifest, manifest_uri, "train"))
 
 
 def test_manifest_moved_away_from_its_shards_is_refused(inputs, tmp_path):
@@ -105,8 +106,8 @@ def test_manifest_moved_away_from_its_shards_is_refused(inputs, tmp_path):
     convert.convert(str(inputs / "old"), out, CONFIG, progress=False)
     os.makedirs(tmp_path / "elsewhere")
     shutil.copy(os.path.join(out, "manifest.json"), tmp_path / "elsewhere" / "manifest.json")
-    with pytest.raises(dataset.ShardError, match="does not exist"):
-        dataset.verify(str(tmp_path / "elsewhere" / "manifest.json"))
+    with pytest.raises(ShardError, match="does not exist"):
+        verify(str(tmp_path / "elsewhere" / "manifest.json"))
 
 
 @pytest.mark.slow
@@ -121,7 +122,7 @@ def test_publishing_over_a_dataset_replaces_it_and_removes_only_stale_shards(inp
     tfrecords = {name for name in os.listdir(out) if name.endswith(".tfrecord")}
     assert tfrecords == new
     assert (tmp_path / "ds" / "notes.txt").exists()
-    dataset.verify(os.path.join(out, "manifest.json"))
+    verify(os.path.join(out, "manifest.json"))
 
 
 @pytest.mark.slow
@@ -130,7 +131,7 @@ def test_a_part_from_another_conversion_is_refused_by_merge(inputs, tmp_path):
     convert.convert(str(inputs / "old"), out, convert.ConvertConfig(shard_index=0, num_shards=2), progress=False)
     convert.convert(str(inputs / "new"), out, convert.ConvertConfig(shard_index=1, num_shards=2), progress=False)
     with pytest.raises(ValueError, match="part-00001-of-00002.*another conversion"):
-        convert.merge_parts(out, 2)
+        merge_parts(out, 2)
     assert not os.path.exists(os.path.join(out, "manifest.json"))
     (tmp_path / "fan" / "manifest-part-00001-of-00002.json").write_text("{not json")
     process = cli("convert", "--merge", "--num-shards", "2", out)
@@ -161,7 +162,7 @@ def assert_whole(out: str, old_manifest: dict, new_manifest: dict) -> str:
     manifest = manifest_of(out)
     which = "old" if manifest == old_manifest else "new" if manifest == new_manifest else None
     assert which, "manifest.json is neither the old nor the new dataset"
-    dataset.verify(storage.join(out, "manifest.json"))
+    verify(storage.join(out, "manifest.json"))
     return which
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from helpers import TINY_AUTOENCODER, TINY_WAVENET, synth_dataset
 
-from waveforms import audio, convert, dataset, stages, synth
+from waveforms import audio, stages, synth
+from waveforms.manifest import load_dataset_manifest
 from waveforms.train import TrainConfig
 
 SAMPLE_RATE = 16000
@@ -129,7 +130,7 @@ def test_generate_stage_writes_wav_and_mp3_per_clip_and_continues_a_held_out_cli
 def test_held_out_clip_is_the_start_of_a_validation_song(songs):
     clip = stages.held_out_clip(songs["data"], 0.2)
     assert clip.shape == (int(0.2 * SAMPLE_RATE),) and clip.dtype == np.float32
-    manifest = dataset.load_manifest(convert.manifest_uri(songs["data"]))
+    manifest = load_dataset_manifest(songs["data"])[1]
     validation = [song for song in manifest["songs"] if song["split"] == "validation"]
     assert validation
     assert np.max(np.abs(clip)) > 0.1  # a note, not silence

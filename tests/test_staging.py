@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from waveforms import convert, dataset, synth
+from waveforms import convert, synth
+from waveforms.manifest import iter_segments, verify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,7 +78,7 @@ def test_a_sigkilled_conversion_leaves_staging_that_the_next_run_removes(songs, 
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert os.listdir(staging_root) == []
-    dataset.verify(str(out / "manifest.json"))
+    verify(str(out / "manifest.json"))
     listed = json.loads((out / "manifest.json").read_text())
     files = {shard["file"] for split in listed["splits"].values() for shard in split["shards"]}
     assert {name for name in os.listdir(out) if name.endswith(".tfrecord")} == files  # strays of the kill removed
@@ -112,14 +113,14 @@ def test_a_rerun_after_sigkill_resumes_and_gives_the_same_dataset(songs, tmp_pat
     resumed = int(err.split("resuming: ")[1].split(" of 40")[0])
     assert 0 < resumed < 40, err
     assert not any(name.startswith(".waveforms-progress-") for name in os.listdir(out))
-    dataset.verify(str(out / "manifest.json"))
+    verify(str(out / "manifest.json"))
 
     def contents(folder):
         manifest = json.loads((folder / "manifest.json").read_text())
         segments = sorted(
             (s.song_id, s.offset, s.audio)
             for split in ("train", "validation")
-            for s in dataset.iter_segments(manifest, str(folder / "manifest.json"), split)
+            for s in iter_segments(manifest, str(folder / "manifest.json"), split)
         )
         return manifest["songs"], manifest["totals"], segments
 

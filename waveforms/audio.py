@@ -33,6 +33,8 @@ MU = 255  # mu-law companding constant: 256 classes
 # Files taken as songs, by extension (ffmpeg decodes them all): what `convert` lists, what `ingest` copies from a folder
 # and keeps as the name of a downloaded URL. One list, so a file one step accepts is never dropped by the next.
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
+
+SILENCE_CODE = 128  # mu_law_encode(0.0): the code of digital silence
 INSTALL_HINT = "install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)"
 # Decoded audio may fall short of the declared duration by encoder padding (mp3: up to about 0.15 s at 8 kHz) without
 # being truncated; anything shorter than this is reported as a truncated file.
@@ -278,6 +280,78 @@ def mu_law_decode(codes: np.ndarray) -> np.ndarray:
     """uint8 codes 0..255 -> float32 audio in [-1, 1] (the inverse of mu_law_encode up to quantisation)."""
     companded = 2.0 * np.asarray(codes, dtype=np.float32) / MU - 1.0
     return (np.sign(companded) * np.expm1(np.abs(companded) * np.log1p(MU)) / MU).astype(np.float32)
+
+
+class MuLawTable:
+    """mu_law_encode(x * gain) for float32 x and gain, bit for bit, about 5x faster than its log1p (4 ms instead
+    of 22 ms for a 2-minute song at 16 kHz).
+
+    t = x * (gain * SCALE) equals SCALE * float32(x * gain) exactly (SCALE is a power of two), so one bucket per 1/SCALE
+    of the normalised value gives the code at the bucket's bottom, plus one if t reaches the code boundary that falls
+    inside the bucket (buckets are narrower than the finest mu-law step, so there is at most one). The boundaries are
+    found by bisection on mu_law_encode itself (monotonic in its input), so the two cannot drift apart.
+    Exact for |x * gain| < 2 (mu-law clips at 1), which peak normalisation guarantees; checked once against every
+    float32 in [-1, 1] (2.1 G values, no difference), and in tests around every boundary.
+    """
+
+    SCALE = 2.0**14  # buckets 61 micro-units wide; the finest mu-law step (near 0) is about 170
+    OFFSET = 2.0**15  # bucket index = int(t + OFFSET), in [0, 65536] for |normalised value| <= 2
+    CHUNK = 1 << 16  # samples per step: the scratch arrays stay in L2 and are reused, never fresh pages
+
+    def __init__(self):
+        boundaries = self._boundaries() * np.float32(self.SCALE)  # (255,) t where code k starts, k = 1..255
+        buckets = (boundaries + np.float32(self.OFFSET)).astype(np.int64)
+        if np.any(np.diff(buckets) < 1):
+            raise AssertionError("two mu-law boundaries share a table bucket: make SCALE larger")
+        bottom = np.searchsorted(buckets, np.arange(1 << 16), side="left")  # boundaries below each bucket
+        self.codes = bottom.astype(np.uint8)  # (65536,) code at the bucket's bottom
+        self.boundary = np.full(1 << 16, np.inf, dtype=np.float32)  # (65536,) boundary inside the bucket, or inf
+        self.boundary[buckets] = boundaries
+        self.silence_code = int(mu_law_encode(np.zeros(1, np.float32))[0])
+
+    @staticmethod
+    @functools.cache
+    def get() -> MuLawTable:
+        return MuLawTable()
+
+    @staticmethod
+    def _boundaries() -> np.ndarray:
+        """The smallest float32 y with mu_law_encode(y) >= k, for k = 1..255, by bisection on the float32 order."""
+
+        def order(y: np.ndarray) -> np.ndarray:  # float32 -> int64, monotonic
+            bits = np.asarray(y, np.float32).view(np.int32).astype(np.int64)
+            return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+        def value(key: np.ndarray) -> np.ndarray:  # the inverse of order
+            return np.where(key < 0, (-key) | 0x80000000, key).astype(np.uint32).view(np.float32)
+
+        wanted = np.arange(1, 256)
+        low = np.full(255, order(np.float32([-2.0]))[0])  # encodes below every k
+        high = np.full(255, order(np.float32([2.0]))[0])  # encodes at or above every k
+        while np.any(high - low > 1):
+            middle = (low + high) // 2
+            reached = mu_law_encode(value(middle)) >= wanted
+            high, low = np.where(reached, middle, high), np.where(reached, low, middle)
+        return value(high)
+
+    def encode(self, x: np.ndarray, gain: np.float32, out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 codes of float32 x * gain, equal to mu_law_encode(x * gain); written into out if given."""
+        out = np.empty(x.shape, dtype=np.uint8) if out is None else out
+        scale = np.float32(gain) * np.float32(self.SCALE)
+        size = min(self.CHUNK, x.size)
+        t, shifted, boundary = (np.empty(size, np.float32) for _ in range(3))  # (chunk,) scratch
+        index, reached = np.empty(size, np.intp), np.empty(size, np.bool_)  # intp: take() would convert any other
+        for start in range(0, x.size, self.CHUNK):
+            n = min(self.CHUNK, x.size - start)
+            np.multiply(x[start : start + n], scale, out=t[:n])  # = SCALE * float32(x * gain), exactly
+            np.add(t[:n], np.float32(self.OFFSET), out=shifted[:n])
+            np.copyto(index[:n], shifted[:n], casting="unsafe")  # bucket: truncation, monotonic in t
+            codes = out[start : start + n]
+            np.take(self.codes, index[:n], out=codes, mode="clip")  # code at the bucket's bottom
+            np.take(self.boundary, index[:n], out=boundary[:n], mode="clip")
+            np.greater_equal(t[:n], boundary[:n], out=reached[:n])
+            np.add(codes, reached[:n], out=codes)  # one more where the boundary inside the bucket is reached
+        return out
 
 
 def _pcm16(audio: np.ndarray) -> bytes:

@@ -19,7 +19,6 @@ also keeps decoding cheap on a CPU.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,6 @@ import numpy as np
 from waveforms import config as configuration
 from waveforms.model import WaveNetConfig
 
-CONFIG_FILE = "autoencoder.json"
-WEIGHTS_FILE = "autoencoder.weights.h5"
 MODEL_KIND = "autoencoder"
 
 
@@ -217,54 +214,30 @@ def build_autoencoder(config: AutoencoderConfig | None = None) -> Autoencoder:
 
 
 def save_autoencoder(autoencoder: Autoencoder, directory: str | os.PathLike) -> Path:
-    """A local model directory: autoencoder.json (kind + config) and autoencoder.weights.h5 (all weights)."""
-    AutoencoderTask(autoencoder.config).export(autoencoder.model, str(directory))
+    """A local model folder (model_store): config.json (kind + config) and autoencoder.weights.h5 (all weights)."""
+    from waveforms import model_store
+
+    config = autoencoder.config
+    model_store.save(
+        directory, MODEL_KIND, autoencoder.model, {"model": config.to_dict(), "sample_rate": config.sample_rate}
+    )
     return Path(directory)
 
 
-def _read_config_text(model_uri: str) -> str:
-    from waveforms import storage
+def _stored_autoencoder(model_uri: str | os.PathLike):
+    from waveforms import model_store
 
-    uri = storage.join(model_uri, CONFIG_FILE)
-    if not storage.exists(uri):
-        raise ValueError(
-            f"model {model_uri}: no {CONFIG_FILE}; is this an autoencoder trained with --model autoencoder?"
-        )
-    return storage.read_bytes(uri).decode("utf-8")
+    return model_store.read(model_uri).require(MODEL_KIND)
 
 
 def load_autoencoder_config(model_uri: str | os.PathLike) -> AutoencoderConfig:
-    """The configuration of a model directory (local path, s3:// or minio://)."""
-    model_uri = str(model_uri)
-    text = _read_config_text(model_uri)
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"model {model_uri}: {CONFIG_FILE} is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("model") != MODEL_KIND:
-        raise ValueError(f"model {model_uri}: {CONFIG_FILE} does not describe an autoencoder")
-    return AutoencoderConfig.from_dict(data.get("config", {}), source=f"{model_uri}/{CONFIG_FILE}")
+    """The configuration of a model folder (local path, s3:// or minio://)."""
+    return _stored_autoencoder(model_uri).config
 
 
 def load_autoencoder(model_uri: str | os.PathLike) -> Autoencoder:
-    import tempfile
-
-    from waveforms import storage
-
-    model_uri = str(model_uri)
-    config = load_autoencoder_config(model_uri)
-    weights = storage.join(model_uri, WEIGHTS_FILE)
-    if not storage.exists(weights):
-        raise ValueError(f"model {model_uri}: {WEIGHTS_FILE} is missing")
-    autoencoder = build_autoencoder(config)
-    if storage.is_remote(weights):
-        with tempfile.TemporaryDirectory(prefix="waveforms-autoencoder-") as scratch:
-            local = os.path.join(scratch, WEIGHTS_FILE)
-            storage.download_file(weights, local)
-            autoencoder.model.load_weights(local)
-    else:
-        autoencoder.model.load_weights(weights)
-    return autoencoder
+    """The autoencoder of a model folder, its weights loaded (model_store.read(...).network() for a StoredModel)."""
+    return _stored_autoencoder(model_uri).network()
 
 
 # ---------------------------------------------------------------- the training task (train.py's interface)
@@ -309,11 +282,3 @@ class AutoencoderTask:
 
     def model_inputs(self, codes, genre=None) -> dict:
         return {"audio": codes}
-
-    def export(self, model, directory: str) -> list[str]:
-        """autoencoder.json + autoencoder.weights.h5: what `waveforms soundspace` loads."""
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        model.save_weights(os.path.join(directory, WEIGHTS_FILE))
-        config = {"model": MODEL_KIND, "config": self.config.to_dict()}
-        Path(directory, CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        return [CONFIG_FILE, WEIGHTS_FILE]

@@ -81,12 +81,12 @@ MAX_FIT_SAMPLES = 16000 * 3600 * 2  # two hours at 16 kHz, counted in seconds; l
 def fit_split(manifest_uri: str, split: str = "train", max_samples: int = MAX_FIT_SAMPLES) -> NgramCounts:
     """Counts over a split's records, read once without TensorFlow; a split above max_samples is thinned by taking
     every k-th record, so the fit stays a few seconds whatever the collection's size."""
-    from waveforms import dataset
+    from waveforms.manifest import iter_segments, load_manifest
 
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest = load_manifest(manifest_uri)
     total = int(manifest["splits"].get(split, {}).get("samples", 0))
     stride = max(1, math.ceil(total / max_samples))
-    segments = dataset.iter_segments(manifest, manifest_uri, split)
+    segments = iter_segments(manifest, manifest_uri, split)
     return NgramCounts.fit(
         np.frombuffer(segment.audio, dtype=np.uint8) for index, segment in enumerate(segments) if index % stride == 0
     )

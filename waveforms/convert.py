@@ -7,23 +7,14 @@ input always gives byte-identical shards and manifest.
 
 Speed (benchmarks/conversion.py): ffmpeg's own work is nearly all of the cost, so the per-song extras are kept small:
 one decode pass and no ffprobe (a probe costs a third of a 2-minute decode, mostly process start-up), and mu-law from a
-table (`MuLawTable`) instead of log1p, bit-identical to audio.mu_law_encode.
+table (`audio.MuLawTable`) instead of log1p, bit-identical to audio.mu_law_encode.
 
 Scaling out: `shard_index`/`num_shards` give each pipeline task every num_shards-th song of the sorted listing; each task
-writes its shards and a part manifest, and `merge_parts` joins the parts into `manifest.json` (static fan-out works on
+writes its shards and a part manifest, and `manifest.merge_parts` joins the parts into `manifest.json` (static fan-out works on
 kfp.local and on every KFP backend, unlike ParallelFor with fan-in). The train/validation split and the genre ids are
 computed from the whole listing before partitioning, so they do not depend on the number of tasks.
 
-manifest.json:
-  {"format", "encoding", "sample_rate", "segment_samples", "genres": [...] (genre_id = index),
-   "splits": {"train"|"validation": {"shards": [{"file", "records", "samples", "bytes", "sha256"}], "records",
-              "samples"}},
-   "conversion": id shared by the parts of one conversion (settings + listing),
-   "songs": [{"song_id", "source", "sha256", "genre", "split", "samples", "seconds", "peak_db", "silent"}],
-   "skipped": [{"source", "reason"}], "totals": {"songs", "samples", "hours", "skipped", "bytes"},
-   "validation_fraction", "held_out": {"requested_fraction", "fraction" (of the samples), "songs": [song_id]},
-   "statistics": audio_checks.DataProfile (the data's 1-s window RMS/flatness/DC percentiles: the clip checks' ruler)}
-Shard "file" entries are relative to the manifest's folder, so a dataset folder can be copied anywhere.
+manifest.json: its schema, checks, merge and publication are `waveforms/manifest.py`'s.
 
 A conversion holds a lease on OUT_URI (storage.Lease: one per fan-out task, an exclusive one for a whole conversion or
 a merge), so a second writer into the same dataset fails at once naming the first. Shards are uploaded as they fill
@@ -33,7 +24,7 @@ converts only the rest (shards close at song boundaries, so no song is split bet
 Publication is atomic: shards are named by their content, manifest.json is written last in one atomic write, and only
 then are shards no manifest lists removed. A conversion killed at any moment leaves the previous manifest describing
 the previous shards (still present); readers check each shard's size and record count at open
-(`dataset.check_shards`) and its sha256 on `waveforms verify`.
+(`manifest.check_shards`) and its sha256 on `waveforms verify`.
 """
 
 from __future__ import annotations
@@ -41,12 +32,10 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import functools
 import hashlib
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 import time
@@ -55,16 +44,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from waveforms import audio, audio_checks, limits, records, storage
+from waveforms.manifest import (
+    PROFILE_SAMPLE,
+    dumps,
+    finish_totals,
+    merge,
+    new_manifest,
+    part_name,
+)
 
 METADATA_FILES = ("index.jsonl", "metadata.jsonl")  # written by `ingest` (genre) and `synth` (family)
-MANIFEST = "manifest.json"
-PROFILE_SAMPLE = "statistics_sample"  # songs of part manifests: per-window measures, summarised as "statistics"
-# every shard name convert has written (older unhashed names too): what publishing may remove when no manifest lists it
-SHARD_NAME = re.compile(r"(train|validation)-(p\d{3}-)?\d{5}(-[0-9a-f]{16})?\.tfrecord")
-
-
-class NothingConvertedError(RuntimeError):
-    """Every input failed: nothing is published (an empty dataset would only fail later, in training)."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +230,7 @@ def _decode_and_encode(path: str, config: ConvertConfig, result: SongResult) -> 
             if total > budget:
                 held = None  # too long to hold: keep measuring the peak, encode in a second pass
     result.peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
-    table = MuLawTable.get()
+    table = audio.MuLawTable.get()
     if peak < 1e-9:  # silence: audio.peak_normalize gives zeros, whose code is the middle one
         return np.full(total, table.silence_code, dtype=np.uint8)
     gain = np.float32(10.0 ** (PEAK_DB / 20.0) / peak)  # exactly audio.peak_normalize's gain
@@ -253,78 +242,6 @@ def _decode_and_encode(path: str, config: ConvertConfig, result: SongResult) -> 
         table.encode(block, gain, out=codes[written : written + block.size])
         written += block.size
     return codes[:written]
-
-
-class MuLawTable:
-    """audio.mu_law_encode(x * gain) for float32 x and gain, bit for bit, about 5x faster than its log1p (4 ms instead
-    of 22 ms for a 2-minute song at 16 kHz).
-
-    t = x * (gain * SCALE) equals SCALE * float32(x * gain) exactly (SCALE is a power of two), so one bucket per 1/SCALE
-    of the normalised value gives the code at the bucket's bottom, plus one if t reaches the code boundary that falls
-    inside the bucket (buckets are narrower than the finest mu-law step, so there is at most one). The boundaries are
-    found by bisection on audio.mu_law_encode itself (monotonic in its input), so the two cannot drift apart.
-    Exact for |x * gain| < 2 (mu-law clips at 1), which peak normalisation guarantees; checked once against every
-    float32 in [-1, 1] (2.1 G values, no difference), and in tests around every boundary.
-    """
-
-    SCALE = 2.0**14  # buckets 61 micro-units wide; the finest mu-law step (near 0) is about 170
-    OFFSET = 2.0**15  # bucket index = int(t + OFFSET), in [0, 65536] for |normalised value| <= 2
-    CHUNK = 1 << 16  # samples per step: the scratch arrays stay in L2 and are reused, never fresh pages
-
-    def __init__(self):
-        boundaries = self._boundaries() * np.float32(self.SCALE)  # (255,) t where code k starts, k = 1..255
-        buckets = (boundaries + np.float32(self.OFFSET)).astype(np.int64)
-        if np.any(np.diff(buckets) < 1):
-            raise AssertionError("two mu-law boundaries share a table bucket: make SCALE larger")
-        bottom = np.searchsorted(buckets, np.arange(1 << 16), side="left")  # boundaries below each bucket
-        self.codes = bottom.astype(np.uint8)  # (65536,) code at the bucket's bottom
-        self.boundary = np.full(1 << 16, np.inf, dtype=np.float32)  # (65536,) boundary inside the bucket, or inf
-        self.boundary[buckets] = boundaries
-        self.silence_code = int(audio.mu_law_encode(np.zeros(1, np.float32))[0])
-
-    @staticmethod
-    @functools.cache
-    def get() -> MuLawTable:
-        return MuLawTable()
-
-    @staticmethod
-    def _boundaries() -> np.ndarray:
-        """The smallest float32 y with audio.mu_law_encode(y) >= k, for k = 1..255, by bisection on the float32 order."""
-
-        def order(y: np.ndarray) -> np.ndarray:  # float32 -> int64, monotonic
-            bits = np.asarray(y, np.float32).view(np.int32).astype(np.int64)
-            return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
-
-        def value(key: np.ndarray) -> np.ndarray:  # the inverse of order
-            return np.where(key < 0, (-key) | 0x80000000, key).astype(np.uint32).view(np.float32)
-
-        wanted = np.arange(1, 256)
-        low = np.full(255, order(np.float32([-2.0]))[0])  # encodes below every k
-        high = np.full(255, order(np.float32([2.0]))[0])  # encodes at or above every k
-        while np.any(high - low > 1):
-            middle = (low + high) // 2
-            reached = audio.mu_law_encode(value(middle)) >= wanted
-            high, low = np.where(reached, middle, high), np.where(reached, low, middle)
-        return value(high)
-
-    def encode(self, x: np.ndarray, gain: np.float32, out: np.ndarray | None = None) -> np.ndarray:
-        """uint8 codes of float32 x * gain, equal to audio.mu_law_encode(x * gain); written into out if given."""
-        out = np.empty(x.shape, dtype=np.uint8) if out is None else out
-        scale = np.float32(gain) * np.float32(self.SCALE)
-        size = min(self.CHUNK, x.size)
-        t, shifted, boundary = (np.empty(size, np.float32) for _ in range(3))  # (chunk,) scratch
-        index, reached = np.empty(size, np.intp), np.empty(size, np.bool_)  # intp: take() would convert any other
-        for start in range(0, x.size, self.CHUNK):
-            n = min(self.CHUNK, x.size - start)
-            np.multiply(x[start : start + n], scale, out=t[:n])  # = SCALE * float32(x * gain), exactly
-            np.add(t[:n], np.float32(self.OFFSET), out=shifted[:n])
-            np.copyto(index[:n], shifted[:n], casting="unsafe")  # bucket: truncation, monotonic in t
-            codes = out[start : start + n]
-            np.take(self.codes, index[:n], out=codes, mode="clip")  # code at the bucket's bottom
-            np.take(self.boundary, index[:n], out=boundary[:n], mode="clip")
-            np.greater_equal(t[:n], boundary[:n], out=reached[:n])
-            np.add(codes, reached[:n], out=codes)  # one more where the boundary inside the bucket is reached
-        return out
 
 
 def _sha256_file(path: str) -> str:
@@ -411,7 +328,7 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
     genres = sorted({song.genre for song in all_songs})
     mine = all_songs[config.shard_index :: config.num_shards]
     prefix = f"p{config.shard_index:03d}-" if config.num_shards > 1 else ""
-    part = _empty_manifest(config, genres)
+    part = new_manifest(config.sample_rate, config.segment_samples, genres, config.validation_fraction)
     part["conversion"] = _conversion_id(all_songs, config)
 
     progress_uri = storage.join(out_uri, f"{PROGRESS_PREFIX}{config.shard_index:05d}-of-{config.num_shards:05d}.json")
@@ -426,7 +343,7 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
             "songs": [song for w in writers.values() for song in w.songs_done],
             "skipped": part["skipped"],
         }  # what a rerun after a crash need not convert again
-        storage.write_bytes(progress_uri, _dumps(journal))
+        storage.write_bytes(progress_uri, dumps(journal))
 
     remove_dead_staging()
     with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
@@ -449,20 +366,20 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
             part["splits"][split]["shards"] = writer.shards
             part["splits"][split]["records"] = sum(s["records"] for s in writer.shards)
             part["splits"][split]["samples"] = sum(s["samples"] for s in writer.shards)
-    _finish_totals(part)
+    finish_totals(part)
     part["task"] = {
         "shard_index": config.shard_index,
         "num_shards": config.num_shards,
         "seconds": round(time.monotonic() - started, 3),
     }  # timing lives only in parts, not manifest.json
-    part_name = _part_name(config.shard_index, config.num_shards)
+    part_file = part_name(config.shard_index, config.num_shards)
     lease.check()
-    storage.write_bytes(storage.join(out_uri, part_name), _dumps(part))
+    storage.write_bytes(storage.join(out_uri, part_file), dumps(part))
     storage.delete(progress_uri)
     if progress:
         _print_summary(part, time.monotonic() - started, config.sample_rate)
     if config.num_shards == 1:
-        _merge_parts(out_uri, 1, lease)
+        merge(out_uri, 1, lease)  # the only part: publish manifest.json under the lease already held
     return part
 
 
@@ -569,142 +486,6 @@ def _record_result(result: SongResult, config: ConvertConfig, genres: list[str],
     part["songs"].append(entry)
     writers[song.split].end_song(entry)
     part["totals"]["samples"] += result.samples
-
-
-def _empty_manifest(config: ConvertConfig, genres: list[str]) -> dict:
-    return {
-        "format": records.FORMAT,
-        "encoding": records.ENCODING,
-        "sample_rate": config.sample_rate,
-        "segment_samples": config.segment_samples,
-        "genres": genres,
-        "splits": {split: {"shards": [], "records": 0, "samples": 0} for split in ("train", "validation")},
-        "songs": [],
-        "skipped": [],
-        "totals": {"songs": 0, "samples": 0, "hours": 0.0, "skipped": 0},
-        "validation_fraction": config.validation_fraction,
-    }
-
-
-def _finish_totals(manifest: dict) -> None:
-    totals = manifest["totals"]
-    totals["songs"] = len(manifest["songs"])
-    totals["samples"] = sum(song["samples"] for song in manifest["songs"])
-    totals["hours"] = round(totals["samples"] / manifest["sample_rate"] / 3600, 4)
-    totals["skipped"] = len(manifest["skipped"])
-    held_out = [song for song in manifest["songs"] if song["split"] == "validation"]
-    manifest["held_out"] = {
-        "requested_fraction": manifest.get("validation_fraction"),
-        "fraction": round(sum(song["samples"] for song in held_out) / max(totals["samples"], 1), 4),
-        "songs": sorted(song["song_id"] for song in held_out),
-    }
-
-
-def _part_name(shard_index: int, num_shards: int) -> str:
-    return f"manifest-part-{shard_index:05d}-of-{num_shards:05d}.json"
-
-
-def merge_parts(out_uri: str, num_shards: int) -> tuple[dict, list[dict]]:
-    """Join the part manifests of all tasks into manifest.json and publish it; a missing, unreadable or foreign part is
-    an error naming it. Returns the manifest and each task's record (index, seconds)."""
-    with storage.Lease(out_uri, "dataset", "convert --merge") as lease:
-        return _merge_parts(out_uri, num_shards, lease)
-
-
-def _merge_parts(out_uri: str, num_shards: int, lease: storage.Lease) -> tuple[dict, list[dict]]:
-    parts = []
-    for index in range(num_shards):
-        uri = storage.join(out_uri, _part_name(index, num_shards))
-        if not storage.exists(uri):
-            raise FileNotFoundError(f"part manifest {uri} is missing: did convert task {index} of {num_shards} finish?")
-        try:
-            part = json.loads(storage.read_bytes(uri))
-            if not isinstance(part, dict) or not isinstance(part.get("task"), dict) or "splits" not in part:
-                raise ValueError("not a part manifest")
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ValueError(f"part manifest {uri} is damaged ({error}): run convert task {index} again") from None
-        if parts and part.get("conversion") != parts[0].get("conversion"):
-            raise ValueError(
-                f"part manifest {uri} belongs to another conversion than part 0 (different input or settings): "
-                f"run convert task {index} again"
-            )
-        parts.append(part)
-    tasks = [part.pop("task") for part in parts]
-    merged = json.loads(json.dumps(parts[0]))  # deep copy
-    for part in parts[1:]:
-        if (part["genres"], part["sample_rate"]) != (merged["genres"], merged["sample_rate"]):
-            raise ValueError(f"part manifests under {out_uri} disagree on genres or sample rate: convert them again")
-        for split, entry in part["splits"].items():
-            target = merged["splits"][split]
-            target["shards"] += entry["shards"]
-            target["records"] += entry["records"]
-            target["samples"] += entry["samples"]
-        merged["songs"] += part["songs"]
-        merged["skipped"] += part["skipped"]
-    merged["songs"].sort(key=lambda song: song["song_id"])
-    merged["skipped"].sort(key=lambda item: item["source"])
-    _finish_totals(merged)
-    if not merged["songs"]:
-        first = merged["skipped"][0] if merged["skipped"] else {"source": "-", "reason": "no input"}
-        raise NothingConvertedError(
-            f"every one of the {len(merged['skipped'])} inputs failed, nothing published under {out_uri} "
-            f"(first: {first['source']}: {first['reason']})"
-        )
-    # parts keep each song's measured windows (they survive a resumed conversion in its journal); the manifest keeps
-    # their summary, the data profile the clip checks measure against
-    sample = {"rms_dbfs": [], "flatness": [], "dc": []}
-    for song in merged["songs"]:
-        for name, values in song.pop(PROFILE_SAMPLE, {}).items():
-            sample[name] += values
-    if sample["rms_dbfs"]:
-        merged["statistics"] = audio_checks.DataProfile.from_samples(**sample).to_dict()
-    lease.check()
-    _publish(out_uri, merged)
-    return merged, tasks
-
-
-def _publish(out_uri: str, manifest: dict) -> None:
-    """Replace manifest.json in one atomic write, then remove the shards it does not list: the previous dataset's and
-    those of conversions killed before publishing. Until the write, readers see the old dataset whole (its shards have
-    other names than the new ones); after it, the new one."""
-    target = storage.join(out_uri, MANIFEST)
-    previous = set()
-    try:
-        old = json.loads(storage.read_bytes(target))
-        previous = {shard["file"] for split in old["splits"].values() for shard in split["shards"]}
-    except storage.StorageNotFoundError:
-        pass
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-        pass  # a damaged old manifest lists nothing we could trust; the name pattern still finds its shards
-    storage.write_bytes(target, _dumps(manifest))
-    listed = {shard["file"] for split in manifest["splits"].values() for shard in split["shards"]}
-    root = out_uri.rstrip("/") + ("/" if "://" in out_uri else os.sep)
-    present = {uri[len(root) :] for uri in storage.list_files(out_uri, suffix=".tfrecord") if uri.startswith(root)}
-    stale = {name for name in present if SHARD_NAME.fullmatch(name)} | (previous & present)
-    for name in sorted(stale - listed):
-        storage.delete(storage.join(out_uri, name))
-
-
-def manifest_uri(dataset_uri: str) -> str:
-    """A dataset is named by its folder or by its manifest file; this gives the manifest file."""
-    return dataset_uri if dataset_uri.endswith(".json") else storage.join(dataset_uri, MANIFEST)
-
-
-def publish_manifest(out_uri: str, folder: str) -> dict:
-    """Write a copy of out_uri's manifest.json into a local folder with absolute shard URIs: a small, movable handle on
-    a dataset whose shards stay where they are (a pipeline artifact, for example)."""
-    manifest = json.loads(storage.read_bytes(storage.join(out_uri, MANIFEST)))
-    for split in manifest["splits"].values():
-        for shard in split["shards"]:
-            shard["file"] = storage.join(out_uri, shard["file"])
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, MANIFEST), "wb") as f:
-        f.write(_dumps(manifest))
-    return manifest
-
-
-def _dumps(manifest: dict) -> bytes:
-    return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -18,22 +18,26 @@ TensorFlow is imported inside functions so the CLI does not pay for it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from waveforms import records, storage
+from waveforms.manifest import (
+    ManifestError,
+    check_first_record,
+    check_shards,
+    iter_segments,
+    iter_shard_records,
+    load_manifest,
+    song_records,
+    split_entry,
+)
 
 log = logging.getLogger(__name__)
 
 TFRECORD_BUFFER = 1024 * 1024  # read buffer per local shard
-
-
-class ManifestError(ValueError):
-    """A manifest is missing, unreadable or lacks what the dataset needs; the message names the URI."""
 
 
 @dataclass(frozen=True)
@@ -43,204 +47,6 @@ class WindowCount:
     records: int  # records in the split (after the genre filter)
     short_records: int  # skipped: fewer than window_length + 1 samples
     windows: int  # training windows per pass: sum over usable records of (samples - 1) // window_length
-
-
-# ------------------------------------------------------------------------------------------------------- manifest
-
-
-def load_manifest(uri: str) -> dict:
-    try:
-        manifest = json.loads(storage.read_bytes(uri))
-    except storage.StorageNotFoundError:
-        raise ManifestError(f"{uri}: manifest not found (run `waveforms convert` first)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ManifestError(f"{uri}: not a JSON manifest ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != records.FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ManifestError(f"{uri}: format {found!r}, expected {records.FORMAT!r}")
-    if not isinstance(manifest.get("splits"), dict) or not isinstance(manifest.get("genres"), list):
-        raise ManifestError(f"{uri}: manifest lacks 'splits' or 'genres'")
-    validate_manifest(manifest, uri)
-    return manifest
-
-
-MAX_SAMPLE_RATE = 96000  # convert's range
-
-
-def _whole(value, low: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def validate_manifest(manifest: dict, uri: str) -> None:
-    """Schema and consistency, from the manifest alone: a manifest that contradicts itself is refused in one line
-    before any training (the records are checked against it when the shards are opened: check_shards)."""
-
-    def fail(message: str):
-        raise ManifestError(f"{uri}: {message}; convert the dataset again")
-
-    rate, segment, genres = manifest.get("sample_rate"), manifest.get("segment_samples"), manifest["genres"]
-    if not _whole(rate, 1000) or rate > MAX_SAMPLE_RATE:
-        fail(f"sample_rate {rate!r} is not a whole number of Hz in 1000..{MAX_SAMPLE_RATE}")
-    if not _whole(segment, 1):
-        fail(f"segment_samples {segment!r} is not a whole number > 0")
-    if not all(isinstance(name, str) and name for name in genres) or len(set(genres)) != len(genres):
-        fail("genres must be distinct non-empty names")
-    shard_samples = {}
-    for split, entry in manifest["splits"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
-            fail(f"split {split!r} has no list of shards")
-        for shard in entry["shards"]:
-            if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or not shard["file"]:
-                fail(f"split {split!r}: a shard entry without a file name")
-            for key in ("records", "samples", "bytes"):
-                if key in shard and not _whole(shard[key]):
-                    fail(f"shard {shard['file']}: {key} {shard[key]!r} is not a whole number >= 0")
-            if "bytes" in shard and shard.get("samples", 0) > shard["bytes"]:
-                fail(f"shard {shard['file']}: {shard['samples']} samples cannot fit in {shard['bytes']} bytes")
-        if all("samples" in shard for shard in entry["shards"]):
-            shard_samples[split] = sum(shard["samples"] for shard in entry["shards"])
-            if entry.get("samples") is not None and entry["samples"] != shard_samples[split]:
-                fail(f"split {split!r} lists {entry['samples']} samples, its shards {shard_samples[split]}")
-    songs = manifest.get("songs")
-    if not songs:
-        return  # a hand-made manifest without a songs table: nothing more to compare
-    song_samples: dict[str, int] = {}
-    for song in songs:
-        if not isinstance(song, dict) or not _whole(song.get("samples")) or song.get("split") not in manifest["splits"]:
-            fail(f"song entry {str(song)[:80]} lacks a split or a whole number of samples")
-        if song.get("genre") not in genres:
-            fail(f"song {song.get('song_id')!r} has genre {song.get('genre')!r}, not in the genre list {genres}")
-        song_samples[song["split"]] = song_samples.get(song["split"], 0) + song["samples"]
-    for split, total in shard_samples.items():
-        if song_samples.get(split, 0) != total:
-            fail(
-                f"the songs of split {split!r} add up to {song_samples.get(split, 0)} samples, its shards hold {total}"
-            )
-
-
-def _split(manifest: dict, manifest_uri: str, split: str) -> dict:
-    if split not in manifest["splits"]:
-        raise ManifestError(f"{manifest_uri}: no split {split!r} (has {sorted(manifest['splits'])})")
-    return manifest["splits"][split]
-
-
-def shard_uris(manifest: dict, manifest_uri: str, split: str) -> list[str]:
-    """The split's shard URIs; "file" entries are relative to the manifest's folder (absolute ones are kept)."""
-    base = storage.parent(manifest_uri)
-    uris = []
-    for entry in _split(manifest, manifest_uri, split)["shards"]:
-        name = entry["file"]
-        uris.append(name if "://" in name or os.path.isabs(name) else storage.join(base, *name.split("/")))
-    return uris
-
-
-class ShardError(ManifestError):
-    """A shard the manifest lists is missing, or differs from its manifest entry; the message names the shard."""
-
-
-def check_shards(manifest: dict, manifest_uri: str, split: str, *, checksums: bool = False) -> list[str]:
-    """The split's shard URIs, after checking each against its manifest entry: it exists, has the listed byte size and
-    (local shards: from the length headers, a seek per record) record count; with checksums=True every byte is read and
-    the sha256 and both CRCs of every record are checked too. Raise ShardError naming the first shard that differs."""
-    uris = shard_uris(manifest, manifest_uri, split)
-    for uri, entry in zip(uris, _split(manifest, manifest_uri, split)["shards"], strict=True):
-        size = storage.size(uri)
-        if size is None:
-            raise ShardError(f"{uri}: shard listed in {manifest_uri} does not exist (deleted, or the manifest was "
-                             "moved without its shards)")  # fmt: skip
-        if entry.get("bytes") is not None and size != entry["bytes"]:
-            raise ShardError(f"{uri}: {size} bytes, the manifest lists {entry['bytes']} (damaged, or written by "
-                             "another conversion): convert again")  # fmt: skip
-        if checksums:
-            _check_contents(uri, entry)
-        elif not storage.is_remote(uri):  # remote counts are checked while streaming (iter_shard_records)
-            try:
-                with storage.open_read(uri) as stream:
-                    found = records.count_records(stream, name=uri)
-            except records.RecordError as error:
-                raise ShardError(f"{error}: convert again") from None
-            _check_count(uri, entry, found)
-    return uris
-
-
-def _check_count(uri: str, entry: dict, found: int) -> None:
-    if entry.get("records") is not None and found != entry["records"]:
-        raise ShardError(f"{uri}: {found} records, the manifest lists {entry['records']}: convert again")
-
-
-def _check_contents(uri: str, entry: dict) -> None:
-    import hashlib
-
-    class Hashing:  # hashes what iter_records reads, so the shard is read once
-        def __init__(self, stream):
-            self.stream, self.digest = stream, hashlib.sha256()
-
-        def read(self, size: int) -> bytes:
-            data = self.stream.read(size)
-            self.digest.update(data)
-            return data
-
-    with storage.open_read(uri) as stream:
-        hashing = Hashing(stream)
-        try:
-            found = sum(1 for _ in records.iter_records(hashing, name=uri))
-        except records.RecordError as error:
-            raise ShardError(f"{error}: convert again") from None
-    if entry.get("sha256") and hashing.digest.hexdigest() != entry["sha256"]:
-        raise ShardError(f"{uri}: sha256 differs from the manifest's: convert again")
-    _check_count(uri, entry, found)
-
-
-def check_first_record(manifest: dict, manifest_uri: str, uris: list[str]) -> None:
-    """The first record of the first non-empty shard agrees with the manifest (sample rate, genre id and name): a
-    manifest written for other records is refused before training, in one line naming the shard."""
-    for uri in uris:
-        for serialized in iter_shard_records(uri):
-            segment = records.decode_example(serialized)
-            genres = manifest["genres"]
-            if segment.sample_rate != manifest["sample_rate"]:
-                raise ShardError(f"{uri}: records at {segment.sample_rate} Hz, the manifest {manifest_uri} says "
-                                 f"{manifest['sample_rate']} Hz: convert again")  # fmt: skip
-            if not 0 <= segment.genre_id < len(genres) or genres[segment.genre_id] != segment.genre:
-                raise ShardError(f"{uri}: a record of genre {segment.genre!r} has genre id {segment.genre_id}, the "
-                                 f"manifest {manifest_uri} lists genres {genres}: convert again")  # fmt: skip
-            return
-
-
-def damaged_shard_error(manifest: dict, manifest_uri: str, error: Exception) -> ShardError:
-    """After TensorFlow reported corrupt data (its message names no file): the shard that fails a full check."""
-    for split in manifest["splits"]:
-        try:
-            check_shards(manifest, manifest_uri, split, checksums=True)
-        except ShardError as found:
-            return found
-    return ShardError(f"{manifest_uri}: a shard is damaged ({' '.join(str(error).split())[:200]})")
-
-
-def iter_shard_records(uri: str, expected_records: int | None = None):
-    """The verified records of one shard, streamed (local or object storage); a count other than the manifest's is a
-    ShardError naming the shard, raised after the last record."""
-    found = 0
-    with storage.open_read(uri) as stream:
-        try:
-            for serialized in records.iter_records(stream, name=uri):
-                found += 1
-                yield serialized
-        except records.RecordError as error:
-            raise ShardError(f"{error}: convert again") from None
-    _check_count(uri, {"records": expected_records}, found)
-
-
-def verify(manifest_uri: str) -> dict:
-    """Read every shard of every split and check it against the manifest; -> {"shards", "records", "bytes"}."""
-    manifest = load_manifest(manifest_uri)
-    totals = {"shards": 0, "records": 0, "bytes": 0}
-    for split, entry in manifest["splits"].items():
-        check_shards(manifest, manifest_uri, split, checksums=True)
-        totals["shards"] += len(entry["shards"])
-        totals["records"] += sum(int(shard.get("records", 0)) for shard in entry["shards"])
-        totals["bytes"] += sum(int(shard.get("bytes", 0)) for shard in entry["shards"])
-    return totals
 
 
 def genre_ids(manifest: dict, genres: list[str] | None) -> list[int] | None:
@@ -260,7 +66,7 @@ def count_windows(manifest: dict, split: str, window_length: int, genres: list[s
     for song in manifest.get("songs", []):
         if song.get("split") != split or (wanted is not None and song.get("genre") not in wanted):
             continue
-        for _, length in _song_records(manifest, song):
+        for _, length in song_records(manifest, song):
             usable = length >= window_length + 1
             count = WindowCount(
                 count.records + 1,
@@ -369,7 +175,7 @@ def _records_of(
     if not 0 <= worker_index < num_workers:
         raise ValueError(f"worker_index must be in [0, num_workers={num_workers}), got {worker_index}")
     uris = check_shards(manifest, manifest_uri, split)
-    counts = [entry.get("records") for entry in _split(manifest, manifest_uri, split)["shards"]]
+    counts = [entry.get("records") for entry in split_entry(manifest, manifest_uri, split)["shards"]]
     check_first_record(manifest, manifest_uri, uris)
     record_shard = num_workers > 1 and len(uris) < num_workers  # too few files: every worker skips the others' records
     if num_workers > 1 and not record_shard:
@@ -504,12 +310,6 @@ def _stable_seed(seed: int, text: str) -> list[int]:
     return [seed, int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")]
 
 
-def _song_records(manifest: dict, song: dict) -> list[tuple[int, int]]:
-    """(offset, samples) of each record of a song: songs are cut into consecutive segment_samples records."""
-    segment, samples = int(manifest["segment_samples"]), int(song["samples"])
-    return [(offset, min(segment, samples - offset)) for offset in range(0, samples, segment)]
-
-
 def plan_evaluation(manifest: dict, window_length: int, count: int, *, seed: int = 0, split: str = "validation",
                     genres: list[str] | None = None) -> dict[tuple[str, int], list[int]]:  # fmt: skip
     """Where the evaluation windows start: {(song_id, record offset): [window starts within the record]}.
@@ -526,7 +326,7 @@ def plan_evaluation(manifest: dict, window_length: int, count: int, *, seed: int
     for song in sorted(manifest.get("songs", []), key=lambda s: s["song_id"]):
         if song.get("split") != split or (wanted is not None and song.get("genre") not in wanted):
             continue
-        usable = [(offset, n - window_length) for offset, n in _song_records(manifest, song) if n >= window_length + 1]
+        usable = [(offset, n - window_length) for offset, n in song_records(manifest, song) if n >= window_length + 1]
         if usable:
             songs.append((song["song_id"], usable))
     if not songs:
@@ -584,15 +384,6 @@ def evaluation_windows(manifest_uri: str, window_length: int, count: int, *, see
     song_ids = tuple(song_id for key in keys for song_id in [key[0]] * len(plan[key]))
     held_out = {song["song_id"]: song for song in manifest["songs"] if song.get("split") == split}
     represented = sorted({key[0] for key in keys})
-    usable_samples = sum(n for song_id in represented for _, n in _song_records(manifest, held_out[song_id])
+    usable_samples = sum(n for song_id in represented for _, n in song_records(manifest, held_out[song_id])
                          if n >= window_length + 1)  # fmt: skip
     return EvaluationSet(windows, genre_ids, song_ids, len(represented), usable_samples)
-
-
-def iter_segments(manifest: dict, manifest_uri: str, split: str):
-    """Records of one split read straight from the shards (local or object storage), without TensorFlow; every shard
-    is checked against its manifest entry first (check_shards) and its record count while read."""
-    uris = check_shards(manifest, manifest_uri, split)
-    for uri, entry in zip(uris, manifest["splits"][split]["shards"], strict=True):
-        for serialized in iter_shard_records(uri, entry.get("records")):
-            yield records.decode_example(serialized)

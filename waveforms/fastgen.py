@@ -25,9 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
+from waveforms.audio import SILENCE_CODE
 from waveforms.model import WaveNetConfig, block_name, layer_names
-
-SILENCE_CODE = 128  # mu-law code of 0.0 for 256 classes
 
 
 def _value(variable) -> tf.Tensor:

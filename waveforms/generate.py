@@ -1,68 +1,36 @@
 """Generation (`waveforms generate MODEL_URI OUT.wav --seconds S`): load an exported model, sample with FastGenerator.
 
-An exported model is MODEL_URI/config.json (model kind, model and train configuration, sample rate, genres) plus
-MODEL_URI/model.keras (weights), both written by `waveforms train`. The model is rebuilt from its configuration and the
-weights loaded into it (nanoGPT style), so the configuration, not pickled code, decides the architecture.
+An exported model (MODEL_URI of `waveforms train`) is read by `model_store`: its config.json once, its weights on first
+use; `generate` takes the URI or the StoredModel a caller already holds.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 
 import numpy as np
 
-from waveforms import limits, storage
-from waveforms.train import CONFIG_FILE, MODEL_FILE, PRIMER_FILE  # the export layout is defined once, by the trainer
+from waveforms import limits, model_store, storage
 
 
 def read_export_config(model_uri: str) -> dict:
     """config.json of an exported model; a clear error when MODEL_URI holds no finished model."""
-    uri = storage.join(model_uri, CONFIG_FILE)
-    if not storage.exists(uri):
-        raise ValueError(
-            f"model {model_uri}: no {CONFIG_FILE}; is it the MODEL_URI of a finished `waveforms train` run?"
-        )
-    try:
-        config = json.loads(storage.read_bytes(uri))
-    except ValueError as error:
-        raise ValueError(f"model {uri}: not valid JSON ({error})") from error
-    for key in ("model_kind", "model", "sample_rate"):
-        if key not in config:
-            raise ValueError(f"model {uri}: no {key!r}; not written by `waveforms train`")
-    return config
+    return model_store.read_export(model_uri)
 
 
-def load_model(model_uri: str):
-    """-> (keras model, model configuration) of an exported model, local or in object storage."""
-    from waveforms import train
-
-    export = read_export_config(model_uri)
-    kind = export["model_kind"]
-    if kind not in train.TASKS:
-        raise ValueError(f"model {model_uri}: unknown model kind {kind!r} (known: {', '.join(train.TASKS)})")
-    task = train.task_class(kind)
-    config = task.config_from_dict(export["model"], source=storage.join(model_uri, CONFIG_FILE))
-    model = task(config).build_model()
-    weights = storage.join(model_uri, MODEL_FILE)
-    if not storage.exists(weights):
-        raise ValueError(f"model {model_uri}: {MODEL_FILE} is missing")
-    if storage.is_remote(weights):
-        with tempfile.TemporaryDirectory(prefix="waveforms-model-") as scratch:
-            local = os.path.join(scratch, MODEL_FILE)
-            storage.download_file(weights, local)
-            model.load_weights(local)
-    else:
-        model.load_weights(weights)
-    return model, config
+def load_model(model_uri: str | model_store.StoredModel):
+    """-> (keras model, model configuration) of an exported model of any kind, local or in object storage."""
+    stored = model_store.read(model_uri)
+    network = stored.network()
+    return (network if stored.kind == "wavenet" else network.model), stored.config
 
 
 def _seed_codes(seed_audio: str, sample_rate: int, length: int, batch: int) -> np.ndarray:
     """The last `length` samples of a clip as mu-law codes (B, length); a shorter clip is left-padded with silence."""
     from waveforms import audio
-    from waveforms.fastgen import SILENCE_CODE
+    from waveforms.audio import SILENCE_CODE
 
     with storage.local_files([seed_audio]) as local:  # s3:// and minio:// seed audio too
         signal = audio.decode(local[seed_audio], sample_rate)
@@ -91,7 +59,7 @@ def _genre_id(genre: str | int | None, export: dict) -> int | None:
 
 def primer_audio(model_uri: str) -> str | None:
     """The URI of the primer clip saved with the model (train.write_primer), or None when it has none."""
-    uri = storage.join(model_uri, PRIMER_FILE)
+    uri = storage.join(model_uri, model_store.PRIMER_FILE)
     return uri if storage.exists(uri) else None
 
 
@@ -103,21 +71,23 @@ def seed_signal(seed_audio: str, sample_rate: int, receptive_field: int) -> np.n
     return audio.mu_law_decode(_seed_codes(seed_audio, sample_rate, receptive_field, 1)[0])
 
 
-def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float = 1.0, seed_audio: str | None = None,
-             seed: int = 0, genre: str | int | None = None, progress: bool = False) -> np.ndarray:  # fmt: skip
+def generate(model_uri: str | model_store.StoredModel, seconds: float, batch: int = 1, temperature: float = 1.0,
+             seed_audio: str | None = None, seed: int = 0, genre: str | int | None = None, progress: bool = False) -> np.ndarray:  # fmt: skip
     """Sample `seconds` of new audio per batch row; -> float32 audio (batch, samples) in [-1, 1]. The model continues
     seed_audio (its last receptive field); pass "" to start from digital silence. None (the default) continues the
-    primer clip saved with the model, or silence for a model exported without one."""
+    primer clip saved with the model, or silence for a model exported without one. model_uri: a MODEL_URI, or the
+    model_store.StoredModel of one (read once by the caller)."""
     limits.check_range("--seconds", seconds, 0, limits.MAX_GENERATE_SECONDS, low_open=True)
     limits.check_range("--batch", batch, 1, limits.MAX_GENERATE_BATCH, integer=True)
     limits.check_range("--temperature", temperature, 0, limits.MAX_TEMPERATURE, low_open=True)
     if seed_audio and storage.size(seed_audio) is None:  # local, s3:// or minio://
         raise ValueError(f"--seed-audio {seed_audio}: file not found")
+    stored = model_store.read(model_uri)
     if seed_audio is None:
-        seed_audio = primer_audio(model_uri)
-    export = read_export_config(model_uri)
-    if export["model_kind"] != "wavenet":
-        raise ValueError(f"model {model_uri}: generate handles WaveNet models, not {export['model_kind']!r}")
+        seed_audio = stored.primer
+    export = stored.export
+    if stored.kind != "wavenet":
+        raise ValueError(f"model {stored.uri}: generate handles WaveNet models, not {stored.kind!r}")
     genre_id = _genre_id(genre, export)
     sample_rate = int(export["sample_rate"])
     num_samples = max(1, int(round(seconds * sample_rate)))
@@ -130,7 +100,7 @@ def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float 
     from waveforms.fastgen import FastGenerator, configure_threads
 
     configure_threads()  # before the first TensorFlow op: per-op thread pools halve sampling speed
-    model, config = load_model(model_uri)
+    model, config = stored.network(), stored.config
     seed_codes = _seed_codes(seed_audio, sample_rate, config.receptive_field, batch) if seed_audio else None
     generator = FastGenerator(model, config, batch_size=batch)
     report = None

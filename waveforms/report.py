@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from waveforms import audio, convert, dataset, pagestyle, records, spectral, storage
+from waveforms import audio, model_store, pagestyle, records, spectral, storage
+from waveforms.manifest import iter_segments, load_dataset_manifest
 
 MAX_CLIP_SECONDS = 4.0
 
@@ -127,7 +128,7 @@ def pick_clips(manifest: dict, manifest_uri: str, max_clips: int = 8) -> list[Cl
     """One clip per genre first (so every timbre is heard), then more until max_clips, from the first segments."""
     by_genre: dict[str, list[records.Segment]] = {}
     for split in ("train", "validation"):
-        for segment in dataset.iter_segments(manifest, manifest_uri, split):
+        for segment in iter_segments(manifest, manifest_uri, split):
             if segment.offset == 0:
                 by_genre.setdefault(segment.genre, []).append(segment)
             if sum(len(v) for v in by_genre.values()) >= 4 * max_clips:
@@ -163,8 +164,7 @@ def dataset_metrics(manifest: dict) -> dict[str, float]:
 
 def dataset_report(dataset_uri: str, stage_seconds: dict[str, float], *, max_clips: int = 8) -> tuple[Report, dict]:
     """The report of a converted dataset: timings, statistics, skipped files and listenable clips with spectrograms."""
-    manifest_uri = convert.manifest_uri(dataset_uri)
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest_uri, manifest = load_dataset_manifest(dataset_uri)
     report = Report("waveforms dataset report")
     report.add_table("Stages", ["stage", "seconds"], [[name, round(sec, 2)] for name, sec in stage_seconds.items()])
     metrics = dataset_metrics(manifest)
@@ -227,26 +227,13 @@ def read_training_output(model_uri: str) -> tuple[list[dict], dict, dict]:
 
     The configuration is the exported config.json, or, while a run is still going, checkpoints/run_config.json.
     """
-    from waveforms import checkpoints, train
-
-    metrics_uri = storage.join(model_uri, train.METRICS_FILE)
+    metrics_uri = storage.join(model_uri, model_store.METRICS_FILE)
     record = _read_json(metrics_uri, "the MODEL_URI of a `waveforms train` run")
     history = [entry for entry in record.get("history", []) if isinstance(entry, dict) and "step" in entry]
     final = record.get("final") or (history[-1] if history else None)
     if not final:
         raise ValueError(f"{metrics_uri}: no evaluation recorded yet (empty history); run more than --eval-every steps")
-    config_uri = storage.join(model_uri, train.CONFIG_FILE)
-    if storage.exists(config_uri):
-        config = _read_json(config_uri, "an exported model configuration")
-    else:
-        config = checkpoints.read_run_config(model_uri)
-        if config is None:
-            raise ValueError(f"{model_uri}: neither {train.CONFIG_FILE} nor a checkpoint run configuration; "
-                             f"not written by `waveforms train`")  # fmt: skip
-    for key in ("model_kind", "model", "train"):
-        if key not in config:
-            raise ValueError(f"{config_uri}: no {key!r}; not written by `waveforms train`")
-    return history, final, config
+    return history, final, model_store.read_run_config(model_uri)
 
 
 def _receptive_field(config: dict, final: dict) -> int:
@@ -254,10 +241,7 @@ def _receptive_field(config: dict, final: dict) -> int:
     recorded = config.get("receptive_field", final.get("receptive_field"))
     if recorded is not None:
         return int(recorded)
-    from waveforms import train
-
-    task = train.task_class(config["model_kind"])
-    return int(task.config_from_dict(config["model"]).receptive_field)
+    return int(model_store.model_config(config["model_kind"], config["model"]).receptive_field)
 
 
 def _train_bits(entry: dict) -> float | None:
@@ -367,9 +351,7 @@ def record_baselines(model_uri: str, config: dict) -> dict:
     """The baselines a run scored: config.json's copy once exported, metrics.json's while the run goes on."""
     if isinstance(config.get("baselines"), dict) and config["baselines"]:
         return config["baselines"]
-    from waveforms import train
-
-    uri = storage.join(model_uri, train.METRICS_FILE)
+    uri = storage.join(model_uri, model_store.METRICS_FILE)
     recorded = _read_json(uri, "a metrics file").get("baselines") if storage.exists(uri) else None
     return recorded if isinstance(recorded, dict) else {}
 
@@ -418,10 +400,11 @@ def _embedded_wav_bytes(clip: Clip) -> int:
     return 44 + 2 * min(len(clip.samples), int(MAX_CLIP_SECONDS * clip.sample_rate))
 
 
-def generation_report(clips: list[Clip], model_uri: str | None = None, settings: dict | None = None,
+def generation_report(clips: list[Clip], model_uri=None, settings: dict | None = None,
                       checks: list | None = None) -> Report:  # fmt: skip
     """Generated clips as players with spectrograms, the settings, the model they came from, the audio checks' verdict
-    and statistics per clip (checks: audio_checks.ClipCheck per clip, in order).
+    and statistics per clip (checks: audio_checks.ClipCheck per clip, in order; model_uri: a MODEL_URI or its
+    model_store.StoredModel)).
 
     Every clip gets a statistics row; players are embedded while MAX_REPORT_AUDIO_BYTES lasts (at least one).
     """
@@ -443,11 +426,10 @@ def generation_report(clips: list[Clip], model_uri: str | None = None, settings:
             report.add_text("Audio checks", f"All {len(clips)} clips pass the audio checks (not silent, not noise-like "
                                             f"against the training data, not clipped).")  # fmt: skip
     if model_uri is not None:
-        from waveforms import generate
-
-        export = generate.read_export_config(model_uri)
+        stored = model_store.read(model_uri)
+        export = stored.export
         rows = [
-            ["model", model_uri],
+            ["model", stored.uri],
             ["model kind", export["model_kind"]],
             ["sample rate (Hz)", int(export["sample_rate"])],
         ]

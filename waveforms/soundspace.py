@@ -418,9 +418,10 @@ def _make_soundspace(
 
     say = progress or (lambda message: None)
     validate_spec(spec)
-    from waveforms.autoencoder import load_autoencoder_config
+    from waveforms import model_store
 
-    config = load_autoencoder_config(model_uri)
+    stored = model_store.read(model_uri).require("autoencoder")  # config.json, read once; the weights load below
+    config = stored.config
     sample_rate, hop = config.sample_rate, config.hop_length
     clips_held = len(spaces_for(spec.corners, spec.pitch_shifts)) * len(
         grid_points(len(spec.corners), spec.resolution, spec.weighting)
@@ -431,9 +432,7 @@ def _make_soundspace(
     clips = load_corner_audio(spec, sample_rate, hop)
     os.makedirs(out_dir, exist_ok=True)
 
-    from waveforms.autoencoder import load_autoencoder
-
-    parts = load_autoencoder(model_uri)
+    parts = stored.network()
     length = int(round(spec.seconds * sample_rate))
     frames = math.ceil(length / hop)
     spaces = spaces_for(spec.corners, spec.pitch_shifts)
@@ -474,7 +473,7 @@ def _make_soundspace(
         entry["name"]: postprocess(mu_law_decode(row), sample_rate, length, spec.peak_dbfs, spec.fade_ms)
         for entry, row in zip(manifest["points"], codes, strict=True)
     }
-    check_points(manifest, audio, model_uri, sample_rate)
+    check_points(manifest, audio, stored)
     say(f"writing {len(audio)} clips ({', '.join(extensions)})")
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # mp3 = one ffmpeg process per clip
         list(
@@ -501,16 +500,15 @@ def _make_soundspace(
     return SoundSpaceResult(out_dir, manifest, audio, decode_seconds)
 
 
-def check_points(manifest: dict, audio: dict[str, np.ndarray], model_uri: str, sample_rate: int) -> None:
+def check_points(manifest: dict, audio: dict[str, np.ndarray], model) -> None:
     """The audio checks' verdict on every decoded point (against the training data's profile saved with the model),
     into the manifest: each point's "check" and a "checks" summary."""
-    from waveforms import audio_checks, storage
-    from waveforms.generate import check_clips, read_export_config
-    from waveforms.train import CONFIG_FILE
+    from waveforms import audio_checks, model_store
+    from waveforms.generate import check_clips
 
-    # a model saved outside `waveforms train` has no config.json, hence no profile: the checks use their fallbacks
-    exported = storage.exists(storage.join(model_uri, CONFIG_FILE))
-    export = read_export_config(model_uri) if exported else {"sample_rate": sample_rate}
+    # model: a MODEL_URI or its model_store.StoredModel. A model saved outside `waveforms train` has no profile in its
+    # config.json: the checks use their fallbacks
+    export = model_store.read(model).export
     checks = check_clips([audio[entry["name"]] for entry in manifest["points"]], export)
     for entry, check in zip(manifest["points"], checks, strict=True):
         entry["check"] = check.verdict

@@ -98,17 +98,17 @@ def generate_stage(
 ) -> tuple[report.Report, dict[str, float]]:
     """Generate `batch` clips of `seconds`, write them as WAV and mp3 into out_dir, report them. With seed_dataset, the
     model continues the first seed_seconds of a held-out clip (written to out_dir/seed.wav) instead of silence."""
-    from waveforms import audio, audio_checks, generate
+    from waveforms import audio, audio_checks, generate, model_store
 
-    export = generate.read_export_config(model_dir)
-    sample_rate = int(export["sample_rate"])
+    model = model_store.read(model_dir)  # config.json once: generation and the report get this
+    sample_rate = model.sample_rate
     os.makedirs(out_dir, exist_ok=True)
     seed_audio = None
     if seed_dataset:
         seed_audio = os.path.join(out_dir, "seed.wav")
         audio.write_wav(seed_audio, held_out_clip(seed_dataset, seed_seconds), sample_rate)
     clips = generate.generate(
-        model_dir, seconds, batch=int(batch), temperature=temperature, seed=int(seed), seed_audio=seed_audio
+        model, seconds, batch=int(batch), temperature=temperature, seed=int(seed), seed_audio=seed_audio
     )
     report_clips = []
     for index, clip in enumerate(clips):
@@ -121,8 +121,8 @@ def generate_stage(
         "seed": seed,
         "seeded from": f"first {seed_seconds} s of a held-out clip" if seed_dataset else "silence",
     }
-    checks = generate.check_clips(clips, export)
-    page = report.generation_report(report_clips, model_uri=model_dir, settings=settings, checks=checks)
+    checks = generate.check_clips(clips, model.export)
+    page = report.generation_report(report_clips, model_uri=model, settings=settings, checks=checks)
     statistics = [report.clip_statistics(clip) for clip in report_clips]
     metrics = {f"mean_{name}": float(np.mean([s[name] for s in statistics])) for name in ("rms", "spectral_flatness")}
     metrics.update(audio_checks.summary_metrics(checks))
@@ -131,12 +131,12 @@ def generate_stage(
 
 def held_out_clip(dataset_uri: str, seconds: float):
     """The first `seconds` of the first validation record (training clips if there is no validation split)."""
-    from waveforms import audio, convert, dataset
+    from waveforms import audio
+    from waveforms.manifest import iter_segments, load_dataset_manifest
 
-    manifest_uri = convert.manifest_uri(dataset_uri)
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest_uri, manifest = load_dataset_manifest(dataset_uri)
     split = "validation" if manifest["splits"]["validation"]["records"] else "train"
-    segment = next(dataset.iter_segments(manifest, manifest_uri, split))
+    segment = next(iter_segments(manifest, manifest_uri, split))
     codes = np.frombuffer(segment.audio, dtype=np.uint8)[: int(seconds * segment.sample_rate)]
     return audio.mu_law_decode(codes)
 

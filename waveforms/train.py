@@ -5,7 +5,7 @@
       ──all-reduce, clip by global norm, Adam with warm-up + decay──▶ weights
     every checkpoint_every steps: tf.train.Checkpoint(model, optimizer, step) + run config   (checkpoints.py)
     every eval_every steps: validation NLL in bits/sample on a fixed set; `step=.. train_bits=.. val_bits=.. best_baseline_bits=..` on stdout
-    at the end: MODEL_URI/model.keras + MODEL_URI/config.json (generate.load_model reads them), metrics.json
+    at the end: the exported model (model_store: config.json + the weights), metrics.json
 
 The loop is custom rather than Keras `fit` for two measured reasons (TF 2.16.2, Keras 3): `fit` fails under
 MultiWorkerMirroredStrategy (what Kubeflow's TFJob needs; `ValueError: Attempt to convert a value (PerReplica...)`),
@@ -29,13 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from waveforms import baselines, checkpoints, convert, limits, storage
+from waveforms import baselines, checkpoints, limits, model_store, storage
 from waveforms import config as configuration
+from waveforms.manifest import damaged_shard_error, iter_segments, load_dataset_manifest
+from waveforms.model_store import METRICS_FILE, PRIMER_FILE  # the model folder's layout is model_store's
 
-METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.keras"
-PRIMER_FILE = "primer.wav"  # a stretch of training audio that generation continues when given no seed clip
-CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"
 DECAYS = ("cosine", "exponential", "constant")
 # Keras dtype policies (variables stay float32 in all of them), and "auto": choose_precision.
@@ -165,11 +163,6 @@ class WaveNetTask:
 
     def model_inputs(self, codes, genre=None) -> dict:
         return {"audio": codes} if genre is None else {"audio": codes, "global_condition": genre}
-
-    def export(self, model, directory: str) -> list[str]:
-        """Files a generator needs besides config.json, written into `directory`; -> their names."""
-        model.save(os.path.join(directory, MODEL_FILE))
-        return [MODEL_FILE]
 
 
 def next_sample_nll(model, inputs: dict, targets, target_length: int | None, training: bool):
@@ -449,10 +442,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     train_config.validate()
     task = make_task(model_kind, model_config)
     storage.check_writable(model_uri)  # a path that is a file, credentials, endpoint, TLS: before any work
-    from waveforms import dataset
 
-    manifest_uri = convert.manifest_uri(dataset_uri)
-    manifest = dataset.load_manifest(manifest_uri)
+    manifest_uri, manifest = load_dataset_manifest(dataset_uri)
     window_length = task.window_length(train_config.target_length)
     check_dataset(manifest, manifest_uri, window_length, task.receptive_field)
     genres = manifest.get("genres", [])
@@ -508,7 +499,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
                            window_length, start, budget)  # fmt: skip
         except tf.errors.DataLossError as error:  # TF's message names no file: find the shard, say it in one line
-            raise dataset.damaged_shard_error(manifest, manifest_uri, error) from None
+            raise damaged_shard_error(manifest, manifest_uri, error) from None
         if chief:  # the export says which precision trained it; metrics.json stays numbers only
             _warn_if_no_better_than_baselines(result, out.baselines)
             _export(task, model, workdir, {**run_config, "precision": precision}, manifest, manifest_uri, result,
@@ -738,34 +729,32 @@ def _warn_if_no_better_than_baselines(result: dict, scores: dict) -> None:
 
 def _export(task, model, workdir: str, run_config: dict, manifest: dict, manifest_uri: str, result: dict,
             scores: dict) -> None:  # fmt: skip
-    """A fresh single-device copy of the trained model, saved with its configuration (generate.load_model)."""
+    """A fresh single-device copy of the trained model, saved with its configuration (model_store.read loads it)."""
     fresh = task.build_model()
     fresh.set_weights([variable.numpy() for variable in model.weights])
-    task.export(fresh, workdir)
     if task.kind == "wavenet":
-        write_primer(manifest_uri, os.path.join(workdir, PRIMER_FILE), task.receptive_field)
+        write_primer(manifest, manifest_uri, os.path.join(workdir, PRIMER_FILE), task.receptive_field)
     config = {**run_config, "sample_rate": int(manifest["sample_rate"]), "genres": manifest.get("genres", []),
               "receptive_field": task.receptive_field, "step": result["step"], "val_bits": result["val_bits"],
               "val_bits_se": result["val_bits_se"], "baselines": scores,
               "data_profile": manifest.get("statistics")}  # fmt: skip
-    checkpoints._write_json_atomically(os.path.join(workdir, CONFIG_FILE), config)
+    model_store.save(workdir, task.kind, fresh, config)
 
 
 PRIMER_SECONDS = 0.5  # at least; a receptive field when that is longer
 PRIMER_RECORDS = 16  # training records looked at
 
 
-def write_primer(manifest_uri: str, path: str, receptive_field: int) -> None:
+def write_primer(manifest: dict, manifest_uri: str, path: str, receptive_field: int) -> None:
     """Save the most typical stretch of training audio (median loudness among the sounding stretches of the first
     PRIMER_RECORDS training records) as the clip `generate` continues by default: a model trained on music continues
     music, where digital silence is a state the data rarely starts from."""
-    from waveforms import audio, dataset
+    from waveforms import audio
 
-    manifest = dataset.load_manifest(manifest_uri)
     sample_rate = int(manifest["sample_rate"])
     length = max(receptive_field, int(PRIMER_SECONDS * sample_rate))
     candidates = []
-    for index, segment in enumerate(dataset.iter_segments(manifest, manifest_uri, "train")):
+    for index, segment in enumerate(iter_segments(manifest, manifest_uri, "train")):
         if index >= PRIMER_RECORDS:
             break
         codes = np.frombuffer(segment.audio, dtype=np.uint8)

@@ -7,7 +7,8 @@ import sys
 
 from waveforms import storage
 from waveforms.config import Option, add_options, from_options
-from waveforms.convert import ConvertConfig, NothingConvertedError, convert, merge_parts
+from waveforms.convert import ConvertConfig, convert
+from waveforms.manifest import NothingConvertedError, merge_parts
 
 # flags for ConvertConfig fields: type and default from the field
 OPTIONS = (

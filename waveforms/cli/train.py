@@ -87,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
         task_type = task_class(args.model)
         overrides = {name: getattr(args, name) for name in MODEL_OVERRIDES if getattr(args, name) is not None}
         if args.genre_conditioning:
-            from waveforms import convert, dataset
+            from waveforms.manifest import load_dataset_manifest
 
-            genres = dataset.load_manifest(convert.manifest_uri(args.dataset_uri))["genres"]
+            genres = load_dataset_manifest(args.dataset_uri)[1]["genres"]
             overrides["global_condition_classes"] = max(1, len(genres))
         model_config = task_type.load_config(args.config or DEFAULT_CONFIGS[args.model], **overrides)
         train_config = from_options(TrainConfig, args, OPTIONS)

@@ -59,12 +59,13 @@ def run(args: argparse.Namespace) -> int:
         args.output.write_text(text)
         print(f"wrote {args.output}")
         return 0
-    from waveforms import convert, dataset, storage
+    from waveforms import storage
+    from waveforms.manifest import load_dataset_manifest
 
     try:
         if args.trials < 1:
             raise ValueError(f"--trials must be at least 1, got {args.trials}")
-        dataset.load_manifest(convert.manifest_uri(args.dataset_uri))  # a missing dataset fails before any trial
+        load_dataset_manifest(args.dataset_uri)  # a missing dataset fails before any trial
         train_config = None
         if args.steps is not None:
             from waveforms import train

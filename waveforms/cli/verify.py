@@ -19,12 +19,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from waveforms import convert, dataset
+    from waveforms import manifest
 
-    manifest_uri = convert.manifest_uri(args.dataset_uri)
+    manifest_uri = manifest.manifest_uri(args.dataset_uri)
     try:
-        totals = dataset.verify(manifest_uri)
-    except (dataset.ManifestError, storage.StorageError) as error:
+        totals = manifest.verify(manifest_uri)
+    except (manifest.ManifestError, storage.StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(
