@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import TINY_WAVENET, synth_dataset
 
-from waveforms import checkpoints
+from waveforms import checkpoints, storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,9 +114,9 @@ def test_leftovers_of_killed_writes_are_removed(tmp_path):
     )
 
 
-def test_json_written_by_checkpoints_is_strict(tmp_path):
+def test_json_written_by_storage_is_strict(tmp_path):
     path = str(tmp_path / "metrics.json")
-    checkpoints._write_json_atomically(path, {"final": {"loss": float("nan"), "x": [float("inf"), 1.5]}})
+    storage.write_json(path, {"final": {"loss": float("nan"), "x": [float("inf"), 1.5]}})
     assert json.loads(open(path).read(), parse_constant=lambda name: pytest.fail(f"non-strict {name}")) == {
         "final": {"loss": None, "x": [None, 1.5]}
     }

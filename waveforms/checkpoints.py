@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -167,7 +166,7 @@ class CheckpointStore:
         os.makedirs(self.local_dir, exist_ok=True)
         config_path = os.path.join(self.local_dir, RUN_CONFIG)
         if self.writer and not os.path.exists(config_path):
-            _write_json_atomically(config_path, self.run_config)
+            storage.write_json(config_path, self.run_config)
         path = self.manager.save(checkpoint_number=step)
         if self.writer and self.remote_dir:
             self._upload(path)
@@ -226,20 +225,3 @@ def remove_leftovers(local_dir: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
         elif "tempstate" in name or name.endswith((".partial", storage.TEMP_SUFFIX)):
             os.remove(path)
-
-
-def _finite_or_none(value):
-    """Strict JSON has no NaN or Infinity: a value that is not a finite number is written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_or_none(item) for item in value]
-    return value
-
-
-def _write_json_atomically(path: str, data: dict) -> None:
-    """Strict JSON (non-finite numbers become null), replaced atomically through storage's temp-file-and-rename."""
-    text = json.dumps(_finite_or_none(data), indent=2, sort_keys=True, allow_nan=False)
-    storage.write_bytes(path, text.encode("utf-8"))

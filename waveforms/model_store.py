@@ -165,7 +165,7 @@ def save(directory: str | os.PathLike, kind: str, keras_model, export: dict) -> 
         keras_model.save(weights)
     else:
         keras_model.save_weights(weights)
-    checkpoints._write_json_atomically(os.path.join(directory, CONFIG_FILE), {**export, "model_kind": kind})
+    storage.write_json(os.path.join(directory, CONFIG_FILE), {**export, "model_kind": kind})
     return [WEIGHTS_FILES[kind], CONFIG_FILE]
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
+import math
 import os
 import shutil
 import stat
@@ -541,6 +543,23 @@ def write_stream(uri: str, open_stream: Callable[[], BinaryIO], length: int) -> 
 def write_bytes(uri: str, data: bytes) -> None:
     data = bytes(data)
     write_stream(uri, lambda: io.BytesIO(data), len(data))
+
+
+def _finite_or_none(value):
+    """Strict JSON has no NaN or Infinity: a value that is not a finite number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
+def write_json(uri: str, data: dict) -> None:
+    """Strict JSON (non-finite numbers become null), replaced atomically (a local file through atomic_write, an object in one put)."""
+    text = json.dumps(_finite_or_none(data), indent=2, sort_keys=True, allow_nan=False)
+    write_bytes(uri, text.encode("utf-8"))
 
 
 def upload_file(local_path: str, uri: str) -> None:

@@ -410,7 +410,7 @@ class _Output:
             return
         data = {"history": self.history, **({"baselines": self.baselines} if self.baselines else {}),
                 **({"final": final} if final else {})}  # fmt: skip
-        checkpoints._write_json_atomically(os.path.join(self.workdir, METRICS_FILE), data)
+        storage.write_json(os.path.join(self.workdir, METRICS_FILE), data)
 
     def close(self) -> None:
         if self.enabled:

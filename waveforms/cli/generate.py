@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from waveforms import storage
-from waveforms.generate import check_clips, generate, primer_audio, read_export_config, seed_signal, write_outputs
+from waveforms import model_store, storage
+from waveforms.generate import check_clips, generate, seed_signal, write_outputs
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -40,16 +40,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {args.out}: unknown extension {suffix!r} (use {audio.WRITABLE_NAMES})", file=sys.stderr)
         return 2
     try:
-        export = read_export_config(args.model_uri)
+        stored = model_store.read(args.model_uri)  # config.json read once, passed along
+        export = stored.export
         sample_rate = int(export["sample_rate"])
         if args.from_silence and args.seed_audio:
             print("error: --from-silence and --seed-audio exclude each other", file=sys.stderr)
             return 2
         seed_audio = "" if args.from_silence else args.seed_audio
-        clips = generate(args.model_uri, args.seconds, batch=args.batch, temperature=args.temperature,
+        clips = generate(stored, args.seconds, batch=args.batch, temperature=args.temperature,
                          seed_audio=seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress)  # fmt: skip
         checked = clips  # the verdict is on what the model made, not on the seed in front of it
-        used = seed_audio if seed_audio is not None else primer_audio(args.model_uri)
+        used = seed_audio if seed_audio is not None else stored.primer
         if args.include_seed and used:
             field = int(export["receptive_field"])
             prefix = seed_signal(used, sample_rate, field)
