@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from waveforms import audio, records, synth
-from waveforms.convert import ConvertConfig, convert, merge_parts
-from waveforms.manifest import iter_segments
+from waveforms.convert import ConvertConfig, convert
+from waveforms.manifest import iter_segments, merge_parts
 
 
 def _tree_digest(folder):
