@@ -187,17 +187,21 @@ def iter_decode(
 
 
 def decode_many(
-    paths: list[str | os.PathLike], sample_rate: int = 16000, workdir: str | os.PathLike | None = None
-) -> list[np.ndarray | AudioDecodeError]:
-    """Decode several short files with one ffmpeg process: per file, what `iter_decode` would give joined into one
-    array (mono float32 clipped to [-1, 1], no normalisation), or the AudioDecodeError it would raise.
+    paths: list[str | os.PathLike],
+    sample_rate: int = 16000,
+    workdir: str | os.PathLike | None = None,
+    max_samples: int | None = None,
+) -> list[np.ndarray | AudioDecodeError | None]:
+    """Decode several short files with one ffmpeg process. Per file: what `iter_decode` gives, joined into one array
+    (mono float32 clipped to [-1, 1], no normalisation; bit for bit, tests compare them); an AudioDecodeError for a
+    file that is no regular non-empty file; or None: decode that file on its own (`iter_decode`).
 
     An ffmpeg start costs about as much CPU as decoding a 30-s mp3, so short files are decoded N to a process (input k
-    into its own temporary output file). ffmpeg cannot always say which input a decode error came from, so every file
-    the shared run cannot vouch for (the run failed, any corruption message, or its own output is short or empty) is
-    decoded again on its own: a bad file fails with exactly the reason `iter_decode` gives, and never takes the other
-    files of its batch with it. The results are bit-identical to one process per file (tests compare them).
-    The decoded files live in a temporary folder under workdir (default: the system's temporary folder).
+    into its own temporary file under workdir, default the system's temporary folder). ffmpeg cannot always say which
+    input a decode error came from, so a file the shared run cannot vouch for (the run failed, any corruption message
+    in it, or its own output shorter than it declares, or empty) gets None: decoded on its own, a bad file fails with
+    exactly the reason `iter_decode` gives, and never takes the other files of its batch with it. Files past
+    max_samples (all the arrays returned, together) get None too, so a batch holds no more than one long song would.
     """
     paths = [Path(path) for path in paths]
     results: list[np.ndarray | AudioDecodeError | None] = [None] * len(paths)
@@ -208,31 +212,27 @@ def decode_many(
             shared.append(index)
         except AudioDecodeError as error:
             results[index] = error
-    if len(shared) > 1:
-        with tempfile.TemporaryDirectory(prefix="waveforms-decode-", dir=workdir) as folder:
-            outputs = [Path(folder, f"{index}.f32") for index in shared]
-            command = _batch_decode_command([paths[index] for index in shared], outputs, sample_rate)
-            with tempfile.TemporaryFile() as stderr_file:  # a file, not a pipe: ffmpeg can never block on it
-                returncode = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=stderr_file).returncode
-                stderr_file.seek(0)
-                stderr = stderr_file.read().decode("utf-8", "replace")
-            vouched = returncode == 0 and "matches no streams" not in stderr
-            vouched = vouched and not any(marker in stderr for marker in _CORRUPTION_MARKERS)
-            if vouched:
-                logs = _input_logs(stderr, len(shared))
-                for position, index in enumerate(shared):
-                    if not outputs[position].exists():
-                        continue
-                    decoded = np.fromfile(outputs[position], dtype="<f4")  # (samples,)
-                    seconds = decoded.size / sample_rate
-                    if _failure_reason(paths[index], logs[position], 0, seconds) is None:
-                        results[index] = np.clip(decoded, -1.0, 1.0, out=decoded)
-    for index, path in enumerate(paths):
-        if results[index] is None:  # alone, or not vouched for by the shared run
-            try:
-                results[index] = decode(path, sample_rate, normalize=False)
-            except AudioDecodeError as error:
-                results[index] = error
+    if not shared:
+        return results
+    with tempfile.TemporaryDirectory(prefix="waveforms-decode-", dir=workdir) as folder:
+        outputs = [Path(folder, f"{index}.f32") for index in shared]
+        command = _batch_decode_command([paths[index] for index in shared], outputs, sample_rate)
+        with tempfile.TemporaryFile() as stderr_file:  # a file, not a pipe: ffmpeg can never block on it
+            returncode = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=stderr_file).returncode
+            stderr_file.seek(0)
+            stderr = stderr_file.read().decode("utf-8", "replace")
+        if returncode != 0 or "matches no streams" in stderr or any(m in stderr for m in _CORRUPTION_MARKERS):
+            return results
+        logs, loaded = _input_logs(stderr, len(shared)), 0
+        for position, index in enumerate(shared):
+            samples = outputs[position].stat().st_size // 4 if outputs[position].exists() else 0
+            if _failure_reason(paths[index], logs[position], 0, samples / sample_rate) is not None:
+                continue
+            loaded += samples
+            if max_samples is not None and loaded > max_samples:
+                break
+            decoded = np.fromfile(outputs[position], dtype="<f4")  # (samples,)
+            results[index] = np.clip(decoded, -1.0, 1.0, out=decoded)
     return results
 
 

@@ -5,9 +5,16 @@ Pipeline per song: decode (ffmpeg, streamed) -> mono -> resample -> peak-normali
 every core; the Python share per song is small and mostly GIL-free NumPy) and written in listing order, so the same
 input always gives byte-identical shards and manifest.
 
-Speed (benchmarks/conversion.py): ffmpeg's own work is nearly all of the cost, so the per-song extras are kept small:
-one decode pass and no ffprobe (a probe costs a third of a 2-minute decode, mostly process start-up), and mu-law from a
-table (`MuLawTable`) instead of log1p, bit-identical to audio.mu_law_encode.
+Speed (benchmarks/conversion.py, benchmarks/batching.py): ffmpeg's own work is nearly all of the cost, so the per-song
+extras are kept small: one decode pass and no ffprobe (a probe costs a third of a 2-minute decode, mostly process
+start-up), and mu-law from a table (`MuLawTable`) instead of log1p, bit-identical to audio.mu_law_encode. Starting an
+ffmpeg costs about as much CPU as decoding a 30-s mp3 clip (the FMA archives' format), so runs of small local files
+share one process (`decode_batch` of them, `audio.decode_many`; the same bytes as one process per file); a file the
+shared run cannot vouch for is decoded again on its own, so a bad one fails alone with its own reason.
+
+Memory is flat in song length: a song longer than `max_in_memory_seconds` is decoded twice (peak, then encode) and its
+codes go to a scratch file that the writer reads one record at a time; only the data profile's few windows of a song
+are ever decoded back to float.
 
 Scaling out: `shard_index`/`num_shards` give each pipeline task every num_shards-th song of the sorted listing; each task
 writes its shards and a part manifest, and `merge_parts` joins the parts into `manifest.json` (static fan-out works on
@@ -214,10 +221,11 @@ def convert_batch(songs: list[Song], config: ConvertConfig, scratch_dir: str) ->
                     storage.download_file(result.song.source, local[index][0])
                 result.sha256 = _sha256_file(local[index][0])
         ready = [index for index in local if results[index].error is None]
-        first_passes: list = [None] * len(ready)  # None: streamed by _decode_and_encode itself
+        first_passes: list = [None] * len(ready)  # None: decoded (streamed) on its own by _decode_and_encode
         if len(ready) > 1:
+            budget = int(config.max_in_memory_seconds * config.sample_rate)  # a batch holds no more than one song may
             try:
-                first_passes = audio.decode_many([local[index][0] for index in ready], config.sample_rate, scratch_dir)
+                first_passes = audio.decode_many([local[i][0] for i in ready], config.sample_rate, scratch_dir, budget)
             except Exception as error:  # e.g. no ffmpeg: every song of the batch fails with the reason, as one would
                 first_passes = [error] * len(ready)
         for index, first_pass in zip(ready, first_passes, strict=True):
@@ -615,7 +623,7 @@ def _conversion_id(songs: list[Song], config: ConvertConfig) -> str:
 
 
 BATCH_FILE_BYTES = 8 << 20  # larger inputs (a 2-min 320 kb/s mp3 is 4.8 MB) are decoded alone, streamed
-BATCH_BYTES = 32 << 20  # input bytes per batch: bounds the decoded audio a batch holds (about 100 MB of float32)
+BATCH_BYTES = 16 << 20  # input bytes per batch (about 8 two-minute mp3s); decode_many also bounds what it holds
 
 
 def _batches(songs: list[Song], songs_per_batch: int) -> list[list[Song]]:
