@@ -27,14 +27,14 @@ SONG_SECONDS = 120
 ROUNDS = 5
 
 
-def _make_songs(folder: str) -> list[str]:
+def _make_songs(folder: str, count: int = SONGS, seconds: int = SONG_SECONDS, name: str = "bench") -> list[str]:
     paths = []
-    for index in range(SONGS):
-        path = os.path.join(folder, "bench", f"song{index:02d}.mp3")
+    for index in range(count):
+        path = os.path.join(folder, name, f"song{index:02d}.mp3")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         # a chord plus noise: a busy spectrum like music, so the mp3 decoder does real work
-        source = (f"sine=f={220 + 20 * index}:d={SONG_SECONDS},volume=0.3[a];sine=f={330 + 15 * index}:d={SONG_SECONDS}[b];"
-                  f"anoisesrc=d={SONG_SECONDS}:a=0.05[c];[a][b][c]amix=inputs=3")  # fmt: skip
+        source = (f"sine=f={220 + 20 * index}:d={seconds},volume=0.3[a];sine=f={330 + 15 * index}:d={seconds}[b];"
+                  f"anoisesrc=d={seconds}:a=0.05:seed={index}[c];[a][b][c]amix=inputs=3")  # fmt: skip
         subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-filter_complex", source, "-ar", "44100",
                         "-ac", "2", "-b:a", "192k", path], check=True)  # fmt: skip
         paths.append(path)
