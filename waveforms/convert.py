@@ -74,9 +74,6 @@ PROFILE_SAMPLE = "statistics_sample"  # songs of part manifests: per-window meas
 SHARD_NAME = re.compile(r"(train|validation)-(p\d{3}-)?\d{5}(-[0-9a-f]{16})?\.tfrecord")
 
 
-MAX_DECODE_BATCH = 64  # inputs (and output files) one ffmpeg process opens at once
-
-
 class NothingConvertedError(RuntimeError):
     """Every input failed: nothing is published (an empty dataset would only fail later, in training)."""
 
@@ -203,14 +200,10 @@ DECODE_BLOCK_SAMPLES = 1 << 20  # 4 MiB of float32 per block read from ffmpeg
 PEAK_DB = -1.0  # songs are normalised to this peak before mu-law, as audio.peak_normalize does
 
 
-def convert_song(song: Song, config: ConvertConfig, scratch_dir: str) -> SongResult:
-    """Decode, normalise, mu-law encode and segment one song; errors become SongResult.error, never exceptions."""
-    return convert_batch([song], config, scratch_dir)[0]
-
-
 def convert_batch(songs: list[Song], config: ConvertConfig, scratch_dir: str) -> list[SongResult]:
-    """convert_song for each song, the songs of a batch (see _batches) decoded by one ffmpeg process
-    (audio.decode_many, which gives bit-identical audio); a bad song fails alone, naming its reason."""
+    """Decode, normalise, mu-law encode and segment each song, the songs of a batch (see _batches) decoded by one
+    ffmpeg process (audio.decode_many: bit-identical audio); errors become SongResult.error, never exceptions, so a bad
+    song fails alone, naming its reason."""
     results = [SongResult(song) for song in songs]
     local: dict[int, tuple[str, bool]] = {}  # index -> (local path, downloaded here)
     try:
@@ -228,11 +221,12 @@ def convert_batch(songs: list[Song], config: ConvertConfig, scratch_dir: str) ->
                 first_passes = audio.decode_many([local[i][0] for i in ready], config.sample_rate, scratch_dir, budget)
             except Exception as error:  # e.g. no ffmpeg: every song of the batch fails with the reason, as one would
                 first_passes = [error] * len(ready)
-        for index, first_pass in zip(ready, first_passes, strict=True):
+        for position, index in enumerate(ready):
+            blocks = None if first_passes[position] is None else [first_passes[position]]
+            first_passes[position] = None  # each decoded song is let go once it is encoded
             with _item_errors(results[index]):
-                if isinstance(first_pass, Exception):
-                    raise first_pass
-                blocks = None if first_pass is None else [first_pass]
+                if blocks and isinstance(blocks[0], Exception):
+                    raise blocks[0]
                 _decode_and_encode(local[index][0], config, results[index], scratch_dir, blocks)
     finally:
         for path, downloaded in local.values():
@@ -287,7 +281,9 @@ def _decode_and_encode(
             held.append(block)
             if total > budget:
                 held = None  # too long to hold: keep measuring the peak, encode in a second pass
-    del blocks, first_pass  # a batch's decoded song is held only through `held`
+    if first_pass is not None:
+        first_pass.clear()  # the caller's list: from here the decoded audio is held only through `held`
+    del blocks
     result.samples = total
     result.peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
     if total < config.min_seconds * config.sample_rate:
@@ -622,6 +618,7 @@ def _conversion_id(songs: list[Song], config: ConvertConfig) -> str:
     return hashlib.sha256(json.dumps([settings, listing], sort_keys=True).encode()).hexdigest()[:16]
 
 
+MAX_DECODE_BATCH = 64  # inputs (and output files) one ffmpeg process opens at once
 BATCH_FILE_BYTES = 8 << 20  # larger inputs (a 2-min 320 kb/s mp3 is 4.8 MB) are decoded alone, streamed
 BATCH_BYTES = 16 << 20  # input bytes per batch (about 8 two-minute mp3s); decode_many also bounds what it holds
 
