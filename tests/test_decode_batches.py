@@ -1,5 +1,6 @@
 """Several inputs per ffmpeg process: the same audio and the same dataset as one process per file, bit for bit, and a
-bad input in a batch fails alone with the reason it gets on its own, while the rest of its batch is converted."""
+bad input in a batch fails alone with the reason it gets on its own (blamed by the messages that name it, or
+the whole batch decoded one file at a time when a message names none), while the rest of its batch is converted."""
 
 from __future__ import annotations
 
@@ -65,11 +66,36 @@ def test_decode_many_equals_one_process_per_file_bit_for_bit(tmp_path, sample_ra
             assert shared is None and "truncated" in alone.reason
 
 
-def test_a_batch_ffmpeg_cannot_vouch_for_is_left_to_one_decode_per_file(tmp_path):
-    folder = _make_inputs(tmp_path / "in", bad=("corrupt.mp3",))
+def test_each_bad_input_of_a_batch_is_blamed_alone_and_the_rest_still_share_a_process(tmp_path, monkeypatch):
+    folder = _make_inputs(tmp_path / "in", bad=("text.mp3", "corrupt.mp3"))
+    _ffmpeg("-f", "lavfi", "-i", "color=c=red:s=32x32:d=1", "-c:v", "mpeg4", str(folder / "video_only.mp4"))
     paths = sorted(str(path) for path in folder.iterdir())
-    assert audio.decode_many(paths, 16000) == [None] * len(paths)  # the damage message names no file
-    assert "corrupt" in _one_by_one(str(folder / "corrupt.mp3"), 16000).reason
+    runs = []  # inputs of each ffmpeg started (subprocess.run starts through Popen too)
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(
+        subprocess, "Popen", lambda command, **kw: runs.append(command.count("-i")) or real_popen(command, **kw)
+    )
+    together = audio.decode_many(paths, 16000)
+    # the text file and the video stop a run before any decoding (so it runs again without them); the corrupt file's
+    # decode errors name its input, so only it is left out of the run that decodes
+    assert len(runs) <= 3 and runs[0] == len(paths)
+    monkeypatch.undo()
+    for path, shared in zip(paths, together, strict=True):
+        if os.path.basename(path) in GOOD:
+            assert isinstance(shared, np.ndarray) and shared.tobytes() == _one_by_one(path, 16000).tobytes(), path
+        else:  # decoded on its own, each names its own reason
+            assert shared is None and isinstance(_one_by_one(path, 16000), audio.AudioDecodeError), path
+
+
+def test_a_damage_message_that_names_no_input_blames_the_whole_run():
+    paths = [audio.Path("/music/a.mp3"), audio.Path("/music/b.mp3")]
+    assert audio._blamed_inputs(
+        "Error while decoding stream #1:0: Invalid data found when processing input\n", paths, 0
+    ) == {1}
+    assert audio._blamed_inputs("/music/a.mp3: Invalid argument\n", paths, 1) == {0}
+    assert audio._blamed_inputs("[mp3 @ 0x1] corrupt input packet in stream 0\n", paths, 0) is None
+    assert audio._blamed_inputs("Conversion failed!\n", paths, 1) is None
+    assert audio._blamed_inputs("[mp3 @ 0x1] Estimating duration from bitrate\n", paths, 0) == set()
 
 
 def test_decode_many_holds_at_most_max_samples(tmp_path):

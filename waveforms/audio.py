@@ -197,11 +197,13 @@ def decode_many(
     file that is no regular non-empty file; or None: decode that file on its own (`iter_decode`).
 
     An ffmpeg start costs about as much CPU as decoding a 30-s mp3, so short files are decoded N to a process (input k
-    into its own temporary file under workdir, default the system's temporary folder). ffmpeg cannot always say which
-    input a decode error came from, so a file the shared run cannot vouch for (the run failed, any corruption message
-    in it, or its own output shorter than it declares, or empty) gets None: decoded on its own, a bad file fails with
-    exactly the reason `iter_decode` gives, and never takes the other files of its batch with it. Files past
-    max_samples (all the arrays returned, together) get None too, so a batch holds no more than one long song would.
+    into its own temporary file under workdir, default the system's temporary folder). A file the shared run does not
+    vouch for gets None, and decoded on its own fails with exactly the reason `iter_decode` gives, never taking the
+    other files of its batch with it: a file its messages blame (a decode error names its input; a file ffmpeg cannot
+    open or that has no audio stops the run, which is then run again without it, up to SHARED_RETRIES times), a file
+    whose output is shorter than it declares or empty, and every file of a run with a message that names no input.
+    Files past max_samples (all the arrays returned, together) get None too, so a batch holds no more than one long
+    song would.
     """
     paths = [Path(path) for path in paths]
     results: list[np.ndarray | AudioDecodeError | None] = [None] * len(paths)
@@ -212,28 +214,71 @@ def decode_many(
             shared.append(index)
         except AudioDecodeError as error:
             results[index] = error
-    if not shared:
-        return results
     with tempfile.TemporaryDirectory(prefix="waveforms-decode-", dir=workdir) as folder:
-        outputs = [Path(folder, f"{index}.f32") for index in shared]
-        command = _batch_decode_command([paths[index] for index in shared], outputs, sample_rate)
-        with tempfile.TemporaryFile() as stderr_file:  # a file, not a pipe: ffmpeg can never block on it
-            returncode = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=stderr_file).returncode
-            stderr_file.seek(0)
-            stderr = stderr_file.read().decode("utf-8", "replace")
-        if returncode != 0 or "matches no streams" in stderr or any(m in stderr for m in _CORRUPTION_MARKERS):
-            return results
-        logs, loaded = _input_logs(stderr, len(shared)), 0
-        for position, index in enumerate(shared):
-            samples = outputs[position].stat().st_size // 4 if outputs[position].exists() else 0
-            if _failure_reason(paths[index], logs[position], 0, samples / sample_rate) is not None:
-                continue
-            loaded += samples
-            if max_samples is not None and loaded > max_samples:
+        for _ in range(1 + SHARED_RETRIES):
+            if not shared:
                 break
-            decoded = np.fromfile(outputs[position], dtype="<f4")  # (samples,)
-            results[index] = np.clip(decoded, -1.0, 1.0, out=decoded)
+            shared = _decode_shared(paths, shared, results, sample_rate, Path(folder), max_samples)
     return results
+
+
+SHARED_RETRIES = 3  # runs again without the inputs that stopped a shared run
+
+
+def _decode_shared(
+    paths: list[Path], shared: list[int], results: list, sample_rate: int, folder: Path, max_samples: int | None
+) -> list[int]:
+    """One ffmpeg over paths[shared], filling results with what it vouches for; -> the inputs worth another shared run
+    (those a run stopped by another input never reached), or [] when there is nothing more to share."""
+    outputs = [folder / f"{index}.f32" for index in shared]
+    command = _batch_decode_command([paths[index] for index in shared], outputs, sample_rate)
+    with tempfile.TemporaryFile() as stderr_file:  # a file, not a pipe: ffmpeg can never block on it
+        returncode = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=stderr_file).returncode
+        stderr_file.seek(0)
+        stderr = stderr_file.read().decode("utf-8", "replace")
+    blamed = _blamed_inputs(stderr, [paths[index] for index in shared], returncode)
+    if blamed is None:  # a message no input can be held to: every file is decoded on its own
+        return []
+    if returncode != 0:  # stopped before decoding by the blamed inputs: the rest can share another run
+        return [index for position, index in enumerate(shared) if position not in blamed]
+    logs = _input_logs(stderr, len(shared))
+    loaded = sum(result.size for result in results if isinstance(result, np.ndarray))
+    for position, index in enumerate(shared):
+        samples = outputs[position].stat().st_size // 4 if outputs[position].exists() else 0
+        if position in blamed or _failure_reason(paths[index], logs[position], 0, samples / sample_rate) is not None:
+            continue
+        loaded += samples
+        if max_samples is not None and loaded > max_samples:
+            break
+        decoded = np.fromfile(outputs[position], dtype="<f4")  # (samples,)
+        results[index] = np.clip(decoded, -1.0, 1.0, out=decoded)
+    return []
+
+
+_DECODE_ERROR_INPUT = re.compile(r"Error while decoding stream #(\d+):")
+_UNMAPPED_INPUT = re.compile(r"Stream map '(\d+):a:0' matches no streams")
+
+
+def _blamed_inputs(stderr: str, paths: list[Path], returncode: int) -> set[int] | None:
+    """Positions of the inputs a shared run's error messages name (by input number, or by the path ffmpeg puts first
+    on the line); None when any such message names none, or the run failed without naming one."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    suspicious = [line for line in lines if "matches no streams" in line or any(m in line for m in _CORRUPTION_MARKERS)]
+    if returncode != 0 and not suspicious:
+        suspicious = lines[-1:]  # ffmpeg's last word on a failed run, e.g. "PATH: Invalid argument"
+    blamed = set()
+    for line in suspicious:
+        numbered = _DECODE_ERROR_INPUT.search(line) or _UNMAPPED_INPUT.search(line)
+        named = [position for position, path in enumerate(paths) if line.startswith(f"{path}: ")]
+        if numbered and int(numbered.group(1)) < len(paths):
+            blamed.add(int(numbered.group(1)))
+        elif named:
+            blamed.add(max(named, key=lambda position: len(str(paths[position]))))  # the longest path that fits
+        else:
+            return None
+    if returncode != 0 and not blamed:
+        return None
+    return blamed
 
 
 _INPUT_HEADER = re.compile(r"Input #(\d+), ")
