@@ -17,7 +17,7 @@ import statistics
 import tempfile
 
 from benchmarks.conversion import _make_songs, _measure
-from waveforms.convert import ConvertConfig, convert
+from waveforms.convert import ConvertConfig, _batches, convert, list_songs
 
 SETS = {"30-s clips": (48, 30), "2-min songs": (12, 120)}  # name -> (files, seconds each): 24 min of audio each
 ROUNDS = 3
@@ -31,10 +31,11 @@ def run() -> list[dict]:
     wall: dict[tuple[str, str], list[float]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        sources = {}
+        sources, per_process = {}, {}
         for index, (name, (count, seconds)) in enumerate(SETS.items()):
             _make_songs(folder, count, seconds, name=f"set{index}")
             sources[name] = (os.path.join(folder, f"set{index}"), count * seconds)
+            per_process[name] = count / len(_batches(list_songs(sources[name][0], 0), new.decode_batch))
         for round_index in range(ROUNDS):
             for name, (source, audio_seconds) in sources.items():
                 for path, config in paths.items():
@@ -49,8 +50,8 @@ def run() -> list[dict]:
         ratio = statistics.median(n / o for n, o in zip(new_rates, old, strict=True))
         cpu_old, cpu_new = statistics.median(cpu[(name, "old")]), statistics.median(cpu[(name, "new")])
         rows.append({
-            "name": f"convert {count} x {seconds} s mp3 44.1k stereo -> 16k mu-law, {new.decode_batch} files per ffmpeg "
-                    f"({workers} workers)",
+            "name": f"convert {count} x {seconds} s mp3 44.1k stereo -> 16k mu-law, {per_process[name]:.0f} files per "
+                    f"ffmpeg ({workers} workers)",
             "value": statistics.median(new_rates), "unit": "x real time",
             "baseline_name": "one ffmpeg per file (decode_batch=1)", "baseline_value": statistics.median(old),
             "target": TARGET,
