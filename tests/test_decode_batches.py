@@ -87,6 +87,17 @@ def test_each_bad_input_of_a_batch_is_blamed_alone_and_the_rest_still_share_a_pr
             assert shared is None and isinstance(_one_by_one(path, 16000), audio.AudioDecodeError), path
 
 
+def test_a_file_whose_log_cannot_be_told_apart_is_decoded_alone(tmp_path):
+    folder = _make_inputs(tmp_path / "in", good=("a.mp3", "b.mp3"), bad=())
+    (folder / "a.mp3").rename(folder / "line\nbreak.mp3")  # its name splits ffmpeg's header for it in two
+    paths = sorted(str(path) for path in folder.iterdir())
+    together = audio.decode_many(paths, 16000)
+    assert [os.path.basename(path) for path, item in zip(paths, together, strict=True) if item is None] == [
+        "line\nbreak.mp3"
+    ]
+    assert _one_by_one(paths[1], 16000).size > 2.9 * 16000  # and on its own it decodes
+
+
 def test_a_damage_message_that_names_no_input_blames_the_whole_run():
     paths = [audio.Path("/music/a.mp3"), audio.Path("/music/b.mp3")]
     assert audio._blamed_inputs(
