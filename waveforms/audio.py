@@ -186,6 +186,9 @@ def iter_decode(
         yield np.clip(block, -1.0, 1.0, out=block)
 
 
+SHARED_RETRIES = 3  # runs again without the inputs that stopped a shared run
+
+
 def decode_many(
     paths: list[str | os.PathLike],
     sample_rate: int = 16000,
@@ -220,9 +223,6 @@ def decode_many(
                 break
             shared = _decode_shared(paths, shared, results, sample_rate, Path(folder), max_samples)
     return results
-
-
-SHARED_RETRIES = 3  # runs again without the inputs that stopped a shared run
 
 
 def _decode_shared(
