@@ -19,7 +19,7 @@ import tempfile
 from benchmarks.conversion import _make_songs, _measure
 from waveforms.convert import ConvertConfig, _batches, convert, list_songs
 
-SETS = {"30-s clips": (48, 30), "2-min songs": (12, 120)}  # name -> (files, seconds each): 24 min of audio each
+SETS = {"30-s clips": (128, 30), "2-min songs": (32, 120)}  # name -> (files, seconds each): 64 min of audio each
 ROUNDS = 3
 TARGET = 800
 
@@ -35,7 +35,7 @@ def run() -> list[dict]:
         for index, (name, (count, seconds)) in enumerate(SETS.items()):
             _make_songs(folder, count, seconds, name=f"set{index}")
             sources[name] = (os.path.join(folder, f"set{index}"), count * seconds)
-            per_process[name] = count / len(_batches(list_songs(sources[name][0], 0), new.decode_batch))
+            per_process[name] = count / len(_batches(list_songs(sources[name][0], 0), new.decode_batch, workers))
         for round_index in range(ROUNDS):
             for name, (source, audio_seconds) in sources.items():
                 for path, config in paths.items():

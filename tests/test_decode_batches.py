@@ -165,3 +165,5 @@ def test_batches_group_small_local_files_and_leave_large_and_remote_ones_alone(t
                        ["missing.mp3"]]  # fmt: skip
     assert [len(batch) for batch in _batches(songs, 1)] == [1] * len(songs)
     assert [song for batch in _batches(songs, 16) for song in batch] == songs  # listing order kept
+    # a short listing is cut finer, so every worker has batches to the end: 4 per worker at least
+    assert [len(batch) for batch in _batches(songs[:3] + songs[4:6], 16, workers=1)] == [2, 2, 1]

@@ -527,7 +527,7 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
         mine = _resume(progress_uri, part, writers, mine, progress)
         bar = _progress_bar(len(mine), progress)
         with concurrent.futures.ThreadPoolExecutor(config.workers) as pool:
-            batches = _batches(mine, config.decode_batch)
+            batches = _batches(mine, config.decode_batch, config.workers)
             for results in _ordered_map(
                 pool, lambda batch: convert_batch(batch, config, scratch), batches, config.workers
             ):
@@ -620,12 +620,16 @@ def _conversion_id(songs: list[Song], config: ConvertConfig) -> str:
 
 MAX_DECODE_BATCH = 64  # inputs (and output files) one ffmpeg process opens at once
 BATCH_FILE_BYTES = 8 << 20  # larger inputs (a 2-min 320 kb/s mp3 is 4.8 MB) are decoded alone, streamed
+BATCHES_PER_WORKER = 4
 BATCH_BYTES = 16 << 20  # input bytes per batch (about 8 two-minute mp3s); decode_many also bounds what it holds
 
 
-def _batches(songs: list[Song], songs_per_batch: int) -> list[list[Song]]:
+def _batches(songs: list[Song], songs_per_batch: int, workers: int = 1) -> list[list[Song]]:
     """Consecutive small local files, up to songs_per_batch of them, share one ffmpeg process (audio.decode_many);
-    large, remote or unreadable ones go alone (a remote file's size is unknown until it is downloaded)."""
+    large, remote or unreadable ones go alone (a remote file's size is unknown until it is downloaded). A short
+    listing gets smaller batches, BATCHES_PER_WORKER per worker at least, so no worker idles while one decodes the
+    last big batch."""
+    songs_per_batch = max(1, min(songs_per_batch, math.ceil(len(songs) / (BATCHES_PER_WORKER * workers))))
     batches: list[list[Song]] = []
     filling: list[Song] | None = None  # the batch small files join
     filling_bytes = 0
