@@ -19,6 +19,7 @@ import time
 MODULES = [
     "benchmarks.audio",
     "benchmarks.conversion",
+    "benchmarks.batching",
     "benchmarks.dataset",
     "benchmarks.training",
     "benchmarks.generation",

@@ -91,14 +91,30 @@ def _check_readable(path: Path) -> None:
         raise AudioDecodeError(path, "file is empty")
 
 
-def _decode_command(path: Path, sample_rate: int) -> list[str]:
+def _resample_filter(sample_rate: int) -> str:
     if not 1000 <= sample_rate <= 384000:
         raise ValueError(f"sample_rate must be between 1000 and 384000 Hz, got {sample_rate}")
     # One aresample does both jobs: the downmix matrix normalised so no mono sample exceeds the loudest input channel
     # (plain `-ac 1` sums stereo at 0.707 each and can exceed 1.0), and soxr resampling, which is aligned with the source.
-    resample = f"aresample=osr={sample_rate}:ochl=mono:rematrix_maxval=1:resampler=soxr"
-    return [_tool("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-v", "info", "-i", str(path),
-            "-map", "0:a:0", "-af", resample, "-f", "f32le", "-"]  # fmt: skip
+    return f"aresample=osr={sample_rate}:ochl=mono:rematrix_maxval=1:resampler=soxr"
+
+
+_FFMPEG_START = ("-nostdin", "-hide_banner", "-nostats", "-v", "info")
+
+
+def _decode_command(path: Path, sample_rate: int) -> list[str]:
+    return [_tool("ffmpeg"), *_FFMPEG_START, "-i", str(path),
+            "-map", "0:a:0", "-af", _resample_filter(sample_rate), "-f", "f32le", "-"]  # fmt: skip
+
+
+def _batch_decode_command(paths: list[Path], outputs: list[Path], sample_rate: int) -> list[str]:
+    """One ffmpeg, input k decoded into outputs[k] with exactly _decode_command's stream choice and filter."""
+    command = [_tool("ffmpeg"), *_FFMPEG_START, "-y"]
+    for path in paths:
+        command += ["-i", str(path)]
+    for index, output in enumerate(outputs):
+        command += ["-map", f"{index}:a:0", "-af", _resample_filter(sample_rate), "-f", "f32le", str(output)]
+    return command
 
 
 def _failure_reason(path: Path, stderr: str, returncode: int, decoded_seconds: float) -> str | None:
@@ -174,6 +190,124 @@ def iter_decode(
     for data in _decoded_chunks(Path(path), sample_rate, 4 * block_samples):
         block = np.frombuffer(bytearray(data), dtype="<f4")  # (<= block_samples,) writable
         yield np.clip(block, -1.0, 1.0, out=block)
+
+
+SHARED_RETRIES = 3  # runs again without the inputs that stopped a shared run
+
+
+def decode_many(
+    paths: list[str | os.PathLike],
+    sample_rate: int = 16000,
+    workdir: str | os.PathLike | None = None,
+    max_samples: int | None = None,
+) -> list[np.ndarray | AudioDecodeError | None]:
+    """Decode several short files with one ffmpeg process. Per file: what `iter_decode` gives, joined into one array
+    (mono float32 clipped to [-1, 1], no normalisation; bit for bit, tests compare them); an AudioDecodeError for a
+    file that is no regular non-empty file; or None: decode that file on its own (`iter_decode`).
+
+    An ffmpeg start costs about as much CPU as decoding a 30-s mp3, so short files are decoded N to a process (input k
+    into its own temporary file under workdir, default the system's temporary folder). A file the shared run does not
+    vouch for gets None, and decoded on its own fails with exactly the reason `iter_decode` gives, never taking the
+    other files of its batch with it: a file its messages blame (a decode error names its input; a file ffmpeg cannot
+    open or that has no audio stops the run, which is then run again without it, up to SHARED_RETRIES times), a file
+    whose output is shorter than it declares or empty, and every file of a run with a message that names no input.
+    Files past max_samples (all the arrays returned, together) get None too, so a batch holds no more than one long
+    song would.
+    """
+    paths = [Path(path) for path in paths]
+    results: list[np.ndarray | AudioDecodeError | None] = [None] * len(paths)
+    shared = []
+    for index, path in enumerate(paths):
+        try:
+            _check_readable(path)
+            shared.append(index)
+        except AudioDecodeError as error:
+            results[index] = error
+    with tempfile.TemporaryDirectory(prefix="waveforms-decode-", dir=workdir) as folder:
+        for _ in range(1 + SHARED_RETRIES):
+            if not shared:
+                break
+            shared = _decode_shared(paths, shared, results, sample_rate, Path(folder), max_samples)
+    return results
+
+
+def _decode_shared(
+    paths: list[Path], shared: list[int], results: list, sample_rate: int, folder: Path, max_samples: int | None
+) -> list[int]:
+    """One ffmpeg over paths[shared], filling results with what it vouches for; -> the inputs worth another shared run
+    (those a run stopped by another input never reached), or [] when there is nothing more to share."""
+    outputs = [folder / f"{index}.f32" for index in shared]
+    command = _batch_decode_command([paths[index] for index in shared], outputs, sample_rate)
+    with tempfile.TemporaryFile() as stderr_file:  # a file, not a pipe: ffmpeg can never block on it
+        returncode = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=stderr_file).returncode
+        stderr_file.seek(0)
+        stderr = stderr_file.read().decode("utf-8", "replace")
+    blamed = _blamed_inputs(stderr, [paths[index] for index in shared], returncode)
+    if blamed is None:  # a message no input can be held to: every file is decoded on its own
+        return []
+    if returncode != 0:  # stopped before decoding by the blamed inputs: the rest can share another run
+        return [index for position, index in enumerate(shared) if position not in blamed]
+    logs = _input_logs(stderr, len(shared))
+    loaded = sum(result.size for result in results if isinstance(result, np.ndarray))
+    for position, index in enumerate(shared):
+        samples = outputs[position].stat().st_size // 4 if outputs[position].exists() else 0
+        if position in blamed or logs[position].count("Duration:") != 1:  # e.g. a name with a line break in it
+            continue
+        if _failure_reason(paths[index], logs[position], 0, samples / sample_rate) is not None:
+            continue
+        loaded += samples
+        if max_samples is not None and loaded > max_samples:
+            break
+        decoded = np.fromfile(outputs[position], dtype="<f4")  # (samples,)
+        results[index] = np.clip(decoded, -1.0, 1.0, out=decoded)
+    return []
+
+
+_DECODE_ERROR_INPUT = re.compile(r"Error while decoding stream #(\d+):")
+_UNMAPPED_INPUT = re.compile(r"Stream map '(\d+):a:0' matches no streams")
+
+
+def _blamed_inputs(stderr: str, paths: list[Path], returncode: int) -> set[int] | None:
+    """Positions of the inputs a shared run's error messages name (by input number, or by the path ffmpeg puts first
+    on the line); None when any such message names none, or the run failed without naming one."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    suspicious = [line for line in lines if "matches no streams" in line or any(m in line for m in _CORRUPTION_MARKERS)]
+    if returncode != 0 and not suspicious:
+        suspicious = lines[-1:]  # ffmpeg's last word on a failed run, e.g. "PATH: Invalid argument"
+    blamed = set()
+    for line in suspicious:
+        numbered = _DECODE_ERROR_INPUT.search(line) or _UNMAPPED_INPUT.search(line)
+        named = [position for position, path in enumerate(paths) if line.startswith(f"{path}: ")]
+        if numbered and int(numbered.group(1)) < len(paths):
+            blamed.add(int(numbered.group(1)))
+        elif named:
+            blamed.add(max(named, key=lambda position: len(str(paths[position]))))  # the longest path that fits
+        else:
+            return None
+    if returncode != 0 and not blamed:
+        return None
+    return blamed
+
+
+_INPUT_HEADER = re.compile(r"Input #(\d+), ")
+
+
+def _input_logs(stderr: str, count: int) -> list[str]:
+    """Each input's share of a multi-input ffmpeg log: what was logged while opening it (before its "Input #k" line)
+    and its indented header (Duration, streams); the rest (outputs, decoding) belongs to no one input."""
+    logs, pending, current = [""] * count, [], None
+    for line in stderr.splitlines():
+        header = _INPUT_HEADER.match(line)
+        if header and int(header.group(1)) < count:
+            current = int(header.group(1))
+            logs[current] = "\n".join([*pending, line])
+            pending = []
+        elif current is not None and line.startswith(" "):
+            logs[current] += "\n" + line
+        else:
+            current = None
+            pending.append(line)
+    return logs
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:

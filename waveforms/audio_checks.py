@@ -83,10 +83,13 @@ def measure(x: np.ndarray, sample_rate: int) -> WindowMeasures:
 
 def sample_windows(x: np.ndarray, sample_rate: int, count: int = PROFILE_WINDOWS_PER_SONG) -> WindowMeasures:
     """Measures of up to `count` evenly spaced 1-s windows of a song (all of a short one): the profile's sample."""
-    windows = _windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate)
+    return WindowMeasures.of(_evenly_spaced(_windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate), count))
+
+
+def _evenly_spaced(windows: list[np.ndarray], count: int) -> list[np.ndarray]:
     if len(windows) > count:
         windows = [windows[i] for i in np.linspace(0, len(windows) - 1, count).round().astype(int)]
-    return WindowMeasures.of(windows)
+    return windows
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,9 @@ def profile_sample_of(codes: np.ndarray, sample_rate: int) -> dict[str, list[flo
     """A song's contribution to the profile, from its mu-law codes (what a generated clip is also made of)."""
     from waveforms.audio import mu_law_decode
 
-    measures = sample_windows(mu_law_decode(codes), sample_rate)
+    # windows chosen on the codes, and only those decoded: a long song (or its codes file) is never decoded whole
+    chosen = _evenly_spaced(_windows(np.asarray(codes).ravel(), sample_rate), PROFILE_WINDOWS_PER_SONG)
+    measures = WindowMeasures.of([mu_law_decode(window) for window in chosen])
     return {"rms_dbfs": [round(float(v), 3) for v in measures.rms_dbfs],
             "flatness": [round(float(v), 6) for v in measures.flatness],
             "dc": [round(float(v), 6) for v in measures.dc]}  # fmt: skip

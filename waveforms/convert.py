@@ -5,9 +5,16 @@ Pipeline per song: decode (ffmpeg, streamed) -> mono -> resample -> peak-normali
 every core; the Python share per song is small and mostly GIL-free NumPy) and written in listing order, so the same
 input always gives byte-identical shards and manifest.
 
-Speed (benchmarks/conversion.py): ffmpeg's own work is nearly all of the cost, so the per-song extras are kept small:
-one decode pass and no ffprobe (a probe costs a third of a 2-minute decode, mostly process start-up), and mu-law from a
-table (`audio.MuLawTable`) instead of log1p, bit-identical to audio.mu_law_encode.
+Speed (benchmarks/conversion.py, benchmarks/batching.py): ffmpeg's own work is nearly all of the cost, so the per-song
+extras are kept small: one decode pass and no ffprobe (a probe costs a third of a 2-minute decode, mostly process
+start-up), and mu-law from a table (`audio.MuLawTable`) instead of log1p, bit-identical to audio.mu_law_encode. Starting an
+ffmpeg costs about as much CPU as decoding a 30-s mp3 clip (the FMA archives' format), so runs of small local files
+share one process (`decode_batch` of them, `audio.decode_many`; the same bytes as one process per file); a file the
+shared run cannot vouch for is decoded again on its own, so a bad one fails alone with its own reason.
+
+Memory is flat in song length: a song longer than `max_in_memory_seconds` is decoded twice (peak, then encode) and its
+codes go to a scratch file that the writer reads one record at a time; only the data profile's few windows of a song
+are ever decoded back to float.
 
 Scaling out: `shard_index`/`num_shards` give each pipeline task every num_shards-th song of the sorted listing; each task
 writes its shards and a part manifest, and `manifest.merge_parts` joins the parts into `manifest.json` (static fan-out works on
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,6 +47,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +76,7 @@ class ConvertConfig:
     min_seconds: float = 0.5  # shorter songs are skipped
     max_in_memory_seconds: float = 1800.0  # decoded audio held per song; longer songs are decoded twice
     workers: int = 2  # concurrent decodes (ffmpeg processes)
+    decode_batch: int = 16  # small local files decoded per ffmpeg process (1: one process per file; same output)
     shard_index: int = 0
     num_shards: int = 1
 
@@ -79,6 +89,7 @@ class ConvertConfig:
                            limits.MAX_SEGMENT_SECONDS)  # fmt: skip
         limits.check_range("--shard-mb", self.shard_megabytes, 0, limits.MAX_SHARD_MB, low_open=True)
         limits.check_range("--workers", self.workers, 1, limits.MAX_WORKERS, integer=True)
+        limits.check_range("decode_batch", self.decode_batch, 1, MAX_DECODE_BATCH, integer=True)
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"shard_index must be in [0, num_shards={self.num_shards}), got {self.shard_index}")
 
@@ -98,7 +109,8 @@ class Song:
 @dataclass
 class SongResult:
     song: Song
-    segments: list[bytes] = field(default_factory=list)  # mu-law codes per segment
+    codes: np.ndarray | None = None  # (samples,) mu-law codes of a song held in memory, or ...
+    codes_file: str | None = None  # ... of a longer one, in a scratch file (see _decode_and_encode)
     samples: int = 0
     sha256: str = ""
     peak_db: float = -math.inf
@@ -175,49 +187,76 @@ DECODE_BLOCK_SAMPLES = 1 << 20  # 4 MiB of float32 per block read from ffmpeg
 PEAK_DB = -1.0  # songs are normalised to this peak before mu-law, as audio.peak_normalize does
 
 
-def convert_song(song: Song, config: ConvertConfig, scratch_dir: str) -> SongResult:
-    """Decode, normalise, mu-law encode and segment one song; errors become SongResult.error, never exceptions."""
-    result = SongResult(song)
-    local_path, downloaded = song.source, False
+def convert_batch(songs: list[Song], config: ConvertConfig, scratch_dir: str) -> list[SongResult]:
+    """Decode, normalise, mu-law encode and segment each song, the songs of a batch (see _batches) decoded by one
+    ffmpeg process (audio.decode_many: bit-identical audio); errors become SongResult.error, never exceptions, so a bad
+    song fails alone, naming its reason."""
+    results = [SongResult(song) for song in songs]
+    local: dict[int, tuple[str, bool]] = {}  # index -> (local path, downloaded here)
     try:
-        if storage.is_remote(song.source):
-            local_path = os.path.join(
-                scratch_dir, hashlib.sha1(song.source.encode()).hexdigest() + "_" + os.path.basename(song.song_id)
-            )
-            storage.download_file(song.source, local_path)
-            downloaded = True
-        result.sha256 = _sha256_file(local_path)
-        codes = _decode_and_encode(local_path, config, result)  # (samples,) uint8
-        result.samples = codes.size
-        if result.samples < config.min_seconds * config.sample_rate:
-            result.error = f"too short: {result.samples / config.sample_rate:.2f} s < {config.min_seconds} s"
-            return result
-        if config.drop_silent and result.peak_db < config.silence_threshold_db:
-            result.error = f"silent: peak {result.peak_db:.1f} dBFS < {config.silence_threshold_db} dBFS"
-            return result
-        step = config.segment_samples
-        result.segments = [codes[i : i + step].tobytes() for i in range(0, codes.size, step)]
-        result.profile = audio_checks.profile_sample_of(codes, config.sample_rate)
+        for index, result in enumerate(results):
+            with _item_errors(result):
+                local[index] = (_local_path(result.song, scratch_dir), storage.is_remote(result.song.source))
+                if local[index][1]:
+                    storage.download_file(result.song.source, local[index][0])
+                result.sha256 = _sha256_file(local[index][0])
+        ready = [index for index in local if results[index].error is None]
+        first_passes: list = [None] * len(ready)  # None: decoded (streamed) on its own by _decode_and_encode
+        if len(ready) > 1:
+            budget = int(config.max_in_memory_seconds * config.sample_rate)  # a batch holds no more than one song may
+            try:
+                first_passes = audio.decode_many([local[i][0] for i in ready], config.sample_rate, scratch_dir, budget)
+            except Exception as error:  # e.g. no ffmpeg: every song of the batch fails with the reason, as one would
+                first_passes = [error] * len(ready)
+        for position, index in enumerate(ready):
+            blocks = None if first_passes[position] is None else [first_passes[position]]
+            first_passes[position] = None  # each decoded song is let go once it is encoded
+            with _item_errors(results[index]):
+                if blocks and isinstance(blocks[0], Exception):
+                    raise blocks[0]
+                _decode_and_encode(local[index][0], config, results[index], scratch_dir, blocks)
+    finally:
+        for path, downloaded in local.values():
+            if downloaded and os.path.exists(path):
+                os.remove(path)
+    return results
+
+
+@contextlib.contextmanager
+def _item_errors(result: SongResult):
+    """One bad item never stops the others: its exception becomes result.error (the manifest's skipped reason)."""
+    try:
+        yield
     except audio.AudioDecodeError as error:
         result.error = error.reason
     except storage.StorageError as error:
         result.error = f"storage: {error}"
-    except Exception as error:  # one bad item never stops the others: it becomes a skipped entry with its reason
+    except Exception as error:
         result.error = f"{type(error).__name__}: {error}"
-    finally:
-        if downloaded and os.path.exists(local_path):
-            os.remove(local_path)
-    return result
+    if result.error and result.codes_file:
+        _remove_codes_file(result)
 
 
-def _decode_and_encode(path: str, config: ConvertConfig, result: SongResult) -> np.ndarray:
-    """Mu-law codes of the peak-normalised song, from one streamed decode: the blocks are held until the song proves
-    longer than max_in_memory_seconds; past that only the peak is tracked and a second decode encodes, so memory stays
-    bounded without asking ffprobe for the duration first."""
+def _local_path(song: Song, scratch_dir: str) -> str:
+    if not storage.is_remote(song.source):
+        return song.source
+    return os.path.join(
+        scratch_dir, hashlib.sha1(song.source.encode()).hexdigest() + "_" + os.path.basename(song.song_id)
+    )
+
+
+def _decode_and_encode(
+    path: str, config: ConvertConfig, result: SongResult, scratch_dir: str, first_pass: list | None = None
+) -> None:
+    """Mu-law codes of the peak-normalised song, from one streamed decode (or the blocks of first_pass): the blocks are
+    held until the song proves longer than max_in_memory_seconds; past that only the peak is tracked and a second
+    decode encodes into a scratch file (result.codes_file) read back one segment at a time when the records are
+    written, so memory stays flat in song length without asking ffprobe for the duration first."""
     budget = config.max_in_memory_seconds * config.sample_rate
     held: list[np.ndarray] | None = []
     total, peak = 0, 0.0
-    for block in audio.iter_decode(path, config.sample_rate, DECODE_BLOCK_SAMPLES):  # (<= block samples,) in [-1, 1]
+    blocks = first_pass if first_pass is not None else audio.iter_decode(path, config.sample_rate, DECODE_BLOCK_SAMPLES)
+    for block in blocks:  # (<= block samples,) in [-1, 1]
         if not block.size:
             continue
         high, low = float(block.max()), float(block.min())
@@ -229,19 +268,68 @@ def _decode_and_encode(path: str, config: ConvertConfig, result: SongResult) -> 
             held.append(block)
             if total > budget:
                 held = None  # too long to hold: keep measuring the peak, encode in a second pass
+    if first_pass is not None:
+        first_pass.clear()  # the caller's list: from here the decoded audio is held only through `held`
+    del blocks
+    result.samples = total
     result.peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
+    if total < config.min_seconds * config.sample_rate:
+        result.error = f"too short: {total / config.sample_rate:.2f} s < {config.min_seconds} s"
+        return
+    if config.drop_silent and result.peak_db < config.silence_threshold_db:
+        result.error = f"silent: peak {result.peak_db:.1f} dBFS < {config.silence_threshold_db} dBFS"
+        return
     table = audio.MuLawTable.get()
-    if peak < 1e-9:  # silence: audio.peak_normalize gives zeros, whose code is the middle one
-        return np.full(total, table.silence_code, dtype=np.uint8)
-    gain = np.float32(10.0 ** (PEAK_DB / 20.0) / peak)  # exactly audio.peak_normalize's gain
-    codes = np.empty(total, dtype=np.uint8)  # (total,) one allocation: fresh pages cost more than the encoding
+    gain = np.float32(10.0 ** (PEAK_DB / 20.0) / peak) if peak >= 1e-9 else None  # exactly audio.peak_normalize's
+    if held is not None:
+        result.codes = np.empty(total, dtype=np.uint8)  # (total,) one allocation: fresh pages cost more than encoding
+        written = 0
+        while held:
+            block = held.pop(0)  # the float blocks are released as they are encoded
+            _encode_block(table, block, gain, result.codes[written : written + block.size])
+            written += block.size
+        result.profile = audio_checks.profile_sample_of(result.codes, config.sample_rate)
+        return
+    result.codes_file = os.path.join(scratch_dir, hashlib.sha1(result.song.source.encode()).hexdigest() + ".codes")
     written = 0
-    for block in held if held is not None else audio.iter_decode(path, config.sample_rate, DECODE_BLOCK_SAMPLES):
-        if written + block.size > total:
-            raise audio.AudioDecodeError(path, "the second decode of a long file gave more samples than the first")
-        table.encode(block, gain, out=codes[written : written + block.size])
-        written += block.size
-    return codes[:written]
+    # silence (audio.peak_normalize gives zeros) needs no second decode: `total` codes of silence
+    blocks = audio.iter_decode(path, config.sample_rate, DECODE_BLOCK_SAMPLES) if gain is not None else (
+        np.zeros(min(DECODE_BLOCK_SAMPLES, total - start), np.float32) for start in range(0, total, DECODE_BLOCK_SAMPLES)
+    )  # fmt: skip
+    with open(result.codes_file, "wb") as codes_file:
+        for block in blocks:
+            if written + block.size > total:
+                raise audio.AudioDecodeError(path, "the second decode of a long file gave more samples than the first")
+            codes_file.write(_encode_block(table, block, gain, np.empty(block.size, np.uint8)))
+            written += block.size
+    result.samples = written
+    # only the profile's few windows of the file are ever read into memory
+    result.profile = audio_checks.profile_sample_of(np.memmap(result.codes_file, np.uint8, "r"), config.sample_rate)
+
+
+def _encode_block(table: audio.MuLawTable, block: np.ndarray, gain: np.float32 | None, out: np.ndarray) -> np.ndarray:
+    if gain is None:  # silence: audio.peak_normalize gives zeros, whose code is the middle one
+        out[:] = table.silence_code
+        return out
+    return table.encode(block, gain, out=out)
+
+
+def _song_segments(result: SongResult, segment_samples: int) -> Iterator[bytes]:
+    """The song's mu-law codes in records of segment_samples (the last shorter), from memory or its codes file."""
+    if result.codes_file is None:
+        for start in range(0, result.codes.size, segment_samples):
+            yield result.codes[start : start + segment_samples].tobytes()
+        return
+    with open(result.codes_file, "rb") as codes_file:
+        while segment := codes_file.read(segment_samples):
+            yield segment
+    _remove_codes_file(result)
+
+
+def _remove_codes_file(result: SongResult) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(result.codes_file)
+    result.codes_file = None
 
 
 def _sha256_file(path: str) -> str:
@@ -354,11 +442,13 @@ def _convert(in_uri: str, out_uri: str, config: ConvertConfig, progress: bool, l
         mine = _resume(progress_uri, part, writers, mine, progress)
         bar = _progress_bar(len(mine), progress)
         with concurrent.futures.ThreadPoolExecutor(config.workers) as pool:
-            for result in _ordered_map(
-                pool, lambda song: convert_song(song, config, scratch), mine, 2 * config.workers
+            batches = _batches(mine, config.decode_batch, config.workers)
+            for results in _ordered_map(
+                pool, lambda batch: convert_batch(batch, config, scratch), batches, config.workers
             ):
-                _record_result(result, config, genres, writers, part)
-                bar.update(1)
+                for result in results:
+                    _record_result(result, config, genres, writers, part)
+                    bar.update(1)
                 bar.set_postfix_str(f"{part['totals']['samples'] / config.sample_rate / 3600:.2f} h")
         bar.close()
         for split, writer in writers.items():
@@ -437,10 +527,42 @@ def _conversion_id(songs: list[Song], config: ConvertConfig) -> str:
     settings = {
         k: v
         for k, v in dataclasses.asdict(config).items()
-        if k not in ("shard_index", "workers", "max_in_memory_seconds")
+        if k not in ("shard_index", "workers", "max_in_memory_seconds", "decode_batch")
     }
     listing = [[song.song_id, song.genre, song.split] for song in songs]
     return hashlib.sha256(json.dumps([settings, listing], sort_keys=True).encode()).hexdigest()[:16]
+
+
+MAX_DECODE_BATCH = 64  # inputs (and output files) one ffmpeg process opens at once
+BATCH_FILE_BYTES = 8 << 20  # larger inputs (a 2-min 320 kb/s mp3 is 4.8 MB) are decoded alone, streamed
+BATCHES_PER_WORKER = 4
+BATCH_BYTES = 16 << 20  # input bytes per batch (about 8 two-minute mp3s); decode_many also bounds what it holds
+
+
+def _batches(songs: list[Song], songs_per_batch: int, workers: int = 1) -> list[list[Song]]:
+    """Consecutive small local files, up to songs_per_batch of them, share one ffmpeg process (audio.decode_many);
+    large, remote or unreadable ones go alone (a remote file's size is unknown until it is downloaded). A short
+    listing gets smaller batches, BATCHES_PER_WORKER per worker at least, so no worker idles while one decodes the
+    last big batch."""
+    songs_per_batch = max(1, min(songs_per_batch, math.ceil(len(songs) / (BATCHES_PER_WORKER * workers))))
+    batches: list[list[Song]] = []
+    filling: list[Song] | None = None  # the batch small files join
+    filling_bytes = 0
+    for song in songs:
+        size = None
+        if not storage.is_remote(song.source):
+            with contextlib.suppress(OSError):
+                size = os.stat(song.source).st_size
+        if songs_per_batch == 1 or size is None or size > BATCH_FILE_BYTES:
+            batches.append([song])
+            filling = None
+            continue
+        if filling is None or len(filling) >= songs_per_batch or filling_bytes + size > BATCH_BYTES:
+            filling, filling_bytes = [], 0
+            batches.append(filling)
+        filling.append(song)
+        filling_bytes += size
+    return batches
 
 
 def _ordered_map(pool: concurrent.futures.Executor, function, items: list, ahead: int):
@@ -460,7 +582,7 @@ def _record_result(result: SongResult, config: ConvertConfig, genres: list[str],
     if result.error:
         part["skipped"].append({"source": song.source, "reason": result.error})
         return
-    for index, codes in enumerate(result.segments):
+    for index, codes in enumerate(_song_segments(result, config.segment_samples)):
         writers[song.split].write(
             records.Segment(
                 codes,
