@@ -18,6 +18,8 @@ import numpy as np
 from waveforms import limits, storage
 from waveforms.train import CONFIG_FILE, MODEL_FILE, PRIMER_FILE  # the export layout is defined once, by the trainer
 
+MIN_P = 0.0  # default truncation of sampling (FastGenerator.generate): none
+
 
 def read_export_config(model_uri: str) -> dict:
     """config.json of an exported model; a clear error when MODEL_URI holds no finished model."""
@@ -105,13 +107,15 @@ def seed_signal(seed_audio: str, sample_rate: int, receptive_field: int) -> np.n
 
 
 def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float = 1.0, seed_audio: str | None = None,
-             seed: int = 0, genre: str | int | None = None, progress: bool = False) -> np.ndarray:  # fmt: skip
+             seed: int = 0, genre: str | int | None = None, progress: bool = False,
+             min_p: float = MIN_P) -> np.ndarray:  # fmt: skip
     """Sample `seconds` of new audio per batch row; -> float32 audio (batch, samples) in [-1, 1]. The model continues
     seed_audio (its last receptive field); pass "" to start from digital silence. None (the default) continues the
-    primer clip saved with the model, or silence for a model exported without one."""
+    primer clip saved with the model, or silence for a model exported without one. min_p: FastGenerator.generate."""
     limits.check_range("--seconds", seconds, 0, limits.MAX_GENERATE_SECONDS, low_open=True)
     limits.check_range("--batch", batch, 1, limits.MAX_GENERATE_BATCH, integer=True)
     limits.check_range("--temperature", temperature, 0, limits.MAX_TEMPERATURE, low_open=True)
+    limits.check_range("--min-p", min_p, 0, 1)
     if seed_audio and storage.size(seed_audio) is None:  # local, s3:// or minio://
         raise ValueError(f"--seed-audio {seed_audio}: file not found")
     if seed_audio is None:
@@ -146,7 +150,7 @@ def generate(model_uri: str, seconds: float, batch: int = 1, temperature: float 
 
     try:
         codes = generator.generate(
-            num_samples, temperature=temperature, seed=seed, seed_codes=seed_codes,
+            num_samples, temperature=temperature, min_p=min_p, seed=seed, seed_codes=seed_codes,
             global_condition=None if genre_id is None else np.full((batch,), genre_id, np.int32), progress=report,
         )  # fmt: skip
     finally:
@@ -196,6 +200,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, required=True, help="seconds of audio per clip")
     parser.add_argument("--batch", type=int, default=1, help="clips generated together (default 1)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--min-p", type=float, default=MIN_P,
+                        help=f"never draw a sample less likely than this times the likeliest (0-1; default {MIN_P:g})")  # fmt: skip
     parser.add_argument(
         "--seed-audio",
         help="a clip whose last receptive field starts the generation (default: the primer clip of training audio "
@@ -223,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         seed_audio = "" if args.from_silence else args.seed_audio
         clips = generate(args.model_uri, args.seconds, batch=args.batch, temperature=args.temperature,
-                         seed_audio=seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress)  # fmt: skip
+                         seed_audio=seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress,
+                         min_p=args.min_p)  # fmt: skip
         checked = clips  # the verdict is on what the model made, not on the seed in front of it
         used = seed_audio if seed_audio is not None else primer_audio(args.model_uri)
         if args.include_seed and used:
