@@ -163,8 +163,8 @@ class WaveNetTask:
     @property
     def max_silence(self) -> int:
         """Digital silence in training windows is cut to this many samples (dataset.shorten_silences): a receptive
-        field and a quarter, so the model sees silence as long as it can tell, always followed by sound soon after."""
-        return self.receptive_field + self.receptive_field // 4
+        field and a sixteenth, so the model sees silence as long as it can tell, always followed by sound soon after."""
+        return self.receptive_field + self.receptive_field // 16
 
     def window_length(self, target_length: int) -> int:
         """The first receptive_field - 1 positions give the rest full context (their own outputs see zero padding)."""
