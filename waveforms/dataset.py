@@ -370,6 +370,15 @@ def shorten_silences(codes, max_run: int, lead_in):
     return tf.cond(lead_in, lambda: shorten(tf.concat([lead, codes], 0)), lambda: codes)
 
 
+def _shortened_if_long_enough(codes, max_silence: int, lead_in, window_length: int):
+    """shorten_silences, unless that leaves the record too short for a window: then the record as it is (records that
+    are mostly silence keep their windows instead of starving the input pipeline)."""
+    import tensorflow as tf
+
+    shortened = shorten_silences(codes, max_silence, lead_in)
+    return tf.cond(tf.size(shortened) >= window_length + 1, lambda: shortened, lambda: codes)
+
+
 def _codes_genre_and_song_start(serialized):
     features = records.parse_example(serialized)
     return features["audio"], features["genre_id"], features["offset"] == 0  # (samples,) uint8, () int64, () bool
@@ -502,7 +511,7 @@ def make_dataset(
             serialized.map(_codes_genre_and_song_start, num_parallel_calls=tf.data.AUTOTUNE)
             .filter(lambda codes, genre, _start: tf.size(codes) > 0)
             .map(
-                lambda codes, genre, start: (shorten_silences(codes, max_silence, start), genre),
+                lambda codes, genre, start: (_shortened_if_long_enough(codes, max_silence, start, length), genre),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )  # fmt: skip
         )
