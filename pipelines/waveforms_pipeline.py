@@ -16,6 +16,7 @@ from kfp import dsl, kubernetes
 
 import components
 from waveforms.cluster import CREDENTIAL_KEYS, CREDENTIALS_SECRET, GPU_POOL_SELECTORS, GPU_RESOURCE, GPU_TOLERATION
+from waveforms.generate import TEMPERATURE  # the CLI's default sampling temperature
 
 PIPELINE_NAME = "waveforms"
 # TrainConfig fields of a full run on a GPU (the WaveNet and the autoencoder alike); run parameters override them.
@@ -176,7 +177,7 @@ def build_pipeline(options: PipelineOptions):
         autoencoder_train: dict = options.autoencoder_train,
         generate_seconds: float = options.generate_seconds,
         generate_batch: int = options.generate_batch,
-        temperature: float = 1.0,
+        temperature: float = TEMPERATURE,
         seed: int = 0,
         soundspace_corners_2: list = list(options.soundspace_2),  # noqa: B006 (KFP reads defaults from here)
         soundspace_corners_4: list = list(options.soundspace_4),  # noqa: B006

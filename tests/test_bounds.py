@@ -38,6 +38,8 @@ def autoencoder_export(tmp_path_factory):
         (["--seconds", "nan"], "--seconds: got nan"),
         (["--seconds", "1", "--temperature", "inf"], "--temperature: got inf"),
         (["--seconds", "1", "--temperature", "0"], "--temperature: got 0.0"),
+        (["--seconds", "1", "--min-p", "1.5"], "--min-p: got 1.5; it must be a number in [0, 1]"),
+        (["--seconds", "1", "--min-p", "nan"], "--min-p: got nan"),
         (["--seconds", "1", "--batch", "100000"], "--batch: got 100000"),
         (["--seconds", "3600", "--batch", "256"], "GiB of memory, more than 80% of the"),
     ],

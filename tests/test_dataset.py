@@ -385,3 +385,21 @@ def test_training_process_streaming_from_s3_exits_cleanly(s3_server, remote_data
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "streamed 5 batches" in done.stdout
+
+
+def test_shorten_silences_caps_silent_runs_and_leads_songs_in_out_of_silence():
+    import tensorflow as tf
+
+    lowest, highest = dataset.silence_codes()
+    assert (lowest, highest) == (123, 132)  # |amplitude| < -60 dBFS after the mu-law round trip
+    dither = [125, 131] * 6  # a decay dithering around zero is silence too
+    codes = np.array([128] * 10 + [140, 150] + dither + [100] + [128] * 3, np.uint8)
+
+    def shortened(values, lead_in):
+        return dataset.shorten_silences(tf.constant(np.array(values, np.uint8)), 4, tf.constant(lead_in)).numpy()
+
+    np.testing.assert_array_equal(shortened(codes, False), [128] * 4 + [140, 150] + dither[:4] + [100] + [128] * 3)
+    # a song whose ending is not silent starts out of the code of 0.0 (its own leading silence is capped with it)
+    np.testing.assert_array_equal(shortened(codes, True), shortened(codes, False))
+    # a song ending in silence starts out of that silence, as the model will make it
+    np.testing.assert_array_equal(shortened([140, 150] + dither, True), dither[-4:] + [140, 150] + dither[:4])

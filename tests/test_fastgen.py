@@ -131,3 +131,20 @@ def test_bad_arguments_get_one_clear_error():
         generator.generate(10, global_condition=np.zeros(2, np.int32))
     with pytest.raises(ValueError, match="missing layers"):
         FastGenerator(model, NAMED_CONFIGS["small"])
+
+
+def test_min_p_never_draws_a_code_less_likely_than_min_p_times_the_likeliest():
+    model = _randomised(TINY, seed=11)
+    generator = FastGenerator(model, TINY, batch_size=2)
+    seed_codes = np.random.RandomState(3).randint(0, 256, (2, 40)).astype(np.int32)
+    for min_p in (0.0, 0.3):
+        new = generator.generate(300, min_p=min_p, seed=5, seed_codes=seed_codes)
+        logits = generator.step_logits(np.concatenate([seed_codes, new], axis=1))[:, 39:-1]  # predicts each new code
+        probability = np.exp(logits - logits.max(axis=-1, keepdims=True))  # relative to the likeliest, (2, 300, Q)
+        drawn = np.take_along_axis(probability, new[..., None], axis=-1)[..., 0]  # (2, 300)
+        if min_p:
+            assert drawn.min() >= min_p * (1 - 1e-4)
+        else:
+            assert drawn.min() < 0.3  # without truncation the random model's unlikely codes do get drawn
+    greedy = generator.generate(200, min_p=1.0, seed=5, seed_codes=seed_codes)
+    np.testing.assert_array_equal(greedy, generator.generate(200, min_p=1.0, seed=6, seed_codes=seed_codes))

@@ -270,14 +270,16 @@ def test_bfloat16_training_learns_and_its_float32_export_samples_like_the_full_m
     from waveforms.train import dtype_policy
 
     model_dir = str(tmp_path / "model")
-    config = tiny_train_config(steps=40, eval_every=10, checkpoint_every=40, learning_rate=3e-3, warmup_steps=5,
+    # 60 steps: with silence runs shortened in training windows (dataset.shorten_silences) the first 40 steps go to the
+    # notes' sound, and the held-out 1-s notes are mostly silent tails (7.97 -> 7.75 bits by step 40)
+    config = tiny_train_config(steps=60, eval_every=15, checkpoint_every=60, learning_rate=3e-3, warmup_steps=5,
                                precision="mixed_bfloat16")  # fmt: skip
     result = train(data_dir, model_dir, TINY, config, progress=False)
     assert result["precision"] == "mixed_bfloat16"
     assert json.loads(Path(model_dir, "config.json").read_text())["precision"] == "mixed_bfloat16"
     history = json.loads(Path(model_dir, "metrics.json").read_text())["history"]
-    assert [entry["step"] for entry in history] == [10, 20, 30, 40]
-    assert history[-1]["val_bits"] < history[0]["val_bits"] - 0.3, history  # measured: 7.78 -> 6.93 over 60 steps
+    assert [entry["step"] for entry in history] == [15, 30, 45, 60]
+    assert history[-1]["val_bits"] < history[0]["val_bits"] - 0.3, history
     assert history[-1]["train_bits"] < history[0]["train_bits"], history
 
     model, _ = load_model(model_dir)

@@ -128,6 +128,68 @@ def _codes_and_genre(serialized):
     return features["audio"], features["genre_id"]  # (samples,) uint8, () int64
 
 
+SILENCE_DBFS = -60.0  # samples quieter than this are silence to shorten_silences (convert's silent-song threshold too)
+
+
+def silence_codes(quantization_channels: int = 256) -> tuple[int, int]:
+    """(lowest, highest) mu-law code whose amplitude is below SILENCE_DBFS: 123..132 of 256 (mu-law has no zero level:
+    the encoder maps 0.0 to 128, and a decay that dithers around zero wanders over these codes)."""
+    from waveforms.audio import mu_law_decode
+
+    quiet = np.flatnonzero(np.abs(mu_law_decode(np.arange(quantization_channels))) < 10 ** (SILENCE_DBFS / 20))
+    return int(quiet[0]), int(quiet[-1])
+
+
+def shorten_silences(codes, max_run: int, lead_in):
+    """tf.data map function: codes (n,) uint8 with every run of silence (samples below SILENCE_DBFS) cut to max_run
+    samples; with lead_in (a scalar bool: the record starts its song) the song then starts out of max_run samples of
+    silence: its own silent ending when it has one (the quiet dither of a decay, as the model will make it), else the
+    code of 0.0.
+
+    Why: a WaveNet sees only its receptive field. Trained on notes that end in long silent tails and start at the very
+    first sample of their record, it only ever sees a receptive field of silence followed by more silence, learns that
+    silence is absorbing, and its continuations die into silence for good. With runs capped a little above the
+    receptive field and songs starting out of silence, every receptive field of silence it sees is soon followed by
+    sound, as in a collection played from one song to the next."""
+    import tensorflow as tf
+
+    lowest, highest = silence_codes()
+
+    def silent(values):
+        return tf.logical_and(values >= lowest, values <= highest)
+
+    def shorten(values):
+        quiet = silent(values)  # (n,)
+        index = tf.range(tf.size(values, out_type=tf.int64), dtype=tf.int64)  # (n,)
+        run = tf.cumsum(
+            tf.cast(tf.logical_not(quiet), tf.int64)
+        )  # (n,) a sound sample opens run k, its silence follows
+        run_start = tf.math.unsorted_segment_min(index, run, num_segments=run[-1] + 1)  # (runs,) first index of each
+        position = index - tf.gather(run_start, run) + tf.cast(tf.equal(run, 0), tf.int64)  # 1.. within a silent run
+        return tf.boolean_mask(values, tf.logical_or(tf.logical_not(quiet), position <= max_run))
+
+    codes = shorten(codes)
+    ending = codes[-max_run:]
+    zero = tf.fill([max_run], tf.constant((lowest + highest + 1) // 2, tf.uint8))  # the code of 0.0
+    lead = tf.cond(tf.logical_and(tf.size(ending) == max_run, tf.reduce_all(silent(ending))), lambda: ending,
+                   lambda: zero)  # fmt: skip
+    return tf.cond(lead_in, lambda: shorten(tf.concat([lead, codes], 0)), lambda: codes)
+
+
+def _shortened_if_long_enough(codes, max_silence: int, lead_in, window_length: int):
+    """shorten_silences, unless that leaves the record too short for a window: then the record as it is (records that
+    are mostly silence keep their windows instead of starving the input pipeline)."""
+    import tensorflow as tf
+
+    shortened = shorten_silences(codes, max_silence, lead_in)
+    return tf.cond(tf.size(shortened) >= window_length + 1, lambda: shortened, lambda: codes)
+
+
+def _codes_genre_and_song_start(serialized):
+    features = records.parse_example(serialized)
+    return features["audio"], features["genre_id"], features["offset"] == 0  # (samples,) uint8, () int64, () bool
+
+
 # ------------------------------------------------------------------------------------------------------------ windows
 
 
@@ -212,11 +274,14 @@ def make_dataset(
     cycle_length: int = 4,
     worker_index: int = 0,
     num_workers: int = 1,
+    max_silence: int | None = None,
 ):
     """Training batches: (x, y) or ((x, genre_id), y); x, y int32 (batch_size, window_length), genre_id int32 (B,).
 
     Each record of n samples gives (n - 1) // window_length windows at independent random offsets, so one pass reads
-    about as many samples as it yields. With num_workers > 1 each worker reads every num_workers-th shard.
+    about as many samples as it yields. With num_workers > 1 each worker reads every num_workers-th shard. With
+    max_silence, records first go through shorten_silences (runs of digital silence cut to max_silence samples, songs
+    led in by as much silence).
     """
     import tensorflow as tf
 
@@ -245,12 +310,18 @@ def make_dataset(
         return tf.gather(codes, positions), tf.fill([count], genre)  # (count, L + 1) uint8, (count,) int64
 
     # a seeded random stream zipped in keeps the offsets reproducible for a seed, without stateful random ops
-    windows = tf.data.Dataset.zip(
-        (
-            serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE).filter(_keep(wanted, length)),
-            tf.data.Dataset.random(seed=seed),
+    if max_silence is None:
+        codes_and_genres = serialized.map(_codes_and_genre, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        codes_and_genres = (
+            serialized.map(_codes_genre_and_song_start, num_parallel_calls=tf.data.AUTOTUNE)
+            .filter(lambda codes, genre, _start: tf.size(codes) > 0)
+            .map(
+                lambda codes, genre, start: (_shortened_if_long_enough(codes, max_silence, start, length), genre),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )  # fmt: skip
         )
-    )
+    windows = tf.data.Dataset.zip((codes_and_genres.filter(_keep(wanted, length)), tf.data.Dataset.random(seed=seed)))
     windows = windows.map(
         lambda codes_genre, randomness: random_windows(*codes_genre, randomness), num_parallel_calls=tf.data.AUTOTUNE
     ).unbatch()

@@ -181,7 +181,7 @@ class _ShardSampler:
 
     # ----- a compiled chunk of steps -----
     def chunk_function(self, record_logits: bool):
-        """run(ring, t, code, forced, num_forced, steps, inverse_temperature, seed, global_condition, local)
+        """run(ring, t, code, forced, num_forced, steps, inverse_temperature, log_min_p, seed, global_condition, local)
         → (ring, code, codes (N, B), logits (N, B, Q) or a dummy). Step s emits forced[s] while s < num_forced."""
         if record_logits in self._compiled:
             return self._compiled[record_logits]
@@ -190,7 +190,8 @@ class _ShardSampler:
         rows = np.arange(self.first_row, self.first_row + B, dtype=np.int32)
 
         @tf.function(jit_compile=True, autograph=False)
-        def run_chunk(ring, t, code, forced, num_forced, steps, inverse_temperature, seed, global_condition, local):
+        def run_chunk(ring, t, code, forced, num_forced, steps, inverse_temperature, log_min_p, seed, global_condition,
+                      local):  # fmt: skip
             weights = self._fused_weights()
             gate_bias = self._global_bias(weights, global_condition) + weights["gate_bias"]  # (L, B or 1, 2D)
             codes_out = tf.zeros((N, B), tf.int32)
@@ -203,7 +204,11 @@ class _ShardSampler:
                     logits_out = tf.tensor_scatter_nd_update(logits_out, [[s]], logits[None])
                     code = forced[s]
                 else:
-                    noisy = logits * inverse_temperature + gumbel_noise(seed, t + s, rows, Q)  # (B, Q)
+                    scaled = logits * inverse_temperature  # (B, Q)
+                    # min-p truncation: classes less likely than min_p times the likeliest are never drawn
+                    # (log_min_p = -inf keeps every class); one max and one select, no sort
+                    floor = tf.reduce_max(scaled, axis=-1, keepdims=True) + log_min_p  # (B, 1)
+                    noisy = tf.where(scaled >= floor, scaled + gumbel_noise(seed, t + s, rows, Q), -np.inf)  # (B, Q)
                     # argmax as max then first index: XLA fuses the noise into a variadic argmax reduction and
                     # computes it unvectorised; two plain reductions leave the noise in a vectorised loop.
                     best = tf.reduce_max(noisy, axis=-1, keepdims=True)  # (B, 1)
@@ -262,6 +267,7 @@ class FastGenerator:
         num_forced,
         *,
         temperature,
+        min_p,
         seed,
         global_condition,
         local_condition,
@@ -272,6 +278,7 @@ class FastGenerator:
         Returns codes (B, num_steps) and, when record_logits, logits (B, num_steps, Q)."""
         c, N = self.config, self.chunk_size
         inverse_temperature = tf.constant(1.0 / temperature, tf.float32)
+        log_min_p = tf.constant(np.log(min_p) if min_p > 0 else -np.inf, tf.float32)
         seed = tf.constant(seed % (1 << 32), tf.int64)
         states = []
         for shard in self._shards:
@@ -297,6 +304,7 @@ class FastGenerator:
                 tf.constant(max(0, min(N, num_forced - start)), tf.int32),
                 tf.constant(steps, tf.int32),
                 inverse_temperature,
+                log_min_p,
                 seed,
                 condition,
                 tf.constant(local),
@@ -329,6 +337,7 @@ class FastGenerator:
             T,
             T - 1,
             temperature=1.0,
+            min_p=0.0,
             seed=0,
             global_condition=self._check_global(global_condition),
             local_condition=local,
@@ -342,6 +351,7 @@ class FastGenerator:
         num_samples: int,
         *,
         temperature: float = 1.0,
+        min_p: float = 0.0,
         seed: int = 0,
         seed_codes=None,
         global_condition=None,
@@ -350,6 +360,9 @@ class FastGenerator:
     ):
         """Samples num_samples new codes (B, num_samples) int32 after seed_codes (B, S), or after silence.
 
+        temperature divides the logits; min_p then leaves out every class whose probability is below min_p times the
+        likeliest one's (0 keeps all, 1 is greedy): a truncation without a sort, so it costs no sampling speed.
+
         progress(done, total) is called after every chunk. local_condition (B, num_samples, C) conditions the new
         samples; the seed steps see zeros.
         """
@@ -357,6 +370,8 @@ class FastGenerator:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0 <= min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1], got {min_p}")
         if seed_codes is None:
             # Silence as the model sees it in training: a whole receptive field of the zero code.
             seed_codes = np.full((self.batch_size, self.config.receptive_field), SILENCE_CODE, np.int32)
@@ -373,6 +388,7 @@ class FastGenerator:
             total,
             S - 1,
             temperature=temperature,
+            min_p=float(min_p),
             seed=int(seed),
             global_condition=self._check_global(global_condition),
             local_condition=local,

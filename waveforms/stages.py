@@ -17,6 +17,7 @@ import numpy as np
 
 from waveforms import config as configuration
 from waveforms import report, storage
+from waveforms.generate import TEMPERATURE
 
 
 def model_and_train_configs(model_kind: str, config: str, train_options: dict, tuned: dict | None = None):
@@ -91,7 +92,7 @@ def generate_stage(
     *,
     seconds: float = 2.0,
     batch: int = 2,
-    temperature: float = 1.0,
+    temperature: float = TEMPERATURE,
     seed: int = 0,
     seed_dataset: str = "",
     seed_seconds: float = 0.25,

@@ -152,6 +152,12 @@ class WaveNetTask:
     def conditioned(self) -> bool:
         return self.config.global_condition_classes > 0
 
+    @property
+    def max_silence(self) -> int:
+        """Digital silence in training windows is cut to this many samples (dataset.shorten_silences): a receptive
+        field and a sixteenth, so the model sees silence as long as it can tell, always followed by sound soon after."""
+        return self.receptive_field + self.receptive_field // 16
+
     def window_length(self, target_length: int) -> int:
         """The first receptive_field - 1 positions give the rest full context (their own outputs see zero padding)."""
         return self.receptive_field + target_length - 1
@@ -642,7 +648,8 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
         return dataset.make_dataset(manifest_uri, split="train", window_length=window_length,
                                     batch_size=context.get_per_replica_batch_size(G), seed=config.seed + start,
                                     with_genre=task.conditioned, worker_index=context.input_pipeline_id,
-                                    num_workers=context.num_input_pipelines)  # fmt: skip
+                                    num_workers=context.num_input_pipelines,
+                                    max_silence=getattr(task, "max_silence", None))  # fmt: skip
 
     iterator = iter(strategy.distribute_datasets_from_function(input_pipeline))
     evaluation = dataset.evaluation_windows(manifest_uri, window_length, config.eval_windows)

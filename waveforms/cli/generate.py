@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from waveforms import model_store, storage
-from waveforms.generate import check_clips, generate, seed_signal, write_outputs
+from waveforms.generate import MIN_P, TEMPERATURE, check_clips, generate, seed_signal, write_outputs
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="output file: .wav, .mp3, .flac or .ogg (a batch adds -0, -1, ...)")
     parser.add_argument("--seconds", type=float, required=True, help="seconds of audio per clip")
     parser.add_argument("--batch", type=int, default=1, help="clips generated together (default 1)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE,
+                        help=f"sampling temperature (default {TEMPERATURE:g})")  # fmt: skip
+    parser.add_argument("--min-p", type=float, default=MIN_P,
+                        help=f"never draw a sample less likely than this times the likeliest (0-1; default {MIN_P:g})")  # fmt: skip
     parser.add_argument(
         "--seed-audio",
         help="a clip whose last receptive field starts the generation (default: the primer clip of training audio "
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         seed_audio = "" if args.from_silence else args.seed_audio
         clips = generate(stored, args.seconds, batch=args.batch, temperature=args.temperature,
-                         seed_audio=seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress)  # fmt: skip
+                         seed_audio=seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress,
+                         min_p=args.min_p)  # fmt: skip
         checked = clips  # the verdict is on what the model made, not on the seed in front of it
         used = seed_audio if seed_audio is not None else stored.primer
         if args.include_seed and used:
