@@ -30,7 +30,8 @@ def _windows(config, batch_size: int, target_length: int):
 def _ours(config, x, y, jit: bool) -> float:
     import tensorflow as tf
 
-    from waveforms.train import TrainConfig, WaveNetTask, _make_optimizer, make_train_step
+    from waveforms.tasks import WaveNetTask
+    from waveforms.train import TrainConfig, _make_optimizer, make_train_step
 
     # loss on the full-context positions only, like the Keras baseline below (the same compute either way)
     train_config = TrainConfig(batch_size=len(x), target_length=TARGET_LENGTH, loss_on_context=False, jit_compile=jit)

@@ -222,7 +222,7 @@ def test_interpolating_two_timbres_moves_the_spectral_centroid_monotonically():
 
 def test_training_task_matches_train_py_interface(tmp_path):
     from waveforms.autoencoder import AutoencoderTask
-    from waveforms.train import next_sample_nll
+    from waveforms.tasks import next_sample_nll
 
     task = AutoencoderTask(TINY)
     assert task.receptive_field == 16 and not task.conditioned

@@ -29,7 +29,8 @@ from helpers import synth_dataset
 
 from waveforms import checkpoints, cli, dataset, storage
 from waveforms.model import WaveNetConfig
-from waveforms.train import TrainConfig, TrainingDivergedError, is_trial_output, train
+from waveforms.train import TrainConfig, TrainingDivergedError, train
+from waveforms.training_output import is_trial_output
 
 KATIB_LINE = re.compile(r"^step=(\d+) train_bits=(\S+) val_bits=(\S+) ")
 
@@ -93,7 +94,7 @@ def test_train_config_round_trips_and_rejects_unknown_or_bad_fields():
 
 def test_the_loss_covers_every_window_position_or_only_the_last_target_length():
     from waveforms.model import build_wavenet
-    from waveforms.train import next_sample_nll
+    from waveforms.tasks import next_sample_nll
 
     model = build_wavenet(TINY)
     rng = np.random.default_rng(0)
@@ -248,7 +249,7 @@ def test_trial_progress_is_a_plain_line_without_name_value_pairs(tmp_path, monke
 
 
 def test_auto_precision_follows_the_hardware():
-    from waveforms.train import choose_precision
+    from waveforms.distribution import choose_precision
 
     assert choose_precision("auto", []) == "float32"  # CPU
     assert choose_precision("auto", [(8, 0), (9, 0)]) == "mixed_bfloat16"  # A100, H100
@@ -264,10 +265,10 @@ def test_auto_precision_follows_the_hardware():
 def test_bfloat16_training_learns_and_its_float32_export_samples_like_the_full_model(data_dir, tmp_path):
     import keras
 
+    from waveforms.distribution import dtype_policy
     from waveforms.fastgen import FastGenerator
     from waveforms.generate import load_model
     from waveforms.model import build_wavenet
-    from waveforms.train import dtype_policy
 
     model_dir = str(tmp_path / "model")
     # 60 steps: with silence runs shortened in training windows (dataset.shorten_silences) the first 40 steps go to the

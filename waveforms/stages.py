@@ -22,9 +22,9 @@ from waveforms.generate import TEMPERATURE
 
 def model_and_train_configs(model_kind: str, config: str, train_options: dict, tuned: dict | None = None):
     """(model config, TrainConfig) from a preset name or file, TrainConfig fields, and tuned search-space values."""
-    from waveforms import train, tuning
+    from waveforms import tasks, train, tuning
 
-    model_config = train.task_class(model_kind).load_config(config)
+    model_config = tasks.task_class(model_kind).load_config(config)
     train_config = configuration.from_dict(train.TrainConfig, train_options, "train_options")
     if tuned:
         model_config, train_config = tuning.apply_parameters(model_config, train_config, _typed_tuned(tuned))

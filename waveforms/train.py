@@ -15,10 +15,7 @@ It is model-agnostic: a task (TASKS) builds a Keras model whose logits[:, t] pre
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
-import json
 import math
 import os
 import shutil
@@ -31,10 +28,21 @@ import numpy as np
 
 from waveforms import baselines, checkpoints, limits, model_store, storage
 from waveforms import config as configuration
+from waveforms.distribution import (
+    agreed_max,
+    barrier,
+    choose_precision,
+    dtype_policy,
+    gpu_compute_capabilities,
+    is_chief,
+    select_strategy,
+    worker_name,
+)
 from waveforms.manifest import damaged_shard_error, iter_segments, load_dataset_manifest
-from waveforms.model_store import METRICS_FILE, PRIMER_FILE  # the model folder's layout is model_store's
+from waveforms.model_store import PRIMER_FILE  # the model folder's layout is model_store's
+from waveforms.tasks import make_task, next_sample_nll
+from waveforms.training_output import TrainingOutput, is_trial_output, read_history, say
 
-TENSORBOARD_DIR = "tensorboard"
 DECAYS = ("cosine", "exponential", "constant")
 # Keras dtype policies (variables stay float32 in all of them), and "auto": choose_precision.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -121,89 +129,6 @@ class TrainingDivergedError(RuntimeError):
     """The loss or the gradient norm became NaN or infinite; nothing after the last good checkpoint was saved."""
 
 
-# ------------------------------------------------------------------------------------------------------------ tasks
-
-
-class WaveNetTask:
-    """Next-sample prediction with a WaveNet: logits[:, t] predicts codes[:, t + 1] (model.py)."""
-
-    kind = "wavenet"
-
-    def __init__(self, config):
-        self.config = config.validate()
-
-    @staticmethod
-    def load_config(name_or_path: str, **overrides):
-        from waveforms.model import load_config
-
-        return load_config(name_or_path, **overrides)
-
-    @staticmethod
-    def config_from_dict(data: dict, source: str = "model config"):
-        from waveforms.model import WaveNetConfig
-
-        return WaveNetConfig.from_dict(data, source=source)
-
-    @property
-    def receptive_field(self) -> int:
-        return self.config.receptive_field
-
-    @property
-    def conditioned(self) -> bool:
-        return self.config.global_condition_classes > 0
-
-    @property
-    def max_silence(self) -> int:
-        """Digital silence in training windows is cut to this many samples (dataset.shorten_silences): a receptive
-        field and a sixteenth, so the model sees silence as long as it can tell, always followed by sound soon after."""
-        return self.receptive_field + self.receptive_field // 16
-
-    def window_length(self, target_length: int) -> int:
-        """The first receptive_field - 1 positions give the rest full context (their own outputs see zero padding)."""
-        return self.receptive_field + target_length - 1
-
-    def build_model(self):
-        from waveforms.model import build_wavenet
-
-        return build_wavenet(self.config)
-
-    def model_inputs(self, codes, genre=None) -> dict:
-        return {"audio": codes} if genre is None else {"audio": codes, "global_condition": genre}
-
-
-def next_sample_nll(model, inputs: dict, targets, target_length: int | None, training: bool):
-    """Mean NLL in nats over the last target_length positions of each window (None: all of them): (B,)."""
-    import tensorflow as tf
-
-    # the softmax in float32 whatever the compute dtype (mixed precision)
-    logits = tf.cast(model(inputs, training=training), tf.float32)  # (B, W, Q)
-    if target_length is not None:
-        logits, targets = logits[:, -target_length:], targets[:, -target_length:]
-    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
-    return tf.reduce_mean(nll, axis=1)  # (B,)
-
-
-# model kind -> "module:class"; imported on use, so the CLI does not import keras to list the kinds
-TASKS: dict[str, str] = {
-    "wavenet": "waveforms.train:WaveNetTask",
-    "autoencoder": "waveforms.autoencoder:AutoencoderTask",
-}
-
-
-DEFAULT_CONFIGS = {"wavenet": "small", "autoencoder": "default"}
-
-
-def task_class(model_kind: str) -> type:
-    if model_kind not in TASKS:
-        raise ValueError(f"unknown model kind {model_kind!r}; choose from {', '.join(TASKS)}")
-    module_name, class_name = TASKS[model_kind].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def make_task(model_kind: str, model_config):
-    return task_class(model_kind)(model_config)
-
-
 # ------------------------------------------------------------------------------------------- checks before any work
 
 
@@ -266,177 +191,6 @@ def learning_rate_schedule(config: TrainConfig, run_progress=None):
     return WarmupThenDecay()
 
 
-def choose_precision(requested: str, gpu_capabilities: list[tuple[int, int]]) -> str:
-    """The dtype policy for `requested` on GPUs of these compute capabilities (none: CPU).
-
-    auto: float32 on CPU (measured on our 2-core AMX CPU, busy: `small` trained at 18-29k samples/s in float32 and
-    14-24k in mixed_bfloat16, float32 ahead in both runs); mixed_bfloat16 when every GPU is Ampere or newer (>= 8.0:
-    bf16 tensor cores; bf16 has float32's range, so no loss scaling); else mixed_float16 (Volta/Turing tensor cores are
-    fp16-only, and its narrow range needs loss scaling).
-    """
-    if requested != "auto":
-        return requested
-    if not gpu_capabilities:
-        return "float32"
-    return "mixed_bfloat16" if min(gpu_capabilities) >= (8, 0) else "mixed_float16"
-
-
-def gpu_compute_capabilities() -> list[tuple[int, int]]:
-    import tensorflow as tf
-
-    return [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
-            for gpu in tf.config.list_physical_devices("GPU")]  # fmt: skip
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Layers built inside compute in `name` (their variables stay float32); the global policy is restored after, so
-    the exported copy (`_export`) is plain float32."""
-    import keras
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def select_strategy():
-    """MultiWorkerMirrored under TF_CONFIG (Kubeflow TFJob), Mirrored on several GPUs, else the default strategy."""
-    import tensorflow as tf
-
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not cluster or resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
-
-
-TRIAL_PROGRESS_SECONDS = 60.0  # trial mode: one plain progress line per minute at most
-
-
-def format_metrics(entry: dict) -> str:
-    """`name=value ...`: the only form Katib's StdOut collector reads (evaluation lines and the final summary)."""
-    return " ".join(
-        f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}" for key, value in entry.items()
-    )
-
-
-def is_trial_output(trial: bool | None) -> bool:
-    """Trial mode (for Katib's StdOut collector, which merges stdout and stderr into one file): when asked, and
-    whenever stdout or stderr is not a terminal (a pod's log, a pipe)."""
-    if trial is not None:
-        return trial
-    return not (sys.stdout.isatty() and sys.stderr.isatty())
-
-
-class _Output:
-    """Everything a run writes besides checkpoints: Katib lines, progress, TensorBoard, metrics.json (chief only).
-
-    Progress never carries `name=value` pairs in trial mode: a tqdm postfix `loss=...` on the bar's carriage-return
-    line is read by Katib as one more `loss` value per refresh (single training steps), so trial mode writes a plain
-    line now and then instead of the bar, and `name=value` appears only on evaluation lines and the final summary.
-    """
-
-    def __init__(self, workdir: str, enabled: bool, history: list[dict], progress: bool, start: int, steps: int,
-                 trial: bool = False):  # fmt: skip
-        import tensorflow as tf
-        from tqdm import tqdm
-
-        self.enabled = enabled
-        self.workdir = workdir
-        self.history = history
-        self.baselines: dict = {}
-        self.steps = steps
-        self.trial_progress = enabled and progress and trial
-        self.last_progress = time.monotonic()
-        self.writer = tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_DIR)) if enabled else None
-        self.bar = tqdm(total=steps, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0,
-                        disable=not (enabled and progress) or trial, desc="train")  # fmt: skip
-
-    def step(self, step: int, loss: float, grad_norm: float, learning_rate: float) -> None:
-        if not self.enabled:
-            return
-        import tensorflow as tf
-
-        self.bar.update(1)
-        self.bar.set_postfix_str(f"train {loss / math.log(2):.3f} bits/sample", refresh=False)  # no name=value: Katib
-        if self.trial_progress and time.monotonic() - self.last_progress >= TRIAL_PROGRESS_SECONDS:
-            print(
-                f"train: step {step} of {self.steps}, training loss {loss / math.log(2):.3f} bits/sample",
-                file=sys.stderr,
-                flush=True,
-            )
-            self.last_progress = time.monotonic()
-        with self.writer.as_default(step=step):
-            tf.summary.scalar("train/loss_nats", loss)
-            tf.summary.scalar("train/grad_norm", grad_norm)
-            tf.summary.scalar("train/learning_rate", learning_rate)
-
-    def set_baselines(self, scores: dict) -> None:
-        """The count models' bits on the evaluation windows: printed once, beside every evaluation after."""
-        self.baselines = scores
-        listed = ", ".join(f"{name} {scores[name]:.3f}" for name in baselines.ORDERS)
-        _say(self.enabled, f"evaluation: {scores['windows']} windows over {scores['songs']} held-out songs; baselines on "
-                           f"them (bits/sample): {listed}")  # fmt: skip
-
-    def beside_baseline(self, val_bits: float) -> dict:
-        if not self.baselines:
-            return {}
-        best = self.baselines[self.baselines["best"]]
-        return {"best_baseline_bits": best, "bits_below_baseline": best - val_bits}
-
-    def evaluation(self, entry: dict) -> None:
-        if not self.enabled:
-            return
-        import tensorflow as tf
-
-        self.history.append(entry)
-        self.bar.write(format_metrics(entry), file=sys.stdout)  # Katib's StdOut collector reads this line
-        sys.stdout.flush()
-        with self.writer.as_default(step=entry["step"]):
-            tf.summary.scalar("validation/bits_per_sample", entry["val_bits"])
-            if "train_bits" in entry:
-                tf.summary.scalar("train/bits_per_sample", entry["train_bits"])
-            tf.summary.scalar("train/samples_per_second", entry["samples_per_second"])
-        self.writer.flush()
-        self.write_metrics()
-
-    def write_metrics(self, final: dict | None = None) -> None:
-        if not self.enabled:
-            return
-        data = {"history": self.history, **({"baselines": self.baselines} if self.baselines else {}),
-                **({"final": final} if final else {})}  # fmt: skip
-        storage.write_json(os.path.join(self.workdir, METRICS_FILE), data)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.bar.close()
-            self.writer.close()
-
-
-def _read_history(model_uri: str, up_to_step: int) -> list[dict]:
-    uri = storage.join(model_uri, METRICS_FILE)
-    if up_to_step == 0 or not storage.exists(uri):
-        return []
-    history = json.loads(storage.read_bytes(uri)).get("history", [])
-    return [entry for entry in history if entry.get("step", 0) <= up_to_step]
-
-
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(message, file=sys.stderr, flush=True)
-
-
 # ------------------------------------------------------------------------------------------------------- the loop
 
 
@@ -468,7 +222,7 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
     chief = is_chief(strategy)
     precision = choose_precision(train_config.precision, gpu_compute_capabilities())
     if train_config.precision == "auto" and precision != "float32":
-        _say(chief, f"precision: {precision} (auto, for this GPU)")
+        say(chief, f"precision: {precision} (auto, for this GPU)")
     replicas = strategy.num_replicas_in_sync
     if train_config.batch_size % replicas:
         raise ValueError(f"--batch-size {train_config.batch_size} must be a multiple of the {replicas} replicas")
@@ -498,8 +252,8 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
         start = int(step.numpy())
         if restored:
             iterations = int(optimizer.iterations.numpy())
-            _say(chief, f"resumed from {restored}: step {start}, optimizer iterations {iterations}")
-        out = _Output(workdir, chief, _read_history(model_uri, start), progress, start, train_config.steps,
+            say(chief, f"resumed from {restored}: step {start}, optimizer iterations {iterations}")
+        out = TrainingOutput(workdir, chief, read_history(model_uri, start), progress, start, train_config.steps,
                       is_trial_output(trial))  # fmt: skip
         try:
             result = _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, train_config,
@@ -513,9 +267,9 @@ def train(dataset_uri: str, model_uri: str, model_config, train_config: TrainCon
             out.write_metrics(final=result)
             if remote:
                 storage.sync_dir_up(workdir, model_uri)
-        _barrier(strategy)  # all workers leave together: no coordination-service heartbeat errors
-        name, digest = _worker_name(strategy), weights_digest(model)
-        _say(True, f"{name} finished at step {result['step']}; weights sha256 {digest}")
+        barrier(strategy)  # all workers leave together: no coordination-service heartbeat errors
+        name, digest = worker_name(strategy), weights_digest(model)
+        say(True, f"{name} finished at step {result['step']}; weights sha256 {digest}")
         return {**result, "precision": precision}
     finally:
         if out is not None:
@@ -564,23 +318,13 @@ class RunBudget:
     def tick(self, strategy) -> bool:
         """Add the time since the last tick; update the schedule's progress; -> whether the budget is spent."""
         now = time.monotonic()
-        elapsed = _agreed_max(strategy, now - self._since) if self.enabled else now - self._since
+        elapsed = agreed_max(strategy, now - self._since) if self.enabled else now - self._since
         self._since = now
         self.spent.assign_add(elapsed)
         if not self.enabled:
             return False
         self.progress.assign(min(1.0, float(self.spent.numpy()) / self.seconds))
         return float(self.spent.numpy()) >= self.seconds
-
-
-def _agreed_max(strategy, value: float) -> float:
-    """The largest of every worker's value (a collective), or the value itself without other workers."""
-    import tensorflow as tf
-
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return value
-    local = tf.constant(value, tf.float64)
-    return float(strategy.reduce("MAX", strategy.run(lambda: local), axis=None))
 
 
 def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig):
@@ -729,7 +473,7 @@ def _split_batch(task, batch):
 
 def _warn_if_no_better_than_baselines(result: dict, scores: dict) -> None:
     if scores and result.get("bits_below_baseline", 1.0) <= 0:
-        _say(True, f"warning: the model has not learned more than a count model: val_bits {result['val_bits']:.3f} "
+        say(True, f"warning: the model has not learned more than a count model: val_bits {result['val_bits']:.3f} "
                    f"± {result['val_bits_se']:.3f} against the {scores['best']} baseline's "
                    f"{result['best_baseline_bits']:.3f} bits/sample on the same windows")  # fmt: skip
 
@@ -785,18 +529,3 @@ def weights_digest(model) -> str:
     for variable in model.weights:
         digest.update(variable.numpy().tobytes())
     return digest.hexdigest()
-
-
-def _worker_name(strategy) -> str:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return "worker"
-    return f"worker {resolver.task_type}:{resolver.task_id}"
-
-
-def _barrier(strategy) -> None:
-    """A collective every worker must join: returns only when all have finished their work."""
-    import tensorflow as tf
-
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)

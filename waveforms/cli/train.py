@@ -7,17 +7,9 @@ import sys
 
 from waveforms import storage
 from waveforms.config import Option, add_options, from_options
-from waveforms.train import (
-    DECAYS,
-    DEFAULT_CONFIGS,
-    PRECISIONS,
-    TASKS,
-    TrainConfig,
-    TrainingDivergedError,
-    format_metrics,
-    task_class,
-    train,
-)
+from waveforms.tasks import DEFAULT_CONFIGS, TASKS, task_class
+from waveforms.train import DECAYS, PRECISIONS, TrainConfig, TrainingDivergedError, train
+from waveforms.training_output import format_metrics
 
 # flags for TrainConfig fields, in the order --help lists them; type and default from the field
 OPTIONS = (
