@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from helpers import synth_dataset
 
-from waveforms import audio, dataset
-from waveforms.generate import check_clips, generate, read_export_config
+from waveforms import audio, dataset, model_store
+from waveforms.generate import check_clips, generate
 from waveforms.model import NAMED_CONFIGS
 from waveforms.train import TrainConfig, train
 
@@ -60,7 +60,7 @@ def test_ten_seconds_of_the_demo_model_are_never_silent(demo_model, start, tmp_p
         seed_audio = held_out_note(data_dir, str(tmp_path / "note.wav"))
     clips = generate(model_dir, SECONDS, batch=ROWS, seed_audio=seed_audio, seed=0)  # the CLI's default sampling
     assert clips.shape == (ROWS, int(SECONDS * 16000))
-    checks = check_clips(clips, read_export_config(model_dir))
+    checks = check_clips(clips, model_store.read_export(model_dir))
     with capsys.disabled():
         print(f"\n{start}: " + " | ".join(check.verdict for check in checks))
     silent = [check.verdict for check in checks if any(problem.startswith("silent") for problem in check.problems)]

@@ -21,11 +21,6 @@ TEMPERATURE = 0.9
 MIN_P = 0.0
 
 
-def read_export_config(model_uri: str) -> dict:
-    """config.json of an exported model; a clear error when MODEL_URI holds no finished model."""
-    return model_store.read_export(model_uri)
-
-
 def load_model(model_uri: str | model_store.StoredModel):
     """-> (keras model, model configuration) of an exported model of any kind, local or in object storage."""
     stored = model_store.read(model_uri)
@@ -61,12 +56,6 @@ def _genre_id(genre: str | int | None, export: dict) -> int | None:
     if str(genre).isdigit() and int(genre) < classes:
         return int(genre)
     raise ValueError(f"--genre {genre!r}: choose one of {genres} or an id below {classes}")
-
-
-def primer_audio(model_uri: str) -> str | None:
-    """The URI of the primer clip saved with the model (train.write_primer), or None when it has none."""
-    uri = storage.join(model_uri, model_store.PRIMER_FILE)
-    return uri if storage.exists(uri) else None
 
 
 def seed_signal(seed_audio: str, sample_rate: int, receptive_field: int) -> np.ndarray:
