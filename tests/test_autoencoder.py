@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -239,3 +240,37 @@ def test_training_task_matches_train_py_interface(tmp_path):
     np.testing.assert_allclose(
         np.asarray(loaded.model({"audio": codes})), np.asarray(model({"audio": codes})), atol=1e-6
     )
+
+
+def test_the_default_decoder_hears_a_whole_period_of_the_lowest_synth_notes():
+    import inspect
+
+    from waveforms.synth import Note, plan_notes
+
+    lowest_pitch = min(inspect.signature(plan_notes).parameters["pitches"].default)  # the embedded dataset's range
+    period = AutoencoderConfig().sample_rate / Note("organ", lowest_pitch, 100, 0).frequency  # 245 samples at MIDI 36
+    assert AutoencoderConfig().decoder_config.receptive_field >= 2 * period  # the drums sound an octave below the note
+
+
+def test_decoder_input_noise_is_validated_defaults_for_old_configs_and_only_acts_in_training():
+    old = AutoencoderConfig().to_dict()
+    del old["decoder_input_noise"]  # a config saved before the field existed
+    assert AutoencoderConfig.from_dict(old).decoder_input_noise == 0.0
+    for bad in (-1.0, 256, "4", True):
+        with pytest.raises(ValueError, match="decoder_input_noise must be a number"):
+            AutoencoderConfig.from_dict({"decoder_input_noise": bad})
+    noisy = dataclasses.replace(TINY, decoder_input_noise=3.0)
+    ae = build_autoencoder(noisy)
+    layer = ae.model.get_layer("decoder_input_noise")
+    codes = np.random.default_rng(6).integers(20, 236, (4, 4096)).astype(np.int32)
+    np.testing.assert_array_equal(np.asarray(layer(codes, training=False)), codes)
+    shifted = np.asarray(layer(codes, training=True)) - codes
+    assert abs(shifted.mean()) < 0.1 and 2.8 < shifted.std() < 3.2  # rounded N(0, 3): std sqrt(9 + 1/12)
+    assert not np.array_equal(np.asarray(layer(codes, training=True)) - codes, shifted)  # fresh noise every call
+    edge = np.asarray(layer(np.full((1, 1000), 255, np.int32), training=True))
+    assert edge.max() == 255 and edge.min() >= 0
+    # the evaluation (training=False) sees clean codes: the same logits as the noiseless model with the same weights
+    clean = build_autoencoder(TINY)
+    clean.model.set_weights(ae.model.get_weights())
+    np.testing.assert_allclose(np.asarray(ae.model({"audio": codes[:, :256]})),
+                               np.asarray(clean.model({"audio": codes[:, :256]})), atol=1e-6)  # fmt: skip
