@@ -12,15 +12,16 @@ The decoder is a plain `build_wavenet` model, so a sound space decodes with the 
 upsampled embedding passed as its `local_condition` (which enters every layer's gates and the output head). Its
 receptive field (512 samples = 32 ms) covers a whole period of the lowest notes it is asked to make (the embedded
 dataset's MIDI 36 = 65 Hz is 245 samples; its drums sound an octave lower), so it can hold a pitch by itself; the
-earlier 5-layer decoder (32 samples) could not, and sounded like coloured noise. A decoder that hears a whole period
-can also copy its own past and ignore the embedding; two things push it towards the embedding:
+earlier 5-layer decoder (32 samples) could not (a decoded string corner had flatness 0.067 against 0.0002 for its
+source). A decoder that hears a whole period can also copy its own past and ignore the embedding; two things are there
+to push it towards the embedding (neither was enough at the short budgets measured so far: docs/soundspace_quality.md):
   - decoding starts from the decoder's empty state (no past, as at the start of every training window) rather than
     from a receptive field of digital silence, which the training data never holds before a note (`decode`);
   - optionally (`decoder_input_noise`, training only), rounded Gaussian noise on the decoder's input codes, so the
     past is a rough guide to phase and the waveform's detail has to come from the embedding.
 Whether the decoder uses the embedding is measured, not assumed: waveforms/soundspace_quality.py decodes held-out
 corners with their own and with the other corners' embeddings and compares log-mel spectra
-(benchmarks/soundspace_quality.py runs it over training seeds and budgets; docs/quality.md has the figures).
+(benchmarks/soundspace_quality.py runs it over training seeds and budgets; docs/soundspace_quality.md has the figures).
 """
 
 from __future__ import annotations
@@ -224,8 +225,8 @@ class Autoencoder:
 
         Decoding starts from the decoder's empty state (no past at all, one silence code as the present), which is what
         every training window's first positions see (the causal convolutions' zero padding): a training window never
-        holds a receptive field of digital silence before a note, so starting from one asks the decoder for a state
-        it has not learned, and it tends to stay silent."""
+        holds a receptive field of digital silence before a note, so starting from one would ask the decoder for a
+        state it has not learned."""
         from waveforms.fastgen import SILENCE_CODE, FastGenerator
 
         embeddings = np.asarray(embeddings, np.float32)
