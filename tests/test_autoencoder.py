@@ -18,32 +18,8 @@ from waveforms.autoencoder import (
     save_autoencoder,
     upsample_embedding,
 )
-from waveforms.model import layer_names
-
-
-def spearman(a, b) -> float:
-    """Spearman's rank correlation with average ranks for ties (numpy only)."""
-
-    def ranks(values):
-        values = np.asarray(values, np.float64)
-        order = np.argsort(values, kind="stable")
-        r = np.empty(len(values))
-        r[order] = np.arange(len(values), dtype=np.float64)
-        for value in np.unique(values):  # ties share their mean rank
-            tied = values == value
-            r[tied] = r[tied].mean()
-        return r
-
-    ra, rb = ranks(a), ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra @ rb) / np.sqrt((ra @ ra) * (rb @ rb)))
-
-
-def test_spearman_matches_hand_computed_values():
-    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)  # 1 - 6*4/(5*24)
-    assert spearman([1, 2, 3, 4], [1, 1, 2, 2]) == pytest.approx(0.894427, abs=1e-6)  # ties: ranks 0.5 0.5 2.5 2.5
+from waveforms.model import WaveNetConfig, layer_names
+from waveforms.soundspace_quality import spearman
 
 
 def test_config_round_trip_and_clear_errors():
@@ -141,7 +117,11 @@ def test_save_and_load_round_trip(tmp_path):
 
 # Spectral centroid of the first second at MIDI 60: organ 650 Hz, bell at velocity 50 372 Hz. Both are free of noise
 # (the reed's breath noise decodes as broadband noise and brightens its end of the path), and MIDI 60's period
-# (61 samples) is longer than the decoder's receptive field (32), so the decoder has to take timbre from the embedding.
+# (61 samples) is longer than this decoder's receptive field (32: the previous default decoder, pinned here), so the
+# decoder has to take timbre from the embedding. The encode -> interpolate -> decode machinery is what this checks;
+# the default decoder (512 samples) and the issue's bars are measured by benchmarks/soundspace_quality.py.
+SHORT_CONTEXT = AutoencoderConfig(decoder=WaveNetConfig(stacks=1, layers_per_stack=5, kernel_size=2, residual_channels=32,
+                                                        dilation_channels=32, skip_channels=64))  # fmt: skip
 BRIGHT, DULL = ("organ", 100), ("bell", 50)
 TRAIN_STEPS, TRAIN_BATCH, TRAIN_WINDOW = 300, 8, 2048
 PATH_RESOLUTION, REPLICAS, SECONDS, TEMPERATURE = 9, 6, 1.0, 0.9  # 9 points: x = 0, 1/8, ..., 1
@@ -186,9 +166,7 @@ def test_interpolating_two_timbres_moves_the_spectral_centroid_monotonically():
     from waveforms.synth import Note, render_note
 
     keras.utils.set_random_seed(0)
-    ae = build_autoencoder(
-        AutoencoderConfig()
-    )  # the default configuration, as `waveforms train --model autoencoder` uses
+    ae = build_autoencoder(SHORT_CONTEXT)
     # training notes: both families around middle C at three velocities (note seeds differ from the corner notes)
     notes = [
         Note(family, pitch, velocity, pitch)
