@@ -252,3 +252,24 @@ def test_decoder_input_noise_is_validated_defaults_for_old_configs_and_only_acts
     clean.model.set_weights(ae.model.get_weights())
     np.testing.assert_allclose(np.asarray(ae.model({"audio": codes[:, :256]})),
                                np.asarray(clean.model({"audio": codes[:, :256]})), atol=1e-6)  # fmt: skip
+
+
+def test_decoder_segments_cut_the_context_in_training_only():
+    from waveforms.autoencoder import AutoencoderTask
+
+    with pytest.raises(ValueError, match="decoder_segment must be 0 or a multiple of hop_length"):
+        AutoencoderConfig.from_dict({"decoder_segment": 700})
+    segmented = dataclasses.replace(TINY, decoder_segment=128)  # 2 embedding frames of 64
+    assert AutoencoderTask(segmented).window_length(100) % 128 == 0
+    ae, whole = build_autoencoder(segmented), build_autoencoder(TINY)
+    whole.model.set_weights(ae.model.get_weights())
+    codes = np.random.default_rng(7).integers(0, 256, (2, 384)).astype(np.int32)
+    training = np.asarray(ae.model({"audio": codes}, training=True))  # (2, 384, 256)
+    uncut = np.asarray(whole.model({"audio": codes}, training=True))
+    np.testing.assert_allclose(training[:, :128], uncut[:, :128], atol=1e-5)  # the first segment has its whole past
+    for start in (128, 256):  # each later segment starts from the empty state: its first positions lose their past
+        assert np.abs(training[:, start : start + 15] - uncut[:, start : start + 15]).max() > 1e-4
+        np.testing.assert_allclose(training[:, start + 15 : start + 128], uncut[:, start + 15 : start + 128], atol=1e-5)
+    # evaluation and decoding hear the whole past: the same as the unsegmented model
+    np.testing.assert_allclose(np.asarray(ae.model({"audio": codes})), np.asarray(whole.model({"audio": codes})),
+                               atol=1e-6)  # fmt: skip

@@ -61,6 +61,10 @@ class AutoencoderConfig:
     # Training only: Gaussian noise of this standard deviation (in mu-law codes) on the decoder's input codes, so it
     # cannot copy its own past exactly and has to read the timbre from the embedding (the encoder sees clean codes)
     decoder_input_noise: float = 0.0
+    # Training only, > 0: the decoder hears each window in independent segments of this many samples (a multiple of
+    # hop_length), each starting from its empty state as decoding does, so the start of every segment has to come from
+    # the embedding; 0 = the whole window at once. Evaluation and decoding always hear the whole past.
+    decoder_segment: int = 0
 
     @property
     def decoder_config(self) -> WaveNetConfig:
@@ -92,6 +96,10 @@ class AutoencoderConfig:
         noise = self.decoder_input_noise
         if not isinstance(noise, int | float) or isinstance(noise, bool) or not 0 <= noise < 256:
             raise ValueError(f"AutoencoderConfig.decoder_input_noise must be a number in [0, 256), got {noise!r}")
+        segment = self.decoder_segment
+        if not isinstance(segment, int) or isinstance(segment, bool) or segment < 0 or segment % self.hop_length:
+            raise ValueError(f"AutoencoderConfig.decoder_segment must be 0 or a multiple of hop_length "
+                             f"({self.hop_length}), got {segment!r}")  # fmt: skip
         if self.encoder_kernel_size % 2 == 0:
             raise ValueError(
                 f"AutoencoderConfig.encoder_kernel_size must be odd (centred), got {self.encoder_kernel_size}"
@@ -193,6 +201,44 @@ def _input_noise_layer(stddev: float, quantization_channels: int):
     return NoisyCodes(stddev, quantization_channels, name="decoder_input_noise")
 
 
+def _segment_layers(segment: int):
+    """(split, join): while training, (B, T, ...) -> (B·T/segment, segment, ...) and back; identity otherwise."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="waveforms")
+    class SplitSegments(keras.layers.Layer):
+        def __init__(self, segment: int, **kwargs):
+            super().__init__(**kwargs)
+            self.segment = segment
+
+        def call(self, x, training=False):  # (B, T, ...) with T a multiple of segment
+            if not training or not self.segment:
+                return x
+            shape = ops.shape(x)
+            return ops.reshape(x, (-1, self.segment, *shape[2:]))  # (B·T/segment, segment, ...)
+
+        def get_config(self):
+            return {**super().get_config(), "segment": self.segment}
+
+    @keras.saving.register_keras_serializable(package="waveforms")
+    class JoinSegments(keras.layers.Layer):
+        def __init__(self, segment: int, **kwargs):
+            super().__init__(**kwargs)
+            self.segment = segment
+
+        def call(self, x, codes, training=False):  # (B·T/segment, segment, Q), the original (B, T) codes
+            if not training or not self.segment:
+                return x
+            return ops.reshape(x, (ops.shape(codes)[0], ops.shape(codes)[1], ops.shape(x)[-1]))  # (B, T, Q)
+
+        def get_config(self):
+            return {**super().get_config(), "segment": self.segment}
+
+    return (SplitSegments(segment, name="split_segments_codes"), SplitSegments(segment, name="split_segments_condition"),
+            JoinSegments(segment, name="join_segments"))  # fmt: skip
+
+
 @dataclass
 class Autoencoder:
     """The trainable model plus its parts; `model` is what train.py fits ("audio" (B, T) -> logits (B, T, Q))."""
@@ -268,7 +314,9 @@ def build_autoencoder(config: AutoencoderConfig | None = None) -> Autoencoder:
     embedding = encoder({"audio": codes})  # (B, F, E)
     condition = _upsample_layer(config.hop_length)(embedding, codes)  # (B, T, E)
     noisy = _input_noise_layer(config.decoder_input_noise, config.decoder.quantization_channels)(codes)  # (B, T)
-    logits = decoder({"audio": noisy, "local_condition": condition})  # (B, T, Q): predicts the clean codes[:, t+1]
+    split_codes, split_condition, join = _segment_layers(config.decoder_segment)
+    logits = decoder({"audio": split_codes(noisy), "local_condition": split_condition(condition)})
+    logits = join(logits, codes)  # (B, T, Q): logits[:, t] predicts the clean codes[:, t+1]
     model = keras.Model(inputs={"audio": codes}, outputs=logits, name="autoencoder")
     return Autoencoder(config, model, encoder, decoder)
 
@@ -375,9 +423,11 @@ class AutoencoderTask:
         return False
 
     def window_length(self, target_length: int) -> int:
-        """Decoder context plus targets, rounded up to whole embedding frames (no partial frame in training)."""
+        """Decoder context plus targets, rounded up to whole embedding frames (no partial frame in training) and to
+        whole decoder segments when the decoder trains on segments."""
         length = self.receptive_field + target_length - 1
-        return self.config.frames(length) * self.config.hop_length
+        unit = self.config.decoder_segment or self.config.hop_length
+        return -(-length // unit) * unit
 
     def build_model(self):
         return build_autoencoder(self.config).model
