@@ -29,9 +29,15 @@ def nine_by_nine_space():
 
 
 @pytest.fixture(scope="module")
-def page_html():
+def space_audio():
+    """The 9x9 space with its clips encoded for the page once (81 ffmpeg runs) for every test of the module."""
     manifest, clips = nine_by_nine_space()
-    audio = encode_all_for_page(clips, SR, "mp3")
+    return manifest, clips, encode_all_for_page(clips, SR, "mp3")
+
+
+@pytest.fixture(scope="module")
+def page_html(space_audio):
+    manifest, clips, audio = space_audio
     thumbnails = {name: spectrogram_png(clip, SR, 96, 48) for name, clip in clips.items()}
     return manifest, render_explorer(manifest, audio, thumbnails, title="test space")
 
@@ -132,9 +138,8 @@ def test_missing_audio_is_a_clear_error():
         render_explorer(manifest, {})
 
 
-def test_corner_originals_play_beside_their_labels_and_cells_fill_the_page(browser):
-    manifest, clips = nine_by_nine_space()
-    audio = encode_all_for_page(clips, SR, "mp3")
+def test_corner_originals_play_beside_their_labels_and_cells_fill_the_page(browser, space_audio):
+    manifest, clips, audio = space_audio
     originals = {name: encode_for_page(clips[point], SR) for name, point in
                  (("nw.wav", "x0.000_y0.000"), ("se.wav", "x1.000_y1.000"))}  # fmt: skip
     content = render_explorer(manifest, audio, title="test space", corner_audio=originals)
@@ -148,5 +153,45 @@ def test_corner_originals_play_beside_their_labels_and_cells_fill_the_page(brows
     assert playing == [buttons.first.get_attribute("data-audio")]
     grid = page.locator(".grid").bounding_box()
     assert grid["width"] > 700  # larger cells: the grid takes most of a 1400-px window, not 9 x 96 px
+    assert problems == []
+    page.close()
+
+
+def test_original_corner_sounds_are_shown_and_played_beside_the_decoded_corners(browser, space_audio):
+    manifest, clips, audio = space_audio
+    corners = {
+        "nw.wav": "x0.000_y0.000",
+        "ne.wav": "x1.000_y0.000",
+        "sw.wav": "x0.000_y1.000",
+        "se.wav": "x1.000_y1.000",
+    }
+    originals = {name: encode_for_page(clips[point], SR) for name, point in corners.items()}
+    pictures = {name: spectrogram_png(clips[point], SR, 96, 48) for name, point in corners.items()}
+    content = render_explorer(manifest, audio, title="test space", corner_audio=originals, corner_thumbnails=pictures)
+    page, problems, _ = open_page(browser, content)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    grid = page.locator(".grid").bounding_box()
+    for name, point in corners.items():
+        original = page.locator(f'.corner-play.original[title="the original: {name}"]')
+        assert original.count() == 1
+        image = original.locator("img")
+        assert image.get_attribute("src").startswith("data:image/png;base64,")
+        assert image.evaluate("img => img.naturalWidth") == 96  # the picture decoded: it is shown
+        # beside its decoded corner: on the same side of the grid, and no further from it than a cell's width or two
+        cell, box = page.locator(f'.cell[data-name="{point}"]').bounding_box(), original.bounding_box()
+        assert (box["x"] < grid["x"]) == (point.startswith("x0")), name
+        assert (box["y"] < grid["y"] + grid["height"] / 2) == point.endswith("y0.000"), name
+        gap_x = max(0.0, box["x"] - (cell["x"] + cell["width"]), cell["x"] - (box["x"] + box["width"]))
+        gap_y = max(0.0, box["y"] - (cell["y"] + cell["height"]), cell["y"] - (box["y"] + box["height"]))
+        assert gap_x < 2 * cell["width"] and gap_y < 2 * cell["height"], (name, box, cell)
+        original.click()
+        page.wait_for_timeout(400)
+        playing = page.locator("audio").evaluate_all("all => all.filter(a => !a.paused).map(a => a.id)")
+        assert playing == [original.get_attribute("data-audio")]  # the original, and nothing else
+        # the decoded corner next to it plays its own clip
+        page.locator(f'.cell[data-name="{point}"]').click()
+        page.wait_for_timeout(300)
+        playing = page.locator("audio").evaluate_all("all => all.filter(a => !a.paused).map(a => a.id)")
+        assert playing == [page.locator(f'.cell[data-name="{point}"]').get_attribute("data-audio")]
     assert problems == []
     page.close()

@@ -98,3 +98,29 @@ def test_correlation_lag_helper_detects_a_delay():
     x = np.random.default_rng(1).standard_normal(4000)
     assert correlation_lag(np.concatenate([np.zeros(32), x])[:4000], x) == 32
     assert correlation_lag(x, x) == 0
+
+
+def test_mel_filters_are_triangles_on_the_mel_scale():
+    filters = spectral.mel_filterbank(RATE, 1024, bands=40)
+    frequencies = np.fft.rfftfreq(1024, 1.0 / RATE)
+    assert filters.shape == (40, 513) and filters.min() >= 0 and filters.max() <= 1
+    peaks = frequencies[np.argmax(filters, axis=1)]
+    assert np.all(np.diff(peaks) > 0)  # centres rise
+    widths = (filters > 0).sum(axis=1)
+    assert widths[-1] > 4 * widths[0]  # mel: high bands are much wider in Hz than low ones
+    mel = 2595 * np.log10(1 + peaks / 700)
+    steps = np.diff(mel[5:])  # the lowest few centres are quantised to a 15.6 Hz bin grid
+    assert steps.std() < 0.15 * steps.mean()  # evenly spaced in mel
+
+
+def test_log_mel_distance_ignores_level_and_tells_pitch_and_timbre_apart():
+    tone = sine(440.0, RATE, 1.0, amplitude=0.5)
+    assert spectral.log_mel_distance(tone, 0.1 * tone, RATE) == pytest.approx(0.0, abs=1e-3)  # level-independent
+    octave = sine(880.0, RATE, 1.0, amplitude=0.5)
+    t = np.arange(RATE) / RATE
+    richer = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.25 * np.sin(2 * np.pi * 1320 * t)).astype(np.float32)
+    assert spectral.log_mel_distance(tone, octave, RATE) > 10.0
+    assert 1.0 < spectral.log_mel_distance(tone, richer, RATE) < spectral.log_mel_distance(tone, octave, RATE)
+    spectrum = spectral.log_mel_spectrum(tone, RATE)
+    assert spectrum.max() - spectrum.min() == pytest.approx(spectral.SILENCE_DB, abs=1e-3)  # floored 60 dB down
+    assert spectral.log_mel_spectrum(np.zeros(RATE, np.float32), RATE).shape == (64,)

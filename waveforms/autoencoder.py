@@ -9,11 +9,19 @@
     logits (B, T, Q) = decoder(audio=codes, local_condition=...)    teacher-forced: logits[:, t] predicts codes[:, t+1]
 
 The decoder is a plain `build_wavenet` model, so a sound space decodes with the same compiled `FastGenerator`, the
-upsampled embedding passed as its `local_condition`. The default decoder is deliberately small (5 layers, receptive
-field 32 samples = 2 ms): it cannot copy the previous pitch period from its own past, so it has to read the timbre from
-the embedding — which is what makes interpolating embeddings move the sound (measured: with a 256-sample receptive
-field and the same training budget, the spectral centroid along a 2-corner path was not monotonic; with 32 it is). It
-also keeps decoding cheap on a CPU.
+upsampled embedding passed as its `local_condition` (which enters every layer's gates and the output head). Its
+receptive field (512 samples = 32 ms) covers a whole period of the lowest notes it is asked to make (the embedded
+dataset's MIDI 36 = 65 Hz is 245 samples; its drums sound an octave lower), so it can hold a pitch by itself; the
+earlier 5-layer decoder (32 samples) could not (a decoded string corner had flatness 0.067 against 0.0002 for its
+source). A decoder that hears a whole period can also copy its own past and ignore the embedding; two things are there
+to push it towards the embedding (neither was enough at the short budgets measured so far: docs/soundspace_quality.md):
+  - decoding starts from the decoder's empty state (no past, as at the start of every training window) rather than
+    from a receptive field of digital silence, which the training data never holds before a note (`decode`);
+  - optionally (`decoder_input_noise`, training only), rounded Gaussian noise on the decoder's input codes, so the
+    past is a rough guide to phase and the waveform's detail has to come from the embedding.
+Whether the decoder uses the embedding is measured, not assumed: waveforms/soundspace_quality.py decodes held-out
+corners with their own and with the other corners' embeddings and compares log-mel spectra
+(benchmarks/soundspace_quality.py runs it over training seeds and budgets; docs/soundspace_quality.md has the figures).
 """
 
 from __future__ import annotations
@@ -32,9 +40,10 @@ MODEL_KIND = "autoencoder"
 
 
 def _default_decoder() -> WaveNetConfig:
-    # dilations 1..16: receptive field 32 samples (2 ms at 16 kHz), shorter than one period of any note below 500 Hz
+    # dilations 1..256: receptive field 512 samples (32 ms at 16 kHz), over one period of every note the embedded
+    # dataset holds (MIDI 36 = 65 Hz: 245 samples; its drums sound an octave lower: 490)
     return WaveNetConfig(
-        stacks=1, layers_per_stack=5, kernel_size=2, residual_channels=32, dilation_channels=32, skip_channels=64
+        stacks=1, layers_per_stack=9, kernel_size=2, residual_channels=32, dilation_channels=32, skip_channels=64
     )
 
 
@@ -47,6 +56,13 @@ class AutoencoderConfig:
     encoder_channels: int = 32  # C: width of the encoder's residual stream
     encoder_kernel_size: int = 3
     decoder: WaveNetConfig = field(default_factory=_default_decoder)  # its local_condition_channels is set to E
+    # Training only: Gaussian noise of this standard deviation (in mu-law codes) on the decoder's input codes, so it
+    # cannot copy its own past exactly and has to read the timbre from the embedding (the encoder sees clean codes)
+    decoder_input_noise: float = 0.0
+    # Training only, > 0: the decoder hears each window in independent segments of this many samples (a multiple of
+    # hop_length), each starting from its empty state as decoding does, so the start of every segment has to come from
+    # the embedding; 0 = the whole window at once. Evaluation and decoding always hear the whole past.
+    decoder_segment: int = 0
 
     @property
     def decoder_config(self) -> WaveNetConfig:
@@ -75,6 +91,13 @@ class AutoencoderConfig:
                 raise ValueError(f"AutoencoderConfig.{name} must be an integer, got {value!r}")
             if value < minimum:
                 raise ValueError(f"AutoencoderConfig.{name} must be >= {minimum}, got {value}")
+        noise = self.decoder_input_noise
+        if not isinstance(noise, int | float) or isinstance(noise, bool) or not 0 <= noise < 256:
+            raise ValueError(f"AutoencoderConfig.decoder_input_noise must be a number in [0, 256), got {noise!r}")
+        segment = self.decoder_segment
+        if not isinstance(segment, int) or isinstance(segment, bool) or segment < 0 or segment % self.hop_length:
+            raise ValueError(f"AutoencoderConfig.decoder_segment must be 0 or a multiple of hop_length "
+                             f"({self.hop_length}), got {segment!r}")  # fmt: skip
         if self.encoder_kernel_size % 2 == 0:
             raise ValueError(
                 f"AutoencoderConfig.encoder_kernel_size must be odd (centred), got {self.encoder_kernel_size}"
@@ -141,6 +164,70 @@ def _upsample_layer(hop_length: int):
     return UpsampleEmbedding(hop_length, name="upsample_embedding")
 
 
+def _input_noise_layer(stddev: float, quantization_channels: int):
+    """Codes plus rounded Gaussian noise, clipped to the code range, while training; the codes unchanged otherwise."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="waveforms")
+    class NoisyCodes(keras.layers.Layer):
+        def __init__(self, stddev: float, quantization_channels: int, **kwargs):
+            super().__init__(**kwargs)
+            self.stddev = stddev
+            self.quantization_channels = quantization_channels
+            self.seed = keras.random.SeedGenerator()  # seeded by keras.utils.set_random_seed (the run's seed)
+
+        def call(self, codes, training=False):  # (B, T) int32
+            if not training or self.stddev <= 0:
+                return codes
+            noise = keras.random.normal(ops.shape(codes), stddev=self.stddev, seed=self.seed)
+            noisy = ops.round(ops.cast(codes, "float32") + noise)
+            return ops.cast(ops.clip(noisy, 0, self.quantization_channels - 1), "int32")
+
+        def get_config(self):
+            return {**super().get_config(), "stddev": self.stddev, "quantization_channels": self.quantization_channels}
+
+    return NoisyCodes(stddev, quantization_channels, name="decoder_input_noise")
+
+
+def _segment_layers(segment: int):
+    """(split, join): while training, (B, T, ...) -> (B·T/segment, segment, ...) and back; identity otherwise."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="waveforms")
+    class SplitSegments(keras.layers.Layer):
+        def __init__(self, segment: int, **kwargs):
+            super().__init__(**kwargs)
+            self.segment = segment
+
+        def call(self, x, training=False):  # (B, T, ...) with T a multiple of segment
+            if not training or not self.segment:
+                return x
+            shape = ops.shape(x)
+            return ops.reshape(x, (-1, self.segment, *shape[2:]))  # (B·T/segment, segment, ...)
+
+        def get_config(self):
+            return {**super().get_config(), "segment": self.segment}
+
+    @keras.saving.register_keras_serializable(package="waveforms")
+    class JoinSegments(keras.layers.Layer):
+        def __init__(self, segment: int, **kwargs):
+            super().__init__(**kwargs)
+            self.segment = segment
+
+        def call(self, x, codes, training=False):  # (B·T/segment, segment, Q), the original (B, T) codes
+            if not training or not self.segment:
+                return x
+            return ops.reshape(x, (ops.shape(codes)[0], ops.shape(codes)[1], ops.shape(x)[-1]))  # (B, T, Q)
+
+        def get_config(self):
+            return {**super().get_config(), "segment": self.segment}
+
+    return (SplitSegments(segment, name="split_segments_codes"), SplitSegments(segment, name="split_segments_condition"),
+            JoinSegments(segment, name="join_segments"))  # fmt: skip
+
+
 @dataclass
 class Autoencoder:
     """The trainable model plus its parts; `model` is what train.py fits ("audio" (B, T) -> logits (B, T, Q))."""
@@ -169,8 +256,13 @@ class Autoencoder:
         progress=None,
     ) -> np.ndarray:
         """Embeddings (B, F, E) -> int32 codes (B, num_samples), all rows in one fast-generation pass (or passes of
-        `max_batch` rows when given and smaller than B). progress(done, total) is called between compiled chunks."""
-        from waveforms.fastgen import FastGenerator
+        `max_batch` rows when given and smaller than B). progress(done, total) is called between compiled chunks.
+
+        Decoding starts from the decoder's empty state (no past at all, one silence code as the present), which is what
+        every training window's first positions see (the causal convolutions' zero padding): a training window never
+        holds a receptive field of digital silence before a note, so starting from one would ask the decoder for a
+        state it has not learned."""
+        from waveforms.fastgen import SILENCE_CODE, FastGenerator
 
         embeddings = np.asarray(embeddings, np.float32)
         needed = self.config.frames(num_samples)
@@ -188,7 +280,12 @@ class Autoencoder:
                 self._generators[batch] = FastGenerator(self.decoder, self.config.decoder_config, batch)
             condition = upsample_embedding(chunk, self.config.hop_length, num_samples)  # (b, N, E)
             codes = self._generators[batch].generate(
-                num_samples, temperature=temperature, seed=seed + start, local_condition=condition, progress=progress
+                num_samples,
+                temperature=temperature,
+                seed=seed + start,
+                seed_codes=np.full((batch, 1), SILENCE_CODE, np.int32),
+                local_condition=condition,
+                progress=progress,
             )
             outputs.append(np.asarray(codes)[: len(embeddings) - start])
         return np.concatenate(outputs).astype(np.int32)
@@ -205,7 +302,10 @@ def build_autoencoder(config: AutoencoderConfig | None = None) -> Autoencoder:
     codes = keras.Input(shape=(None,), dtype="int32", name="audio")
     embedding = encoder({"audio": codes})  # (B, F, E)
     condition = _upsample_layer(config.hop_length)(embedding, codes)  # (B, T, E)
-    logits = decoder({"audio": codes, "local_condition": condition})  # (B, T, Q)
+    noisy = _input_noise_layer(config.decoder_input_noise, config.decoder.quantization_channels)(codes)  # (B, T)
+    split_codes, split_condition, join = _segment_layers(config.decoder_segment)
+    logits = decoder({"audio": split_codes(noisy), "local_condition": split_condition(condition)})
+    logits = join(logits, codes)  # (B, T, Q): logits[:, t] predicts the clean codes[:, t+1]
     model = keras.Model(inputs={"audio": codes}, outputs=logits, name="autoencoder")
     return Autoencoder(config, model, encoder, decoder)
 
@@ -273,9 +373,11 @@ class AutoencoderTask:
         return False
 
     def window_length(self, target_length: int) -> int:
-        """Decoder context plus targets, rounded up to whole embedding frames (no partial frame in training)."""
+        """Decoder context plus targets, rounded up to whole embedding frames (no partial frame in training) and to
+        whole decoder segments when the decoder trains on segments."""
         length = self.receptive_field + target_length - 1
-        return self.config.frames(length) * self.config.hop_length
+        unit = self.config.decoder_segment or self.config.hop_length
+        return -(-length // unit) * unit
 
     def build_model(self):
         return build_autoencoder(self.config).model

@@ -80,6 +80,12 @@ gap:6px 10px;align-items:center;justify-content:start}
 .corner-play{margin-left:.4em;border:1px solid var(--line);background:#fff;border-radius:4px;cursor:pointer;
 font-size:.85em;padding:.05em .45em}
 .corner-play.playing{border-color:var(--warm);background:#fff4e8}
+.corner-play.original{display:block;margin:.3em 0 0;padding:0;border:2px solid #b9875a;background:#000;line-height:0;
+position:relative;overflow:hidden}
+.corner-play.original img{width:clamp(56px,calc((100vw - 34em) / var(--cols)),200px);aspect-ratio:2/1;height:auto;
+image-rendering:pixelated;display:block}
+.corner-play.original span{position:absolute;left:3px;bottom:3px;font-size:11px;line-height:13px;color:#fff;
+background:#0009;padding:0 3px;border-radius:2px}
 .grid{display:grid;gap:3px;grid-column:2;grid-row:2}
 .cell{padding:0;border:2px solid var(--line);background:#000;cursor:pointer;line-height:0;position:relative;
 border-radius:4px;overflow:hidden}
@@ -159,10 +165,12 @@ def render_explorer(
     thumbnails_by_file: Mapping[str, bytes] | None = None,
     title: str = "Sound space",
     corner_audio: Mapping[str, bytes] | None = None,
+    corner_thumbnails: Mapping[str, bytes] | None = None,
 ) -> str:
     """The page for a soundspace manifest. audio_by_file / thumbnails_by_file map a point's name to its audio (WAV or
-    mp3 bytes) and spectrogram PNG. Every point of the manifest must have audio. corner_audio maps a corner source's
-    file name to the original sound (what was encoded), playable beside its label."""
+    mp3 bytes) and spectrogram PNG. Every point of the manifest must have audio. corner_audio / corner_thumbnails map
+    a corner source's file name to the original sound (what was encoded) and its spectrogram: shown in the corner's
+    label, beside the decoded corner cell, so the two can be seen and heard side by side."""
     thumbnails = thumbnails_by_file or {}
     missing = [p["name"] for p in manifest["points"] if p["name"] not in audio_by_file]
     if missing:
@@ -202,11 +210,13 @@ def render_explorer(
             )
         labels = "".join(
             f'<div class="label" style="grid-row:{_LABEL_PLACES[n][0]};grid-column:{_LABEL_PLACES[n][1]}">'
-            f"<b>{n}</b>{esc(space['sources'][n])}{_corner_button(space['sources'][n], corner_audio or {}, audios)}</div>"
+            f"<b>{n}</b>{esc(space['sources'][n])}"
+            f"{_corner_button(space['sources'][n], corner_audio or {}, audios, corner_thumbnails or {})}</div>"
             for n in corner_names
         )
         sections.append(
-            f'<section data-space="{space["index"]}"><h2>{esc(heading)}</h2><div class="frame">{labels}'
+            f'<section data-space="{space["index"]}"><h2>{esc(heading)}</h2>'
+            f'<div class="frame" style="--cols:{manifest["cols"]}">{labels}'
             f'<div class="grid" style="--cols:{manifest["cols"]};grid-template-columns:repeat({manifest["cols"]},auto)">'
             f"{''.join(cells)}</div>"
             "</div></section>"
@@ -241,15 +251,23 @@ def render_explorer(
     )
 
 
-def _corner_button(source: str, corner_audio: Mapping[str, bytes], audios: list[str]) -> str:
-    """A play button for a corner's original sound (its <audio> joins `audios`), or "" when there is none."""
+def _corner_button(source: str, corner_audio: Mapping[str, bytes], audios: list[str],
+                   thumbnails: Mapping[str, bytes]) -> str:  # fmt: skip
+    """A play button for a corner's original sound (its <audio> joins `audios`), showing the original's spectrogram
+    when there is one, or "" when there is no original."""
     if source not in corner_audio:
         return ""
     audio_id = f"audio-{len(audios)}"
     payload = corner_audio[source]
     audios.append(f'<audio id="{audio_id}" preload="auto" src="{data_uri(payload, audio_mime(payload))}"></audio>')
-    return (f'<button type="button" class="corner-play" data-audio="{audio_id}" '
-            f'title="the original: {html.escape(source)}">&#9654; original</button>')  # fmt: skip
+    title = f"the original: {html.escape(source)}"
+    if source in thumbnails:
+        return (f'<button type="button" class="corner-play original" data-audio="{audio_id}" title="{title}">'
+                f'<img alt="spectrogram of the original" src="{data_uri(thumbnails[source], "image/png")}">'
+                "<span>&#9654; original</span></button>")  # fmt: skip
+    return (
+        f'<button type="button" class="corner-play" data-audio="{audio_id}" title="{title}">&#9654; original</button>'
+    )
 
 
 def _json_for_script(data: Mapping) -> str:
@@ -279,6 +297,9 @@ def write_explorer(
         thumbnails,
         title or f"Sound space: {os.path.basename(os.path.dirname(os.path.abspath(path)))}",
         corner_audio=encode_all_for_page(corners, sample_rate, audio_format) if corners else None,
+        corner_thumbnails={
+            name: spectrogram_png(clip, sample_rate, width, height) for name, clip in (corners or {}).items()
+        },
     )
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(page)

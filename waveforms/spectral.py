@@ -130,3 +130,37 @@ def spectrogram_png(
     top = max(float(db.max()), FLOOR_DB + range_db)
     scaled = np.clip((grid - (top - range_db)) / range_db, 0.0, 1.0)
     return png_bytes(np.round(scaled * 255).astype(np.uint8))
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, bands: int = 64, low_hz: float = 30.0) -> np.ndarray:
+    """Triangular filters evenly spaced on the mel scale (HTK formula) from low_hz to Nyquist, (bands, n_fft//2 + 1)."""
+
+    def to_mel(hz):
+        return 2595.0 * np.log10(1.0 + np.asarray(hz, np.float64) / 700.0)
+
+    def to_hz(mel):
+        return 700.0 * (10.0 ** (np.asarray(mel, np.float64) / 2595.0) - 1.0)
+
+    edges = to_hz(np.linspace(to_mel(low_hz), to_mel(sample_rate / 2), bands + 2))  # (bands + 2,) Hz
+    frequencies = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)  # (bins,)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]  # (bands, 1) each
+    rising = (frequencies - lower) / (centre - lower)
+    falling = (upper - frequencies) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)  # (bands, bins)
+
+
+def log_mel_spectrum(x: np.ndarray, sample_rate: int, bands: int = 64, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """The clip's average mel power spectrum over its sounding frames, in dB relative to its own mean power and floored
+    SILENCE_DB below its strongest band, (bands,): a level-independent fingerprint of timbre and pitch (a clip and a
+    louder copy are at distance 0; bands far below the rest, where an 8-bit decoder's noise floor lives, count as one)."""
+    power = _power_frames(x, n_fft, hop)  # (frames, bins)
+    if len(power) == 0:
+        return np.full(bands, FLOOR_DB, np.float32)
+    mel = mel_filterbank(sample_rate, n_fft, bands) @ power.mean(axis=0)  # (bands,)
+    db = 10.0 * np.log10(np.maximum(mel / max(float(mel.mean()), 1e-30), 1e-12))
+    return np.maximum(db, db.max() - SILENCE_DB).astype(np.float32)
+
+
+def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
+    """Root-mean-square difference in dB between two clips' log-mel spectra (log_mel_spectrum)."""
+    return float(np.sqrt(np.mean(np.square(log_mel_spectrum(a, sample_rate) - log_mel_spectrum(b, sample_rate)))))

@@ -1,0 +1,111 @@
+"""Do sound spaces sound like their corners? The autoencoder bars of issue 12, over training seeds.
+
+    python -m benchmarks.soundspace_quality [--budget 600] [--seeds 0 1 2] [--config default] [--work DIR]
+                                            [--output docs/soundspace_quality.md]
+
+Writes the embedded synth dataset (`waveforms synth`, 200 notes) and converts it once, then for each seed trains
+`waveforms train --model autoencoder --time-budget BUDGET --seed SEED` (CLI defaults otherwise) and measures
+(waveforms/soundspace_quality.py): (a) 4 held-out corners of 4 families, each decoded corner nearer (log-mel) to its own
+source than to any other; (b) decoded flatness within 2x of the source's; (c) the centroid along a dark -> bright
+2-corner path, Spearman |rho| >= 0.9. The bars are for a 600-s budget on a quiet 2-core machine; a busy machine
+trains fewer steps in the same budget, so the table records the steps reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.run import machine
+
+
+def _cli(*args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "waveforms.cli", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"waveforms {args[0]} failed: {result.stderr.strip().splitlines()[-3:]}")
+
+
+def dataset(work: str) -> str:
+    data = os.path.join(work, "synth-data")
+    if not os.path.exists(os.path.join(data, "manifest.json")):
+        _cli("synth", os.path.join(work, "synth-wav"))
+        _cli("convert", os.path.join(work, "synth-wav"), data, "--quiet")
+    return data
+
+
+def measure_seed(data: str, work: str, seed: int, budget: float, config: str, temperature: float) -> dict:
+    from waveforms.autoencoder import load_autoencoder
+    from waveforms.soundspace_quality import measure
+
+    model = os.path.join(work, f"autoencoder-{config.replace('/', '_')}-{budget:g}s-seed{seed}")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        _cli("train", data, model, "--model", "autoencoder", "--config", config, "--time-budget", str(budget),
+             "--seed", str(seed), "--no-progress")  # fmt: skip
+    with open(os.path.join(model, "metrics.json")) as handle:
+        final = json.load(handle)["history"][-1]
+    started = time.perf_counter()
+    result = measure(load_autoencoder(model), temperature=temperature, seed=seed)
+    return {"seed": seed, "steps": final["step"], "val_bits": round(final["val_bits"], 3), **result,
+            "measure_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+
+
+def table(rows: list[dict], budget: float, config: str, temperature: float) -> str:
+    lines = [
+        f"Autoencoder `{config}`, `--time-budget {budget:g}`, decoded at temperature {temperature:g}; "
+        f"{datetime.date.today()}, {machine()}.",
+        "Command: `python -m benchmarks.soundspace_quality " + " ".join(sys.argv[1:]) + "`",
+        "",
+        "| seed | steps | val bits | (a) nearest own (of 4) | wrong-embedding margin dB | (b) flatness within 2x "
+        "(decoded / mu-law source) | (c) path centroids Hz | rho |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        ratios = " ".join(f"{d / max(s, 1e-12):.2g}" for d, s in zip(r["decoded_flatness"], r["coded_source_flatness"],
+                                                                    strict=True))  # fmt: skip
+        lines.append(f"| {r['seed']} | {r['steps']} | {r['val_bits']} | {r['nearest_own']} | "
+                     f"{r['wrong_embedding_margin_db']} | {r['flatness_within']} ({ratios}) | "
+                     f"{' '.join(map(str, r['path_centroids_hz']))} | {r['path_rho']} |")  # fmt: skip
+    passed = all(r["nearest_own"] == r["corners"] for r in rows), all(abs(r["path_rho"]) >= 0.9 for r in rows)
+    lines += ["", f"(a) 4 of 4 for every seed: {'yes' if passed[0] else 'no'}; "
+                  f"(b) every corner within 2x: {'yes' if all(r['flatness_within'] == r['corners'] for r in rows) else 'no'}; "
+                  f"(c) |rho| >= 0.9 for every seed: {'yes' if passed[1] else 'no'}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=float, default=600.0, help="training seconds per seed (default 600)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--config", default="default", help="autoencoder configuration (name or file)")
+    parser.add_argument("--temperature", type=float, default=None, help="decoding temperature (default: the CLI's)")
+    parser.add_argument("--work", default=None, help="folder for the dataset and models (kept; default: a temp dir)")
+    parser.add_argument("--output", default=None, help="also write the table (Markdown) here")
+    args = parser.parse_args(argv)
+    if args.temperature is None:
+        from waveforms.soundspace import SoundSpaceSpec
+
+        args.temperature = SoundSpaceSpec(corners=(), resolution=2).temperature
+    with tempfile.TemporaryDirectory(prefix="soundspace-quality-") as scratch:
+        work = args.work or scratch
+        os.makedirs(work, exist_ok=True)
+        data = dataset(work)
+        rows = []
+        for seed in args.seeds:
+            rows.append(measure_seed(data, work, seed, args.budget, args.config, args.temperature))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    text = table(rows, args.budget, args.config, args.temperature)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write("# Sound-space quality\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

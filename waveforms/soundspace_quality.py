@@ -1,0 +1,161 @@
+"""Do sound spaces sound like their corners? The measurements behind the sound-space bars (issue 12).
+
+Given a trained autoencoder and corner sounds it has not been trained on:
+  (a) fidelity: every decoded corner's log-mel spectrum is nearer to its own source than to any other corner's source
+      (the distance matrix decoded × sources; its off-diagonal is what the wrong corner's embedding gives, so "the
+      decoder uses the embedding" is the same measurement);
+  (b) tone: each decoded corner's spectral flatness within a factor of its source's;
+  (c) interpolation: the spectral centroid along a 2-corner path from a dark to a bright note is monotone
+      (Spearman's rho over the path's points, each the mean of a few sampled replicas).
+Corners are decoded exactly as `waveforms soundspace` decodes points: encode, interpolate, decode in one batch,
+`soundspace.postprocess`. benchmarks/soundspace_quality.py runs this over training seeds; tests/test_autoencoder.py
+asserts it at a reduced budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from waveforms.synth import Note
+
+# Held-out corners: four families at four pitches (seeds far above any note index of the embedded dataset, so these
+# exact notes are never trained on). Chosen once, before any measurement; the lowest (MIDI 48) needs 122 samples a period.
+CORNER_NOTES = (Note("string", 48, 100, 90001), Note("organ", 55, 100, 90002), Note("bell", 60, 75, 90003),
+                Note("reed", 67, 100, 90004))  # fmt: skip
+# The path's ends: a soft bell (few partials, centroid ~0.3 kHz) and a loud reed (odd partials up to 15, ~1.5 kHz)
+DARK_NOTE, BRIGHT_NOTE = Note("bell", 55, 50, 90005), Note("reed", 62, 127, 90006)
+FLATNESS_FACTOR = 2.0  # bar (b): decoded flatness within this factor of the source's
+PATH_POINTS, PATH_REPLICAS = 9, 4
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation with average ranks for ties."""
+
+    def ranks(values):
+        values = np.asarray(values, np.float64)
+        order = np.argsort(values, kind="stable")
+        r = np.empty(len(values))
+        r[order] = np.arange(len(values), dtype=np.float64)
+        for value in np.unique(values):  # ties share their mean rank
+            tied = values == value
+            r[tied] = r[tied].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = np.sqrt((ra @ ra) * (rb @ rb))
+    return float((ra @ rb) / denominator) if denominator > 0 else 0.0
+
+
+def render_points(autoencoder, clips: np.ndarray, weights: np.ndarray, *, temperature: float = 1.0,
+                  seed: int = 0) -> np.ndarray:  # fmt: skip
+    """Corner clips (K, T) and point weights (P, K) -> the points decoded and post-processed as sound spaces are, (P, T)."""
+    from waveforms.audio import mu_law_decode
+    from waveforms.soundspace import fit_length, interpolate, postprocess
+
+    config = autoencoder.config
+    length = clips.shape[1]
+    frames = config.frames(length)
+    windows = np.stack([fit_length(clip, frames * config.hop_length) for clip in clips])
+    conditions = interpolate(autoencoder.encode(windows), np.asarray(weights, np.float32))  # (P, F, E)
+    codes = autoencoder.decode(conditions, length, temperature=temperature, seed=seed)
+    return np.stack([postprocess(mu_law_decode(row), config.sample_rate, length) for row in codes])
+
+
+@dataclass(frozen=True)
+class CornerFidelity:
+    distances: np.ndarray  # (K, K) dB: decoded corner i against source j (log_mel_distance)
+    source_flatness: np.ndarray  # (K,) the float sources
+    coded_flatness: (
+        np.ndarray
+    )  # (K,) the sources after the 8-bit mu-law round trip: the best a 256-class decoder can do
+    decoded_flatness: np.ndarray  # (K,)
+
+    @property
+    def nearest_own(self) -> int:
+        """Bar (a): how many decoded corners are nearer to their own source than to any other."""
+        return int(np.sum(np.argmin(self.distances, axis=1) == np.arange(len(self.distances))))
+
+    @property
+    def flatness_ratios(self) -> np.ndarray:
+        """Decoded over source flatness, the source as the model sees it (8-bit mu-law: quantisation alone raises a
+        pure tone's flatness from ~1e-6 to ~2e-4, so no 8-bit decoder can come within 2x of the float source)."""
+        return self.decoded_flatness / np.maximum(self.coded_flatness, 1e-12)
+
+    @property
+    def flatness_within(self) -> int:
+        """Bar (b): how many decoded corners' flatness is within FLATNESS_FACTOR of their (mu-law) source's."""
+        ratios = self.flatness_ratios
+        return int(np.sum((ratios <= FLATNESS_FACTOR) & (ratios >= 1 / FLATNESS_FACTOR)))
+
+    @property
+    def wrong_embedding_margin(self) -> float:
+        """Mean over sources of (distance to the decodings of the other corners' embeddings) minus (distance to its own
+        decoding), dB: how much the embedding matters; near 0 when the decoder ignores it."""
+        own = np.diag(self.distances)
+        others = (self.distances.sum(axis=0) - own) / (len(own) - 1)  # per source j: decodings of other embeddings
+        return float(np.mean(others - own))
+
+
+def corner_fidelity(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0, temperature: float = 1.0,
+                    seed: int = 0) -> CornerFidelity:  # fmt: skip
+    from waveforms.audio import mu_law_decode, mu_law_encode
+    from waveforms.spectral import log_mel_distance, spectral_flatness
+    from waveforms.synth import render_note
+
+    sr = autoencoder.config.sample_rate
+    sources = np.stack([render_note(note, sr, seconds) for note in notes])  # (K, T)
+    decoded = render_points(autoencoder, sources, np.eye(len(notes)), temperature=temperature, seed=seed)
+    distances = np.array([[log_mel_distance(d, s, sr) for s in sources] for d in decoded])
+    flatness = [spectral_flatness(s) for s in sources]
+    coded = [spectral_flatness(mu_law_decode(mu_law_encode(s))) for s in sources]
+    return CornerFidelity(
+        distances, np.array(flatness), np.array(coded), np.array([spectral_flatness(d) for d in decoded])
+    )
+
+
+@dataclass(frozen=True)
+class PathCentroids:
+    source_centroids: tuple[float, float]  # Hz: the dark and the bright source
+    centroids: np.ndarray  # (PATH_POINTS,) Hz: mean over replicas, from the dark end to the bright end
+
+    @property
+    def rho(self) -> float:
+        return spearman(np.arange(len(self.centroids)), self.centroids)
+
+
+def path_centroids(autoencoder, dark: Note = DARK_NOTE, bright: Note = BRIGHT_NOTE, *, seconds: float = 1.0,
+                   temperature: float = 1.0, seed: int = 0) -> PathCentroids:  # fmt: skip
+    """Bar (c): the centroid at PATH_POINTS points from dark (x=0) to bright (x=1), PATH_REPLICAS samplings each, all
+    decoded in one batch."""
+    from waveforms.soundspace import grid_points
+    from waveforms.spectral import spectral_centroid
+    from waveforms.synth import render_note
+
+    sr = autoencoder.config.sample_rate
+    sources = np.stack([render_note(dark, sr, seconds), render_note(bright, sr, seconds)])
+    weights = np.repeat(np.array([p.weights for p in grid_points(2, PATH_POINTS)]), PATH_REPLICAS, axis=0)
+    clips = render_points(autoencoder, sources, weights, temperature=temperature, seed=seed)
+    centroids = np.array([spectral_centroid(clip, sr) for clip in clips]).reshape(PATH_POINTS, PATH_REPLICAS)
+    return PathCentroids((spectral_centroid(sources[0], sr), spectral_centroid(sources[1], sr)), centroids.mean(axis=1))
+
+
+def measure(autoencoder, *, temperature: float = 1.0, seed: int = 0) -> dict:
+    """All three bars for one trained autoencoder, as plain numbers (for a table or JSON)."""
+    fidelity = corner_fidelity(autoencoder, temperature=temperature, seed=seed)
+    path = path_centroids(autoencoder, temperature=temperature, seed=seed)
+    return {
+        "nearest_own": fidelity.nearest_own,
+        "corners": len(fidelity.distances),
+        "distances_db": np.round(fidelity.distances, 2).tolist(),
+        "wrong_embedding_margin_db": round(fidelity.wrong_embedding_margin, 2),
+        "source_flatness": [float(f"{v:.3g}") for v in fidelity.source_flatness],
+        "coded_source_flatness": [float(f"{v:.3g}") for v in fidelity.coded_flatness],
+        "decoded_flatness": [float(f"{v:.3g}") for v in fidelity.decoded_flatness],
+        "flatness_within": fidelity.flatness_within,
+        "path_source_centroids_hz": [round(c) for c in path.source_centroids],
+        "path_centroids_hz": [round(float(c)) for c in path.centroids],
+        "path_rho": round(path.rho, 3),
+    }
