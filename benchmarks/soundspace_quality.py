@@ -40,7 +40,7 @@ def dataset(work: str) -> str:
 
 
 def measure_seed(data: str, work: str, seed: int, budget: float, config: str, temperature: float) -> dict:
-    from waveforms.autoencoder import load_autoencoder
+    from waveforms import model_store
     from waveforms.soundspace_quality import measure
 
     model = os.path.join(work, f"autoencoder-{config.replace('/', '_')}-{budget:g}s-seed{seed}")
@@ -50,7 +50,7 @@ def measure_seed(data: str, work: str, seed: int, budget: float, config: str, te
     with open(os.path.join(model, "metrics.json")) as handle:
         final = json.load(handle)["history"][-1]
     started = time.perf_counter()
-    result = measure(load_autoencoder(model), temperature=temperature, seed=seed)
+    result = measure(model_store.read(str(model)).require("autoencoder").network(), temperature=temperature, seed=seed)
     return {"seed": seed, "steps": final["step"], "val_bits": round(final["val_bits"], 3), **result,
             "measure_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 

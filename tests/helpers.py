@@ -30,3 +30,27 @@ def synth_dataset(root, *, count: int, seed: int, seconds: float, validation_fra
     synth.write_dataset(wav, count=count, seed=seed, seconds=seconds)
     convert.convert(wav, data, convert.ConvertConfig(validation_fraction=validation_fraction), progress=False)
     return data
+
+
+def save_autoencoder(autoencoder, directory) -> str:
+    """A model folder as `waveforms train --model autoencoder` exports it (model_store: config.json + the weights)."""
+    from waveforms import model_store
+
+    config = autoencoder.config
+    model_store.save(
+        directory, "autoencoder", autoencoder.model, {"model": config.to_dict(), "sample_rate": config.sample_rate}
+    )
+    return str(directory)
+
+
+def load_autoencoder(model_uri):
+    """The autoencoder of a model folder, its weights loaded, as soundspace gets it."""
+    from waveforms import model_store
+
+    return model_store.read(str(model_uri)).require("autoencoder").network()
+
+
+def load_autoencoder_config(model_uri):
+    from waveforms import model_store
+
+    return model_store.read(str(model_uri)).require("autoencoder").config

@@ -9,14 +9,12 @@ import time
 import numpy as np
 import pytest
 from helpers import TINY_AUTOENCODER as TINY
+from helpers import load_autoencoder, load_autoencoder_config, save_autoencoder
 
 from waveforms import model_store
 from waveforms.autoencoder import (
     AutoencoderConfig,
     build_autoencoder,
-    load_autoencoder,
-    load_autoencoder_config,
-    save_autoencoder,
     upsample_embedding,
 )
 from waveforms.model import WaveNetConfig, layer_names

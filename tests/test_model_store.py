@@ -8,10 +8,10 @@ import os
 
 import numpy as np
 import pytest
-from helpers import TINY_AUTOENCODER, TINY_WAVENET
+from helpers import TINY_AUTOENCODER, TINY_WAVENET, load_autoencoder, load_autoencoder_config, save_autoencoder
 
 from waveforms import model_store, storage
-from waveforms.autoencoder import build_autoencoder, load_autoencoder, load_autoencoder_config, save_autoencoder
+from waveforms.autoencoder import build_autoencoder
 from waveforms.generate import generate, load_model
 from waveforms.model import build_wavenet
 

@@ -310,7 +310,9 @@ def test_cli_rejects_three_corners_before_loading_anything(tmp_path):
 
 @pytest.mark.slow
 def test_cli_end_to_end_four_corners_combinations_and_pitch_axis(tmp_path, capsys):
-    from waveforms.autoencoder import build_autoencoder, save_autoencoder
+    from helpers import save_autoencoder
+
+    from waveforms.autoencoder import build_autoencoder
     from waveforms.cli import main
     from waveforms.synth import Note, render_note
 

@@ -34,7 +34,9 @@ def cli(*args, env, cwd) -> subprocess.CompletedProcess:
 
 
 def test_soundspace_reads_corners_from_and_writes_to_object_storage(tmp_path, s3_env, s3_prefix):
-    from waveforms.autoencoder import build_autoencoder, save_autoencoder
+    from helpers import save_autoencoder
+
+    from waveforms.autoencoder import build_autoencoder
 
     save_autoencoder(build_autoencoder(TINY_AUTOENCODER), tmp_path / "model")
     corners = []

@@ -27,9 +27,7 @@ corners with their own and with the other corners' embeddings and compares log-m
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -311,33 +309,6 @@ def build_autoencoder(config: AutoencoderConfig | None = None) -> Autoencoder:
 
 
 # ---------------------------------------------------------------- saving and loading
-
-
-def save_autoencoder(autoencoder: Autoencoder, directory: str | os.PathLike) -> Path:
-    """A local model folder (model_store): config.json (kind + config) and autoencoder.weights.h5 (all weights)."""
-    from waveforms import model_store
-
-    config = autoencoder.config
-    model_store.save(
-        directory, MODEL_KIND, autoencoder.model, {"model": config.to_dict(), "sample_rate": config.sample_rate}
-    )
-    return Path(directory)
-
-
-def _stored_autoencoder(model_uri: str | os.PathLike):
-    from waveforms import model_store
-
-    return model_store.read(model_uri).require(MODEL_KIND)
-
-
-def load_autoencoder_config(model_uri: str | os.PathLike) -> AutoencoderConfig:
-    """The configuration of a model folder (local path, s3:// or minio://)."""
-    return _stored_autoencoder(model_uri).config
-
-
-def load_autoencoder(model_uri: str | os.PathLike) -> Autoencoder:
-    """The autoencoder of a model folder, its weights loaded (model_store.read(...).network() for a StoredModel)."""
-    return _stored_autoencoder(model_uri).network()
 
 
 # ---------------------------------------------------------------- the training task (train.py's interface)
