@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+# a sound space's corners, by corner count, in the order of the grid weights (soundspace.grid_points)
+CORNER_NAMES: dict[int, tuple[str, ...]] = {2: ("W", "E"), 4: ("NW", "NE", "SW", "SE")}
+
 CORNERS_FILE = "corners.json"
 SILENT_PEAK = 1e-3  # -60 dBFS: a song this quiet cannot be a corner
 
@@ -72,8 +75,6 @@ def _matches_song(request: str, song, entry: dict) -> bool:
 
 def resolve(songs, index: dict[str, dict], requests: list[str], count: int) -> list:
     """One Song per corner from the requests (genre, song or "" for the next unused genre); raises CornerError."""
-    from waveforms.soundspace import CORNER_NAMES
-
     if count not in CORNER_NAMES:
         raise CornerError(f"a sound space has 2 or 4 corners, not {count}")
     requests = [str(r).strip() for r in requests] or [""] * count
@@ -143,7 +144,6 @@ def write_corners(
 ) -> list[Corner]:
     """The corners' excerpts as out_dir/<NAME>.wav plus out_dir/corners.json; -> the corners in corner order."""
     from waveforms import audio
-    from waveforms.soundspace import CORNER_NAMES
 
     if not seconds > 0:
         raise CornerError(f"corner excerpts need a positive length, got {seconds} s")

@@ -35,13 +35,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from waveforms import limits, storage
+from waveforms.corners import CORNER_NAMES, loudest_excerpt
 
 MANIFEST_FORMAT = "waveforms/soundspace-v1"
 CONVENTION = (
     "x grows east, y grows south, x and y in [0, 1]; corners NW=(0,0) NE=(1,0) SW=(0,1) SE=(1,1); "
     "a 2-corner space is the line y=0 from W=(0,0) to E=(1,0)"
 )
-CORNER_NAMES: dict[int, tuple[str, ...]] = {2: ("W", "E"), 4: ("NW", "NE", "SW", "SE")}
 CORNER_XY: dict[str, tuple[float, float]] = {
     "W": (0.0, 0.0),
     "E": (1.0, 0.0),
@@ -257,8 +257,6 @@ def corner_window(clip: np.ndarray, length: int, excerpt: str = "loudest") -> np
     """The `length` samples of a corner sound that are encoded: its loudest stretch (a song's intro is often near
     silence) or its start, zero-padded when the sound is shorter."""
     if excerpt == "loudest":
-        from waveforms.corners import loudest_excerpt
-
         clip = loudest_excerpt(clip, length)[1]
     return fit_length(clip, length)
 
