@@ -16,7 +16,6 @@ object storage) on first use.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -76,14 +75,11 @@ class StoredModel:
         return self._network
 
 
-def _read_json(uri: str) -> dict:
+def _read_model_json(uri: str) -> dict:
     try:
-        data = json.loads(storage.read_bytes(uri))
+        return storage.read_json_object(uri)
     except ValueError as error:
-        raise ValueError(f"model {uri}: not valid JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"model {uri}: expected a JSON object, got {type(data).__name__}")
-    return data
+        raise ValueError(f"model {error}") from None
 
 
 def _legacy_autoencoder_export(model_uri: str) -> dict | None:
@@ -91,7 +87,7 @@ def _legacy_autoencoder_export(model_uri: str) -> dict | None:
     uri = storage.join(model_uri, LEGACY_AUTOENCODER_CONFIG)
     if not storage.exists(uri):
         return None
-    data = _read_json(uri)
+    data = _read_model_json(uri)
     if data.get("model") != "autoencoder" or not isinstance(data.get("config"), dict):
         raise ValueError(f"model {model_uri}: {LEGACY_AUTOENCODER_CONFIG} does not describe an autoencoder")
     config = model_config("autoencoder", data["config"], source=uri)
@@ -102,7 +98,7 @@ def read_export(model_uri: str) -> dict:
     """config.json of an exported model; a clear error when MODEL_URI holds no finished model."""
     uri = storage.join(model_uri, CONFIG_FILE)
     if storage.exists(uri):
-        export = _read_json(uri)
+        export = _read_model_json(uri)
     else:
         export = _legacy_autoencoder_export(model_uri)
         if export is None:
@@ -174,7 +170,7 @@ def read_run_config(model_uri: str) -> dict:
     checkpoints; it holds model_kind, model and train."""
     config_uri = storage.join(model_uri, CONFIG_FILE)
     if storage.exists(config_uri):
-        config = _read_json(config_uri)
+        config = _read_model_json(config_uri)
     else:
         config = checkpoints.read_run_config(model_uri)
         if config is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 from collections import Counter
@@ -213,13 +212,7 @@ def _cell(value):
 def _read_json(uri: str, what: str) -> dict:
     if not storage.exists(uri):
         raise ValueError(f"{uri}: not found; is it {what}?")
-    try:
-        data = json.loads(storage.read_bytes(uri))
-    except ValueError as error:
-        raise ValueError(f"{uri}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{uri}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return storage.read_json_object(uri)
 
 
 def read_training_output(model_uri: str) -> tuple[list[dict], dict, dict]:

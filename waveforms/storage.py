@@ -556,6 +556,17 @@ def _finite_or_none(value):
     return value
 
 
+def read_json_object(uri: str) -> dict:
+    """A JSON object from a local path or an object URI; one-line ValueError naming the URI when it is not one."""
+    try:
+        data = json.loads(read_bytes(uri))
+    except ValueError as error:
+        raise ValueError(f"{uri}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{uri}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def write_json(uri: str, data: dict) -> None:
     """Strict JSON (non-finite numbers become null), replaced atomically (a local file through atomic_write, an object in one put)."""
     text = json.dumps(_finite_or_none(data), indent=2, sort_keys=True, allow_nan=False)
