@@ -235,10 +235,10 @@ def test_trial_output_is_chosen_by_the_flag_or_by_a_log_that_is_not_a_terminal(m
 
 
 def test_trial_progress_is_a_plain_line_without_name_value_pairs(tmp_path, monkeypatch, capsys):
-    from waveforms import train as train_module
+    from waveforms import training_output
 
-    monkeypatch.setattr(train_module, "TRIAL_PROGRESS_SECONDS", 0.0)
-    out = train_module._Output(str(tmp_path), True, [], True, 0, 10, trial=True)
+    monkeypatch.setattr(training_output, "TRIAL_PROGRESS_SECONDS", 0.0)
+    out = training_output.TrainingOutput(str(tmp_path), True, [], True, 0, 10, trial=True)
     out.step(1, 2.5, 1.0, 1e-3)
     out.close()
     err = capsys.readouterr().err
