@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from helpers import TINY_AUTOENCODER
 
-from waveforms.audio import write_wav
+from waveforms.audio import apply_fades, pitch_shift, postprocess, remove_clicks, remove_dc, write_wav
 from waveforms.soundspace import (
     CORNER_NAMES,
     CORNER_XY,
     SoundSpaceError,
     SoundSpaceSpec,
-    apply_fades,
     bilinear_weights,
     grid_points,
     interpolate,
@@ -26,10 +25,6 @@ from waveforms.soundspace import (
     manifest_for,
     nsynth_weights,
     parse_corners,
-    pitch_shift,
-    postprocess,
-    remove_clicks,
-    remove_dc,
     spaces_for,
     validate_spec,
 )

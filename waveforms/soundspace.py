@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from waveforms import limits, storage
+from waveforms.audio import fit_length, pitch_shift, postprocess
 from waveforms.corners import CORNER_NAMES, loudest_excerpt
 
 MANIFEST_FORMAT = "waveforms/soundspace-v1"
@@ -244,77 +245,12 @@ def load_corner_audio(spec: SoundSpaceSpec, sample_rate: int, hop: int) -> dict[
     return clips
 
 
-def pitch_shift(clip: np.ndarray, semitones: float) -> np.ndarray:
-    """Varispeed shift: play the clip 2^(s/12) times faster by linear interpolation (shorter when shifted up)."""
-    if semitones == 0:
-        return clip.astype(np.float32)
-    ratio = 2 ** (semitones / 12)
-    positions = np.arange(0, len(clip) - 1, ratio)
-    return np.interp(positions, np.arange(len(clip)), clip).astype(np.float32)
-
-
 def corner_window(clip: np.ndarray, length: int, excerpt: str = "loudest") -> np.ndarray:
     """The `length` samples of a corner sound that are encoded: its loudest stretch (a song's intro is often near
     silence) or its start, zero-padded when the sound is shorter."""
     if excerpt == "loudest":
         clip = loudest_excerpt(clip, length)[1]
     return fit_length(clip, length)
-
-
-def fit_length(clip: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad (a note that ends early is followed by silence) to exactly `length` samples."""
-    out = np.zeros(length, np.float32)
-    out[: min(length, len(clip))] = clip[:length]
-    return out
-
-
-# ---------------------------------------------------------------- post-processing
-
-
-def remove_dc(audio: np.ndarray, sample_rate: int, cutoff_hz: float = 20.0) -> np.ndarray:
-    """High-pass by subtracting a centred moving average one `cutoff_hz` period long: removes the DC offset and slow
-    drift (a decoder's low-frequency wander) without a recursive filter's phase shift."""
-    x = audio.astype(np.float64)
-    window = max(1, min(len(x), int(sample_rate / cutoff_hz)))
-    kernel = np.ones(window)
-    counts = np.convolve(np.ones(len(x)), kernel, mode="same")  # fewer samples near the edges
-    return (x - np.convolve(x, kernel, mode="same") / counts).astype(np.float32)
-
-
-def remove_clicks(audio: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Replace isolated spikes: a sample far (> threshold) from the mean of its two neighbours while those neighbours
-    agree with each other is a mu-law sampling outlier, not signal."""
-    x = audio.astype(np.float32).copy()
-    if len(x) < 3:
-        return x
-    neighbours = (x[:-2] + x[2:]) / 2
-    spike = (np.abs(x[1:-1] - neighbours) > threshold) & (np.abs(x[:-2] - x[2:]) < threshold / 2)
-    idx = np.nonzero(spike)[0] + 1
-    x[idx] = neighbours[idx - 1]
-    return x
-
-
-def apply_fades(audio: np.ndarray, sample_rate: int, fade_ms: float) -> np.ndarray:
-    x = audio.astype(np.float32).copy()
-    n = min(int(sample_rate * fade_ms / 1000), len(x) // 2)
-    if n > 0:
-        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
-        x[:n] *= ramp
-        x[-n:] *= ramp[::-1]
-    return x
-
-
-def postprocess(
-    audio: np.ndarray, sample_rate: int, length: int, peak_dbfs: float = -1.0, fade_ms: float = 10.0
-) -> np.ndarray:
-    """Decoder output -> a clean clip: DC removal/high-pass, click removal, trim, fades, peak normalisation."""
-    from waveforms.audio import peak_normalize
-
-    x = remove_dc(audio, sample_rate)
-    x = remove_clicks(x)
-    x = fit_length(x, length)
-    x = apply_fades(x, sample_rate, fade_ms)
-    return peak_normalize(x, peak_dbfs).astype(np.float32)
 
 
 # ---------------------------------------------------------------- the manifest

@@ -8,7 +8,7 @@ Given a trained autoencoder and corner sounds it has not been trained on:
   (c) interpolation: the spectral centroid along a 2-corner path from a dark to a bright note is monotone
       (Spearman's rho over the path's points, each the mean of a few sampled replicas).
 Corners are decoded exactly as `waveforms soundspace` decodes points: encode, interpolate, decode in one batch,
-`soundspace.postprocess`. benchmarks/soundspace_quality.py runs this over training seeds; tests/test_autoencoder.py
+`audio.postprocess`. benchmarks/soundspace_quality.py runs this over training seeds; tests/test_autoencoder.py
 asserts it at a reduced budget.
 """
 
@@ -52,8 +52,8 @@ def spearman(a, b) -> float:
 def render_points(autoencoder, clips: np.ndarray, weights: np.ndarray, *, temperature: float = 1.0,
                   seed: int = 0) -> np.ndarray:  # fmt: skip
     """Corner clips (K, T) and point weights (P, K) -> the points decoded and post-processed as sound spaces are, (P, T)."""
-    from waveforms.audio import mu_law_decode
-    from waveforms.soundspace import fit_length, interpolate, postprocess
+    from waveforms.audio import fit_length, mu_law_decode, postprocess
+    from waveforms.soundspace import interpolate
 
     config = autoencoder.config
     length = clips.shape[1]
