@@ -322,6 +322,7 @@ class AutoencoderTask:
     sees the whole window (it is non-causal by design; the 16-dim-per-512-samples bottleneck limits what leaks)."""
 
     kind = MODEL_KIND
+    max_silence = None  # windows keep their silence: the notes' own silences are what the corners sound like
 
     def __init__(self, config: AutoencoderConfig):
         self.config = config.validate()

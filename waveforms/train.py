@@ -393,7 +393,7 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
                                     batch_size=context.get_per_replica_batch_size(G), seed=config.seed + start,
                                     with_genre=task.conditioned, worker_index=context.input_pipeline_id,
                                     num_workers=context.num_input_pipelines,
-                                    max_silence=getattr(task, "max_silence", None))  # fmt: skip
+                                    max_silence=task.max_silence)  # fmt: skip
 
     iterator = iter(strategy.distribute_datasets_from_function(input_pipeline))
     evaluation = dataset.evaluation_windows(manifest_uri, window_length, config.eval_windows)
