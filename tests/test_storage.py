@@ -313,9 +313,8 @@ def test_server_restarted_during_upload_is_retried_to_completion(own_server, mon
 
 @pytest.mark.integration
 def test_streaming_read_resumes_after_the_server_restarts(own_server, monkeypatch):
-    monkeypatch.setenv(
-        "WAVEFORMS_S3_ATTEMPTS", "8"
-    )  # as the upload test: the default 5 tries (3.75 s of backoff) ended before a restarted SeaweedFS served reads once in CI
+    # as the upload test: once in CI the default 5 tries (3.75 s of backoff) ended before the restarted server served
+    monkeypatch.setenv("WAVEFORMS_S3_ATTEMPTS", "8")
     uri = f"s3://{own_server.bucket}/shards/long.tfrecord"
     data = random_bytes(24 * MIB, seed=6)
     storage.write_bytes(uri, data)
