@@ -210,7 +210,10 @@ def test_the_seed_decides_the_run_same_seed_same_weights(trained, data_dir, tmp_
 def test_resuming_with_another_configuration_is_a_clear_error_but_more_steps_are_fine(trained, data_dir, tmp_path):
     model_dir = str(tmp_path / "model")
     shutil.copytree(trained[0], model_dir)
-    with pytest.raises(checkpoints.ConfigMismatchError, match=r"train.learning_rate: checkpoint 0.001, requested 0.5"):
+    with pytest.raises(
+        checkpoints.ConfigMismatchError,
+        match=rf"train.learning_rate: checkpoint {TrainConfig().learning_rate}, requested 0.5",
+    ):
         train(data_dir, model_dir, TINY, tiny_train_config(learning_rate=0.5), progress=False)
     wider = WaveNetConfig(**{**TINY.to_dict(), "residual_channels": 16})
     with pytest.raises(checkpoints.ConfigMismatchError, match=r"model.residual_channels: checkpoint 8, requested 16"):

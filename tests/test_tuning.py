@@ -25,6 +25,8 @@ from waveforms import tuning
 from waveforms.cli.tune import EXPERIMENT_FILE
 from waveforms.model import WaveNetConfig
 
+(LEARNING_RATE,) = [parameter for parameter in tuning.SEARCH_SPACE if parameter.name == "learning_rate"]
+
 EXPERIMENT_PATH = Path(__file__).resolve().parent.parent / EXPERIMENT_FILE  # the checked-in rendering
 KUBERNETES_VERSION = "1.31.0"  # Kubeflow 1.10 supports Kubernetes 1.29-1.31
 
@@ -91,7 +93,9 @@ def test_every_algorithm_renders_settings_its_katib_service_accepts(algorithm):
         assert "double" not in kinds
         rate = next(p for p in spec["parameters"] if p["name"] == "learning_rate")["feasibleSpace"]["list"]
         assert (
-            [float(v) for v in rate] == sorted(float(v) for v in rate) and rate[0] == "0.0001" and rate[-1] == "0.003"
+            [float(v) for v in rate] == sorted(float(v) for v in rate)
+            and float(rate[0]) == LEARNING_RATE.low
+            and float(rate[-1]) == LEARNING_RATE.high
         )
     else:
         assert kinds.count("double") == 1
@@ -396,7 +400,7 @@ def test_local_search_is_seeded_stays_in_the_space_and_returns_the_best():
     assert max(scored) - min(scored) > 0.5  # the learning rate matters on this problem: the search has work to do
     for trial in first.trials:
         lr = trial.parameters["learning_rate"]
-        assert 1e-4 <= lr <= 3e-3
+        assert LEARNING_RATE.low <= lr <= LEARNING_RATE.high
         assert 6 <= trial.parameters["layers_per_stack"] <= 10
         assert trial.parameters["residual_channels"] in (16, 32, 64)
 

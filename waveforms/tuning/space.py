@@ -87,7 +87,7 @@ class Parameter:
 
 # The one search space. Lengths are in samples at 16 kHz; channels and batch sizes stay powers of two for the GPU.
 SEARCH_SPACE: tuple[Parameter, ...] = (
-    Parameter("learning_rate", "double", "train", low=1e-4, high=3e-3, log_scale=True),
+    Parameter("learning_rate", "double", "train", low=1e-3, high=1e-1, log_scale=True),
     Parameter("residual_channels", "discrete", "model", values=(16, 32, 64)),
     Parameter("layers_per_stack", "int", "model", low=6, high=10),
     Parameter("batch_size", "discrete", "train", values=(4, 8, 16)),
