@@ -61,14 +61,15 @@ def table(rows: list[dict], budget: float, config: str, temperature: float) -> s
         f"{datetime.date.today()}, {machine()}.",
         "Command: `python -m benchmarks.soundspace_quality " + " ".join(sys.argv[1:]) + "`",
         "",
-        "| seed | steps | val bits | (a) nearest own (of 4) | wrong-embedding margin dB | (b) flatness within 2x "
-        "(decoded / mu-law source) | (c) path centroids Hz | rho |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| seed | steps | val bits | corners' bits, own / wrong embedding | (a) nearest own (of 4) | "
+        "wrong-embedding margin dB | (b) flatness within 2x (decoded / mu-law source) | (c) path centroids Hz | rho |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         ratios = " ".join(f"{d / max(s, 1e-12):.2g}" for d, s in zip(r["decoded_flatness"], r["coded_source_flatness"],
                                                                     strict=True))  # fmt: skip
-        lines.append(f"| {r['seed']} | {r['steps']} | {r['val_bits']} | {r['nearest_own']} | "
+        lines.append(f"| {r['seed']} | {r['steps']} | {r['val_bits']} | "
+                     f"{r['own_embedding_bits']} / {r['wrong_embedding_bits']} | {r['nearest_own']} | "
                      f"{r['wrong_embedding_margin_db']} | {r['flatness_within']} ({ratios}) | "
                      f"{' '.join(map(str, r['path_centroids_hz']))} | {r['path_rho']} |")  # fmt: skip
     passed = all(r["nearest_own"] == r["corners"] for r in rows), all(abs(r["path_rho"]) >= 0.9 for r in rows)
