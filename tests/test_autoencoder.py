@@ -302,7 +302,7 @@ def test_the_spectral_encoder_gives_one_frame_per_hop_centred_on_it_and_saves():
         codes = np.random.default_rng(8).integers(0, 256, (2, length)).astype(np.int32)
         embedding = np.asarray(ae.encoder({"audio": codes}))
         assert embedding.shape == (2, -(-length // 64), 4)
-        np.testing.assert_allclose(np.sqrt((embedding**2).mean(-1)), 1.0, rtol=1e-4)  # unit RMS per frame
+        np.testing.assert_allclose(np.sqrt((embedding**2).mean(-1)), 1.0, rtol=1e-3)  # unit RMS per frame (1e-6 floor)
     spectrum = ae.encoder.get_layer("encoder").get_layer("encoder_spectrum")
     for start in (0, 200, 500):  # a click shows most in the frame whose hop holds it
         clicked = np.full((1, 640), SILENCE_CODE, np.int32)

@@ -4,6 +4,9 @@
       encoder_input (1×1) ──▶ for i < encoder_layers: x += encoder_i_mix(relu(encoder_i_dilated(relu(x))))
         (kernel 3, dilation 2**i, "same" padding: sees past AND future)                         (B, T, C)
       encoder_bottleneck (1×1) ──▶ (B, T, E) ──average pool, hop H──▶ embedding (B, ⌈T/H⌉, E)
+      or (encoder "spectral"): log-power STFT, window W centred on each hop (B, ⌈T/H⌉, W/2+1) ──per-frame net──▶
+        (B, ⌈T/H⌉, E)
+      optionally (normalize_embedding) each frame scaled to unit RMS over its E channels
     embedding ──repeat H times──▶ (B, T, E) = local condition
     decoder = waveforms.model.build_wavenet(decoder config with local_condition_channels = E)
     logits (B, T, Q) = decoder(audio=codes, local_condition=...)    teacher-forced: logits[:, t] predicts codes[:, t+1]
