@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from waveforms import storage
@@ -19,7 +20,9 @@ OPTIONS = (
     Option(
         "learning_rate",
         f"peak learning rate (default {TrainConfig.learning_rate:g}; by model kind: "
-        + ", ".join(f"{kind} {s['learning_rate']:g}" for kind, s in DEFAULT_TRAIN_SETTINGS.items())
+        + ", ".join(
+            f"{kind} {s['learning_rate']:g}" for kind, s in DEFAULT_TRAIN_SETTINGS.items() if "learning_rate" in s
+        )
         + ")",
     ),
     Option("warmup_steps", "steps of linear learning-rate warm-up"),
@@ -88,9 +91,10 @@ def _kind_dependent_fields() -> set[str]:
 def _fill_kind_defaults(args: argparse.Namespace) -> None:
     """Flags left unset get the model kind's default (DEFAULT_TRAIN_SETTINGS), else TrainConfig's."""
     settings = DEFAULT_TRAIN_SETTINGS.get(args.model, {})
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
     for name in _kind_dependent_fields():
         if getattr(args, name) is None:
-            setattr(args, name, settings.get(name, TrainConfig.__dataclass_fields__[name].default))
+            setattr(args, name, settings.get(name, defaults[name]))
 
 
 def run(args: argparse.Namespace) -> int:
