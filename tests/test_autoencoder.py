@@ -274,3 +274,41 @@ def test_decoder_segments_cut_the_context_in_training_only():
     # evaluation and decoding hear the whole past: the same as the unsegmented model
     np.testing.assert_allclose(np.asarray(ae.model({"audio": codes})), np.asarray(whole.model({"audio": codes})),
                                atol=1e-6)  # fmt: skip
+
+
+def test_the_cli_trains_the_autoencoder_at_its_own_learning_rate_unless_told():
+    from waveforms.cli import build_parser
+    from waveforms.cli.train import _fill_kind_defaults
+    from waveforms.tasks import DEFAULT_TRAIN_SETTINGS
+    from waveforms.train import TrainConfig
+
+    def learning_rate(*flags):
+        args = build_parser(["train"]).parse_args(["train", "data", "model", *flags])
+        _fill_kind_defaults(args)
+        return args.learning_rate
+
+    assert DEFAULT_TRAIN_SETTINGS["autoencoder"]["learning_rate"] != TrainConfig.learning_rate
+    assert learning_rate("--model", "autoencoder") == DEFAULT_TRAIN_SETTINGS["autoencoder"]["learning_rate"]
+    assert learning_rate() == learning_rate("--model", "wavenet") == TrainConfig.learning_rate
+    assert learning_rate("--model", "autoencoder", "--learning-rate", "0.001") == 0.001  # an explicit flag wins
+
+
+def test_the_spectral_encoder_gives_one_frame_per_hop_centred_on_it_and_saves():
+    from waveforms.audio import SILENCE_CODE
+
+    config = dataclasses.replace(TINY, encoder="spectral", spectral_window=256, normalize_embedding=True)
+    ae = build_autoencoder(config)
+    for length in (64, 65, 640):
+        codes = np.random.default_rng(8).integers(0, 256, (2, length)).astype(np.int32)
+        embedding = np.asarray(ae.encoder({"audio": codes}))
+        assert embedding.shape == (2, -(-length // 64), 4)
+        np.testing.assert_allclose(np.sqrt((embedding**2).mean(-1)), 1.0, rtol=1e-3)  # unit RMS per frame (1e-6 floor)
+    spectrum = ae.encoder.get_layer("encoder").get_layer("encoder_spectrum")
+    for start in (0, 200, 500):  # a click shows most in the frame whose hop holds it
+        clicked = np.full((1, 640), SILENCE_CODE, np.int32)
+        clicked[0, start : start + 20] = 250
+        assert int(np.argmax(np.asarray(spectrum(clicked)).sum(-1)[0])) == (start + 10) // 64
+    with pytest.raises(ValueError, match="encoder must be one of waveform, spectral"):
+        AutoencoderConfig.from_dict({"encoder": "mel"})
+    with pytest.raises(ValueError, match="spectral_window must be a power of 2"):
+        AutoencoderConfig.from_dict({"spectral_window": 1000})

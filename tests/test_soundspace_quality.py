@@ -64,3 +64,20 @@ def test_a_decoder_that_ignores_its_embedding_fails_them():
     assert fidelity.wrong_embedding_margin == pytest.approx(0.0, abs=1e-6)
     assert fidelity.flatness_within < len(CORNER_NOTES)
     assert abs(path_centroids(IgnoringAutoencoder()).rho) < 0.9
+
+
+def test_embedding_bits_tell_a_decoder_that_reads_its_embedding_from_one_that_cannot():
+    from helpers import TINY_AUTOENCODER
+
+    from waveforms.autoencoder import build_autoencoder
+    from waveforms.soundspace_quality import embedding_bits
+
+    ae = build_autoencoder(TINY_AUTOENCODER)  # untrained, its embedding's path into the decoder amplified
+    projection = ae.decoder.get_layer("local_condition_projection")
+    projection.set_weights([20 * w for w in projection.get_weights()])
+    own, wrong = embedding_bits(ae, seconds=0.25)
+    assert own.shape == wrong.shape == (len(CORNER_NOTES),)
+    assert np.all(own > 0) and np.abs(own - wrong).max() > 0.05
+    projection.set_weights([np.zeros_like(w) for w in projection.get_weights()])  # the embedding cannot reach it
+    own, wrong = embedding_bits(ae, seconds=0.25)
+    np.testing.assert_allclose(own, wrong, atol=1e-9)

@@ -116,6 +116,35 @@ def corner_fidelity(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0, te
     )
 
 
+def embedding_bits(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forced bits per sample of each held-out corner (K,) with its own embedding, and the mean over the other
+    corners' embeddings (K,): whether the decoder reads the embedding at all, without sampling noise. Only positions
+    with a full receptive field of the corner's own past are scored."""
+    from waveforms.audio import mu_law_encode
+    from waveforms.autoencoder import upsample_embedding
+    from waveforms.synth import render_note
+
+    config = autoencoder.config
+    length = config.frames(int(seconds * config.sample_rate)) * config.hop_length
+    codes = np.stack([mu_law_encode(render_note(note, config.sample_rate, length / config.sample_rate))
+                      for note in notes]).astype(np.int32)[:, :length]  # fmt: skip
+    embeddings = np.asarray(autoencoder.encoder({"audio": codes}), np.float32)  # (K, F, E)
+    skip = config.decoder_config.receptive_field
+
+    def bits(condition_frames):  # (K, F, E) -> (K,)
+        condition = upsample_embedding(condition_frames, config.hop_length, length)
+        logits = np.asarray(autoencoder.decoder({"audio": codes, "local_condition": condition}), np.float64)
+        logits, targets = logits[:, skip - 1 : -1], codes[:, skip:]  # logits[:, t] predicts codes[:, t + 1]
+        top = logits.max(axis=-1, keepdims=True)
+        log_total = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]
+        nll = log_total - np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+        return nll.mean(axis=1) / np.log(2)
+
+    own = bits(embeddings)
+    wrong = np.mean([bits(np.roll(embeddings, shift, axis=0)) for shift in range(1, len(notes))], axis=0)
+    return own, wrong
+
+
 @dataclass(frozen=True)
 class PathCentroids:
     source_centroids: tuple[float, float]  # Hz: the dark and the bright source
@@ -146,7 +175,10 @@ def measure(autoencoder, *, temperature: float = 1.0, seed: int = 0) -> dict:
     """All three bars for one trained autoencoder, as plain numbers (for a table or JSON)."""
     fidelity = corner_fidelity(autoencoder, temperature=temperature, seed=seed)
     path = path_centroids(autoencoder, temperature=temperature, seed=seed)
+    own_bits, wrong_bits = embedding_bits(autoencoder)
     return {
+        "own_embedding_bits": round(float(own_bits.mean()), 3),
+        "wrong_embedding_bits": round(float(wrong_bits.mean()), 3),
         "nearest_own": fidelity.nearest_own,
         "corners": len(fidelity.distances),
         "distances_db": np.round(fidelity.distances, 2).tolist(),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from waveforms import storage
 from waveforms.config import Option, add_options, from_options
-from waveforms.tasks import DEFAULT_CONFIGS, TASKS, task_class
+from waveforms.tasks import DEFAULT_CONFIGS, DEFAULT_TRAIN_SETTINGS, TASKS, task_class
 from waveforms.train import DECAYS, PRECISIONS, TrainConfig, TrainingDivergedError, train
 from waveforms.training_output import format_metrics
 
@@ -16,7 +17,14 @@ OPTIONS = (
     Option("steps", "total optimizer steps"),
     Option("batch_size", "global windows per step"),
     Option("target_length", "predicted samples per window"),
-    Option("learning_rate", "peak learning rate"),
+    Option(
+        "learning_rate",
+        f"peak learning rate (default {TrainConfig.learning_rate:g}; by model kind: "
+        + ", ".join(
+            f"{kind} {s['learning_rate']:g}" for kind, s in DEFAULT_TRAIN_SETTINGS.items() if "learning_rate" in s
+        )
+        + ")",
+    ),
     Option("warmup_steps", "steps of linear learning-rate warm-up"),
     Option("decay", "learning-rate decay after warm-up", choices=DECAYS),
     Option("clip_norm", "global gradient norm clip"),
@@ -68,13 +76,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="condition on the genre (global_condition_classes = the dataset's genre count)",
     )
     add_options(parser, TrainConfig, OPTIONS)
+    # fields whose default depends on --model: None here, filled in by run() once the kind is known
+    parser.set_defaults(**{name: None for name in _kind_dependent_fields()})
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--trial", action="store_true", default=None,
                         help="Katib trial output: no progress bar, name=value only on evaluation lines and the final "
                              "line (the default whenever stdout or stderr is not a terminal)")  # fmt: skip
 
 
+def _kind_dependent_fields() -> set[str]:
+    return {name for settings in DEFAULT_TRAIN_SETTINGS.values() for name in settings}
+
+
+def _fill_kind_defaults(args: argparse.Namespace) -> None:
+    """Flags left unset get the model kind's default (DEFAULT_TRAIN_SETTINGS), else TrainConfig's."""
+    settings = DEFAULT_TRAIN_SETTINGS.get(args.model, {})
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    for name in _kind_dependent_fields():
+        if getattr(args, name) is None:
+            setattr(args, name, settings.get(name, defaults[name]))
+
+
 def run(args: argparse.Namespace) -> int:
+    _fill_kind_defaults(args)
     try:
         task_type = task_class(args.model)
         overrides = {name: getattr(args, name) for name in MODEL_OVERRIDES if getattr(args, name) is not None}
