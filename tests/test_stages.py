@@ -14,6 +14,7 @@ from helpers import TINY_AUTOENCODER, TINY_WAVENET, synth_dataset
 
 from waveforms import audio, stages, synth, tuning
 from waveforms.manifest import load_dataset_manifest
+from waveforms.tasks import DEFAULT_TRAIN_SETTINGS
 from waveforms.train import TrainConfig
 
 SAMPLE_RATE = 16000
@@ -62,8 +63,15 @@ def test_configs_come_from_a_preset_or_file_with_kfp_floats_and_tuned_values_typ
     assert type(train_config.steps) is int and type(model_config.layers_per_stack) is int
     assert model_config.layers_per_stack == 7 and model_config.residual_channels == TINY_WAVENET.residual_channels
     assert train_config.learning_rate == TrainConfig().learning_rate  # untouched fields keep their defaults
-    autoencoder_config, _ = stages.model_and_train_configs("autoencoder", config_files["autoencoder"], {})
+    autoencoder_config, autoencoder_train = stages.model_and_train_configs(
+        "autoencoder", config_files["autoencoder"], {}
+    )
     assert autoencoder_config == TINY_AUTOENCODER
+    # the kind's own learning rate, as `waveforms train --model autoencoder` uses it; an explicit option wins
+    assert autoencoder_train.learning_rate == DEFAULT_TRAIN_SETTINGS["autoencoder"]["learning_rate"]
+    assert autoencoder_train.learning_rate != TrainConfig().learning_rate
+    _, explicit = stages.model_and_train_configs("autoencoder", "default", {"learning_rate": 0.002})
+    assert explicit.learning_rate == 0.002
     with pytest.raises(ValueError, match="steps"):
         stages.model_and_train_configs("wavenet", "small", {"steps": 2.5})  # not a whole number
     with pytest.raises(ValueError, match="no_such_field"):

@@ -25,7 +25,9 @@ def model_and_train_configs(model_kind: str, config: str, train_options: dict, t
     from waveforms import tasks, train, tuning
 
     model_config = tasks.task_class(model_kind).load_config(config)
-    train_config = configuration.from_dict(train.TrainConfig, train_options, "train_options")
+    # the model kind's own defaults (e.g. the autoencoder's learning rate), as the CLI applies them, under the options
+    options = {**tasks.DEFAULT_TRAIN_SETTINGS.get(model_kind, {}), **train_options}
+    train_config = configuration.from_dict(train.TrainConfig, options, "train_options")
     if tuned:
         model_config, train_config = tuning.apply_parameters(model_config, train_config, _typed_tuned(tuned))
     return model_config, train_config
