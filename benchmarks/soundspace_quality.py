@@ -1,7 +1,7 @@
 """Do sound spaces sound like their corners? The autoencoder bars of issue 12, over training seeds.
 
     python -m benchmarks.soundspace_quality [--budget 600] [--seeds 0 1 2] [--config default] [--work DIR]
-                                            [--output docs/soundspace_quality.md]
+                                            [--output docs/soundspace_quality.md] [--instruments FILE ...]
 
 Writes the embedded synth dataset (`waveforms synth`, 200 notes) and converts it once, then for each seed trains
 `waveforms train --model autoencoder --time-budget BUDGET --seed SEED` (CLI defaults otherwise) and measures
@@ -40,9 +40,10 @@ def dataset(work: str) -> str:
     return data
 
 
-def measure_seed(data: str, work: str, seed: int, budget: float, config: str, temperature: float) -> dict:
+def measure_seed(data: str, work: str, seed: int, budget: float, config: str, temperature: float,
+                 instruments: list[str]) -> dict:  # fmt: skip
     from waveforms import model_store
-    from waveforms.soundspace_quality import measure
+    from waveforms.soundspace_quality import clip_fidelity, measure, recorded_corners
 
     # the CLI's learning rate in the name: a model trained under an earlier default is not reused as this one
     learning_rate = DEFAULT_TRAIN_SETTINGS["autoencoder"]["learning_rate"]
@@ -53,7 +54,14 @@ def measure_seed(data: str, work: str, seed: int, budget: float, config: str, te
     with open(os.path.join(model, "metrics.json")) as handle:
         final = json.load(handle)["history"][-1]
     started = time.perf_counter()
-    result = measure(model_store.read(str(model)).require("autoencoder").network(), temperature=temperature, seed=seed)
+    autoencoder = model_store.read(str(model)).require("autoencoder").network()
+    result = measure(autoencoder, temperature=temperature, seed=seed)
+    if instruments:  # bar (a) on recorded instruments, decoded as the synth corners are
+        sources = recorded_corners(instruments, autoencoder.config.sample_rate)
+        fidelity = clip_fidelity(autoencoder, sources, temperature=temperature, seed=seed)
+        result |= {"instrument_nearest_own": fidelity.nearest_own, "instruments": len(instruments),
+                   "instrument_margin_db": round(fidelity.wrong_embedding_margin, 2),
+                   "instrument_distances_db": fidelity.distances.round(2).tolist()}  # fmt: skip
     return {"seed": seed, "steps": final["step"], "val_bits": round(final["val_bits"], 3), **result,
             "measure_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
@@ -76,6 +84,10 @@ def table(rows: list[dict], budget: float, config: str, temperature: float) -> s
                      f"{r['own_embedding_bits']} / {r['wrong_embedding_bits']} | {r['nearest_own']} | "
                      f"{r['wrong_embedding_margin_db']} | {r['flatness_within']} ({ratios}) | "
                      f"{' '.join(map(str, r['path_centroids_hz']))} | {r['path_rho']} |")  # fmt: skip
+    if any("instruments" in r for r in rows):
+        lines += ["", "Bar (a) on recorded instruments (1 s from each onset): "
+                  + "; ".join(f"seed {r['seed']}: {r['instrument_nearest_own']} of {r['instruments']} nearest their own "
+                              f"source, wrong-embedding margin {r['instrument_margin_db']} dB" for r in rows)]  # fmt: skip
     passed = all(r["nearest_own"] == r["corners"] for r in rows), all(abs(r["path_rho"]) >= 0.9 for r in rows)
     lines += ["", f"(a) 4 of 4 for every seed: {'yes' if passed[0] else 'no'}; "
                   f"(b) every corner within 2x: {'yes' if all(r['flatness_within'] == r['corners'] for r in rows) else 'no'}; "
@@ -91,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=None, help="decoding temperature (default: the CLI's)")
     parser.add_argument("--work", default=None, help="folder for the dataset and models (kept; default: a temp dir)")
     parser.add_argument("--output", default=None, help="also write the table (Markdown) here")
+    parser.add_argument("--instruments", nargs="+", default=[], metavar="FILE",
+                        help="recorded instrument notes: also measure bar (a) with them as the corners")  # fmt: skip
     args = parser.parse_args(argv)
     if args.temperature is None:
         from waveforms.soundspace import SoundSpaceSpec
@@ -102,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         data = dataset(work)
         rows = []
         for seed in args.seeds:
-            rows.append(measure_seed(data, work, seed, args.budget, args.config, args.temperature))
+            rows.append(measure_seed(data, work, seed, args.budget, args.config, args.temperature, args.instruments))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     text = table(rows, args.budget, args.config, args.temperature)
     print(text)

@@ -66,6 +66,20 @@ def test_a_decoder_that_ignores_its_embedding_fails_them():
     assert abs(path_centroids(IgnoringAutoencoder()).rho) < 0.9
 
 
+class DistinctEmbeddings:
+    """A real (untrained) decoder behind an encoder that gives every corner its own unit embedding, so whether the
+    embedding reaches the decoder is the only thing that can change the bits (an untrained encoder's embeddings of
+    different notes may be nearly alike)."""
+
+    def __init__(self, autoencoder):
+        self.config, self.decoder = autoencoder.config, autoencoder.decoder
+
+    def encoder(self, inputs):
+        corners, length = inputs["audio"].shape
+        unit = np.eye(corners, self.config.embedding_channels, dtype=np.float32)  # (K, E)
+        return np.repeat(unit[:, None], self.config.frames(length), axis=1)  # (K, F, E)
+
+
 def test_embedding_bits_tell_a_decoder_that_reads_its_embedding_from_one_that_cannot():
     from helpers import TINY_AUTOENCODER
 
@@ -73,11 +87,35 @@ def test_embedding_bits_tell_a_decoder_that_reads_its_embedding_from_one_that_ca
     from waveforms.soundspace_quality import embedding_bits
 
     ae = build_autoencoder(TINY_AUTOENCODER)  # untrained, its embedding's path into the decoder amplified
+    assert TINY_AUTOENCODER.embedding_channels >= len(CORNER_NOTES)  # one unit embedding per corner
     projection = ae.decoder.get_layer("local_condition_projection")
     projection.set_weights([20 * w for w in projection.get_weights()])
-    own, wrong = embedding_bits(ae, seconds=0.25)
+    own, wrong = embedding_bits(DistinctEmbeddings(ae), seconds=0.25)
     assert own.shape == wrong.shape == (len(CORNER_NOTES),)
     assert np.all(own > 0) and np.abs(own - wrong).max() > 0.05
     projection.set_weights([np.zeros_like(w) for w in projection.get_weights()])  # the embedding cannot reach it
-    own, wrong = embedding_bits(ae, seconds=0.25)
+    own, wrong = embedding_bits(DistinctEmbeddings(ae), seconds=0.25)
     np.testing.assert_allclose(own, wrong, atol=1e-9)
+
+
+def test_recorded_corners_start_at_each_onset_and_the_bars_read_them(tmp_path):
+    from waveforms.audio import write_wav
+    from waveforms.soundspace_quality import clip_fidelity, recorded_corners
+    from waveforms.synth import render_note
+
+    sr = 16000
+    paths = []
+    for index, note in enumerate(CORNER_NOTES):  # recordings with 0.1-0.4 s of near-silence before the note
+        lead = 0.001 * np.random.default_rng(index).standard_normal(int(0.1 * (index + 1) * sr)).astype(np.float32)
+        paths.append(str(tmp_path / f"{note.family}.wav"))
+        write_wav(paths[-1], np.concatenate([lead, 0.5 * render_note(note, sr, 1.5)]), sr)
+    corners = recorded_corners(paths, sr, seconds=1.0)
+    assert corners.shape == (len(paths), sr)
+    for clip, note in zip(corners, CORNER_NOTES, strict=True):
+        onset = np.flatnonzero(np.abs(render_note(note, sr, 1.5)) >= 0.1 * np.abs(render_note(note, sr, 1.5)).max())[0]
+        assert np.abs(clip[: max(onset - 16, 1)]).max() < 0.2  # the lead-in is skipped: the clip opens on the note
+        assert np.abs(clip).max() == pytest.approx(10 ** (-1 / 20), rel=1e-3)  # peak normalised
+    assert clip_fidelity(WaveformAutoencoder(), corners).nearest_own == len(paths)
+    assert clip_fidelity(IgnoringAutoencoder(), corners).nearest_own <= 1
+    with pytest.raises(ValueError, match=r"string\.wav: 1\.\d\d s after its onset, need 2 s"):
+        recorded_corners(paths[:1], sr, seconds=2.0)

@@ -101,19 +101,45 @@ class CornerFidelity:
 
 def corner_fidelity(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0, temperature: float = 1.0,
                     seed: int = 0) -> CornerFidelity:  # fmt: skip
-    from waveforms.audio import mu_law_decode, mu_law_encode
-    from waveforms.spectral import log_mel_distance, spectral_flatness
     from waveforms.synth import render_note
 
+    sources = np.stack([render_note(note, autoencoder.config.sample_rate, seconds) for note in notes])  # (K, T)
+    return clip_fidelity(autoencoder, sources, temperature=temperature, seed=seed)
+
+
+def clip_fidelity(autoencoder, sources: np.ndarray, *, temperature: float = 1.0, seed: int = 0) -> CornerFidelity:
+    """Bars (a) and (b) for any corner sounds (K, T) at the model's sample rate, e.g. recorded instruments."""
+    from waveforms.audio import mu_law_decode, mu_law_encode
+    from waveforms.spectral import log_mel_distance, spectral_flatness
+
     sr = autoencoder.config.sample_rate
-    sources = np.stack([render_note(note, sr, seconds) for note in notes])  # (K, T)
-    decoded = render_points(autoencoder, sources, np.eye(len(notes)), temperature=temperature, seed=seed)
+    decoded = render_points(autoencoder, sources, np.eye(len(sources)), temperature=temperature, seed=seed)
     distances = np.array([[log_mel_distance(d, s, sr) for s in sources] for d in decoded])
     flatness = [spectral_flatness(s) for s in sources]
     coded = [spectral_flatness(mu_law_decode(mu_law_encode(s))) for s in sources]
     return CornerFidelity(
         distances, np.array(flatness), np.array(coded), np.array([spectral_flatness(d) for d in decoded])
     )
+
+
+ONSET_LEVEL = 0.1  # a recording's note starts at its first sample above this fraction of its peak
+
+
+def recorded_corners(paths, sample_rate: int, seconds: float = 1.0) -> np.ndarray:
+    """(K, T) corner sounds from audio files: `seconds` from each recording's onset (leading silence skipped), peak
+    normalised; a recording shorter than that after its onset is an error naming it."""
+    from waveforms.audio import decode, peak_normalize
+
+    length = int(round(seconds * sample_rate))
+    clips = []
+    for path in paths:
+        x = decode(path, sample_rate)
+        loud = np.flatnonzero(np.abs(x) >= ONSET_LEVEL * max(float(np.abs(x).max()), 1e-12))
+        onset = int(loud[0]) if len(loud) else 0
+        if len(x) - onset < length:
+            raise ValueError(f"{path}: {(len(x) - onset) / sample_rate:.2f} s after its onset, need {seconds:g} s")
+        clips.append(peak_normalize(x[onset : onset + length]))
+    return np.stack(clips).astype(np.float32)
 
 
 def embedding_bits(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
