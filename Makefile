@@ -76,7 +76,7 @@ bench: install
 # real music: needs the songs (default: sudo apt-get install drascula-music hyperrogue-music, or MUSIC=dir)
 QUALITY_ARGS ?= --steps 200 --seeds 0 1
 bench-quality: install
-	$(BIN)/python -m benchmarks.quality $(if $(MUSIC),--music $(MUSIC)) $(QUALITY_ARGS) --output docs/quality.md
+	$(BIN)/python -m benchmarks.quality $(if $(MUSIC),--music $(MUSIC)) $(QUALITY_ARGS) --output docs/benchmarks_quality.md
 
 lint: lint-python lint-images manifests-check
 

@@ -1,13 +1,16 @@
 """`make bench-quality`: what the models are worth on real music, measured the honest way.
 
-    python -m benchmarks.quality --music DIR [--music DIR ...] [--steps 200] [--seeds 0 1] [--output docs/quality.md]
+    python -m benchmarks.quality --music DIR [--music DIR ...] [--budget 600 | --steps N] [--seeds 0 1]
+                                 [--output docs/benchmarks_quality.md]
 
 For each collection (a folder of songs in genre folders) and training seed: `waveforms convert` (the CLI defaults),
-`waveforms train` of `small` (the CLI defaults but --steps), then
+`waveforms train` of `small` (the CLI defaults and `--time-budget 600`, the issue's bar, or `--steps N`), then
   - the table: uniform / unigram / bigram / trigram / WaveNet bits per sample on the held-out windows (metrics.json),
   - the same model's NLL over EVERY held-out position with a full receptive field (run record by record, in chunks):
     the printed val_bits must agree with it within 0.1 bits,
-  - `waveforms generate MODEL out.wav --seconds 10` with the CLI defaults, and the audio checks' verdict on it.
+  - `waveforms generate MODEL out.wav --seconds 10 --batch 3` with the CLI defaults, from the primer, from silence
+    (`--from-silence`) and from 1 s of the first held-out song (`--seed-audio`), and the audio checks' verdicts: clips
+    whose every 1-s window passes, and windows that pass.
 The default collections are the free game soundtracks Debian ships (drascula-music, hyperrogue-music); the collections
 are never committed: they are the truth the synthetic notes in the tests cannot tell.
 """
@@ -19,6 +22,7 @@ import datetime
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -70,29 +74,57 @@ def full_held_out_bits(dataset_uri: str, model_uri: str) -> tuple[float, int]:
     return total / count / math.log(2), count
 
 
-def measure(collection: str, seed: int, steps: int, work: str) -> dict:
-    from waveforms import audio, audio_checks
+CLIPS = 3  # sampling seeds per start
+STARTS = ("primer", "silence", "held-out song")
+
+
+def seed_clip(data: str, collection: str, work: str) -> str:
+    """1 s of the first held-out song (from 60 s in, or its middle if shorter), as the generator's --seed-audio."""
+    from waveforms import audio
+
+    manifest = json.load(open(os.path.join(data, "manifest.json")))
+    song = sorted(manifest["held_out"]["songs"])[0]
+    x = audio.decode(os.path.join(collection, song), 16000)
+    start = min(60 * 16000, max(0, len(x) // 2 - 8000))
+    path = os.path.join(work, f"{os.path.basename(collection.rstrip('/'))}-seed-clip.wav")
+    audio.write_wav(path, x[start : start + 16000], 16000)
+    return path
+
+
+def windows_passing(verdict: str) -> int:
+    """1-s windows of a 10-s clip that pass, from a verdict like "noise-like in 3 of 10 s; silent in 1 of 10 s"."""
+    if verdict == "ok":
+        return 10
+    return max(0, 10 - sum(int(n) for n in re.findall(r"in (\d+) of 10 s", verdict)))
+
+
+def generation(model: str, work: str, tag: str, start: str, seed_audio: str) -> dict:
+    flags = {"primer": [], "silence": ["--from-silence"], "held-out song": ["--seed-audio", seed_audio]}[start]
+    clip = os.path.join(work, f"{tag}-{start.replace(' ', '-')}.wav")
+    generated = _cli("generate", model, clip, "--seconds", "10", "--batch", str(CLIPS), *flags, "--no-progress")
+    verdicts = [line.split(": ", 1)[1] for line in generated.stderr.splitlines() if line.startswith("check ")]
+    return {"clips_ok": sum(v == "ok" for v in verdicts), "clips": len(verdicts),
+            "windows_ok": sum(windows_passing(v) for v in verdicts), "verdicts": verdicts}  # fmt: skip
+
+
+def measure(collection: str, seed: int, steps: int | None, budget: float, work: str) -> dict:
 
     name = os.path.basename(collection.rstrip("/")) or collection
     data = os.path.join(work, f"{name}-data")
     if not os.path.exists(os.path.join(data, "manifest.json")):
         _cli("convert", collection, data, "--quiet")
     model = os.path.join(work, f"{name}-small-seed{seed}")
+    length = ["--steps", str(steps)] if steps else ["--time-budget", f"{budget:g}"]
     began = time.perf_counter()
-    _cli("train", data, model, "--steps", str(steps), "--seed", str(seed), "--no-progress")
+    _cli("train", data, model, *length, "--seed", str(seed), "--no-progress")
     train_seconds = time.perf_counter() - began
     metrics = json.load(open(os.path.join(model, "metrics.json")))
     final, baselines = metrics["final"], metrics["baselines"]
     began = time.perf_counter()
     full_bits, positions = full_held_out_bits(data, model)
     full_seconds = time.perf_counter() - began
-    clip = os.path.join(work, f"{name}-seed{seed}.wav")
-    generated = _cli("generate", model, clip, "--seconds", "10", "--no-progress")
-    verdicts = [line.split(": ", 1)[1] for line in generated.stderr.splitlines() if line.startswith("check ")]
-    export = json.load(open(os.path.join(model, "config.json")))
-    profile = audio_checks.DataProfile.from_dict(export.get("data_profile"))
-    check = audio_checks.check_clip(audio.decode(clip, int(export["sample_rate"]), normalize=False),
-                                    int(export["sample_rate"]), profile)  # fmt: skip
+    seed_audio = seed_clip(data, collection, work)
+    clips = {start: generation(model, work, f"{name}-seed{seed}", start, seed_audio) for start in STARTS}
     manifest = json.load(open(os.path.join(data, "manifest.json")))
     return {
         "collection": name, "seed": seed, "steps": final["step"], "train_seconds": round(train_seconds),
@@ -101,16 +133,17 @@ def measure(collection: str, seed: int, steps: int, work: str) -> dict:
         **{name: baselines[name] for name in ("uniform", "unigram", "bigram", "trigram")},
         "val_bits": final["val_bits"], "val_bits_se": final["val_bits_se"], "eval_windows": final["eval_windows"],
         "full_bits": full_bits, "full_positions": positions, "full_seconds": round(full_seconds),
-        "verdict": verdicts[0] if verdicts else "", "flatness": check.median_flatness,
-        "data_flatness_p95": profile.flatness["p95"] if profile else None, "rms_dbfs": check.rms_dbfs,
+        "generation": clips,
     }  # fmt: skip
 
 
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| collection | seed | steps | train s | held-out songs (% audio) | uniform | unigram | bigram | trigram | "
-        "WaveNet val_bits ± se (windows) | all held-out positions | difference | below trigram | 10-s clip (CLI defaults) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "WaveNet val_bits ± se (windows) | all held-out positions | difference | below trigram | "
+        + " | ".join(f"10-s clips from {start}: ok (windows)" for start in STARTS)
+        + " |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(STARTS),
     ]
     for r in rows:
         lines.append(
@@ -118,8 +151,11 @@ def table(rows: list[dict]) -> list[str]:
             f"{r['train_seconds']} | {r['held_out_songs']} ({100 * r['held_out_fraction']:.1f}%) | {r['uniform']:.2f} | "
             f"{r['unigram']:.3f} | {r['bigram']:.3f} | {r['trigram']:.3f} | {r['val_bits']:.3f} ± "
             f"{r['val_bits_se']:.3f} ({r['eval_windows']}) | {r['full_bits']:.3f} ({r['full_positions']:,}) | "
-            f"{r['val_bits'] - r['full_bits']:+.3f} | {r['trigram'] - r['val_bits']:+.3f} | {r['verdict']} "
-            f"(flatness {r['flatness']:.3f}, data p95 {r['data_flatness_p95'] or float('nan'):.3f}) |"
+            f"{r['val_bits'] - r['full_bits']:+.3f} | {r['trigram'] - r['val_bits']:+.3f} | "
+            + " | ".join(
+                f"{g['clips_ok']}/{g['clips']} ({g['windows_ok']}/{10 * g['clips']})" for g in r["generation"].values()
+            )
+            + " |"
         )
     return lines
 
@@ -127,10 +163,13 @@ def table(rows: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--music", action="append", help="a collection folder (repeatable); default: Debian's")
-    parser.add_argument("--steps", type=int, default=200, help="training steps per run (default %(default)s)")
+    parser.add_argument("--budget", type=float, default=600.0, help="training seconds per run (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=None, help="train this many steps instead of a time budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default 0)")
     parser.add_argument("--work", default="", help="folder for datasets and models (default: a temporary one)")
-    parser.add_argument("--output", default="docs/quality.md", help="the Markdown table (default %(default)s)")
+    parser.add_argument(
+        "--output", default="docs/benchmarks_quality.md", help="the Markdown table (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     collections = args.music or [path for path in DEFAULT_COLLECTIONS if os.path.isdir(path)]
     if not collections:
@@ -141,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for collection in collections:
         for seed in args.seeds:
             print(f"== {collection} seed {seed}", file=sys.stderr, flush=True)
-            rows.append(measure(collection, seed, args.steps, work))
+            rows.append(measure(collection, seed, args.steps, args.budget, work))
             print("\n".join(table(rows[-1:])), file=sys.stderr, flush=True)
     lines = [
         "# Quality on real music",
@@ -151,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Bits per 8-bit mu-law sample on held-out songs. Baselines are count models fitted on the training split and",
         "scored on the same evaluation windows as the WaveNet; 'all held-out positions' is the same model evaluated on",
-        "every held-out sample with a full receptive field (what val_bits estimates).",
+        "every held-out sample with a full receptive field (what val_bits estimates). Clips: 10-s clips (CLI defaults,",
+        f"{CLIPS} sampling seeds per start) whose every 1-s window passes the audio checks, and the windows that pass.",
         "",
         *table(rows),
     ]
