@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Wall time: {time.time() - started:.0f} s",
         "",
         "Baselines are measured in the same run, side by side; ratios are what to compare across machines.",
+        "Model quality on real music (training runs of 10 minutes each, not part of this run): `make bench-quality`",
+        "MUSIC=DIR writes docs/benchmarks_quality.md.",
         "",
         "| area | measurement | value | unit | baseline | baseline value | ratio | target | note |",
         "|---|---|---|---|---|---|---|---|---|",
