@@ -290,7 +290,7 @@ def test_the_cli_trains_the_autoencoder_at_its_own_learning_rate_unless_told():
     assert DEFAULT_TRAIN_SETTINGS["autoencoder"]["learning_rate"] != TrainConfig.learning_rate
     assert learning_rate("--model", "autoencoder") == DEFAULT_TRAIN_SETTINGS["autoencoder"]["learning_rate"]
     assert learning_rate() == learning_rate("--model", "wavenet") == TrainConfig.learning_rate
-    assert learning_rate("--model", "autoencoder", "--learning-rate", "0.001") == 0.001  # an explicit flag wins
+    assert learning_rate("--model", "autoencoder", "--learning-rate", "0.002") == 0.002  # an explicit flag wins
 
 
 def test_the_spectral_encoder_gives_one_frame_per_hop_centred_on_it_and_saves():
