@@ -83,11 +83,11 @@ def seed_clip(data: str, collection: str, work: str) -> str:
     from waveforms import audio
 
     manifest = json.load(open(os.path.join(data, "manifest.json")))
-    song = sorted(manifest["held_out"]["songs"])[0]
-    x = audio.decode(os.path.join(collection, song), 16000)
-    start = min(60 * 16000, max(0, len(x) // 2 - 8000))
+    song, rate = sorted(manifest["held_out"]["songs"])[0], int(manifest["sample_rate"])
+    x = audio.decode(os.path.join(collection, song), rate)
+    start = min(60 * rate, max(0, len(x) // 2 - rate // 2))
     path = os.path.join(work, f"{os.path.basename(collection.rstrip('/'))}-seed-clip.wav")
-    audio.write_wav(path, x[start : start + 16000], 16000)
+    audio.write_wav(path, x[start : start + rate], rate)
     return path
 
 
