@@ -216,8 +216,14 @@ def test_synth_source_and_bad_options(tmp_path):
     for entry in entries:
         assert (tmp_path / "out" / entry["file"]).stat().st_size == entry["bytes"] > 44
         assert entry["file"].startswith(entry["genre"] + "/")
+    phrases = ingest("synth", str(tmp_path / "phrases"), count=2, seed=1, notes_per_clip=3)
+    assert phrases.downloaded == 2
+    assert all("-phrase-" in entry["file"] for entry in read_index(tmp_path / "phrases"))
     with pytest.raises(ValueError, match="unknown option"):
         ingest("synth", str(tmp_path / "x"), colour="blue")
+    with pytest.raises(ValueError, match="notes_per_clip must be >= 1"):
+        ingest("synth", str(tmp_path / "x"), notes_per_clip=0)
+    assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="not one of"):
         ingest("napster", str(tmp_path / "x"))
 

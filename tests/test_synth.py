@@ -9,7 +9,7 @@ import wave
 import numpy as np
 import pytest
 
-from waveforms import cli, synth
+from waveforms import audio_checks, cli, synth
 from waveforms.spectral import dominant_frequency, spectral_centroid, spectral_flatness
 
 
@@ -134,3 +134,52 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     assert "wrote 6 clips" in capsys.readouterr().out
     assert cli.main(["synth", str(tmp_path / "x"), "--families", "bell,kazoo"]) == 2
     assert "kazoo" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_phrases_are_stepwise_melodies_of_one_family():
+    phrases = synth.plan_phrases(10, notes_per_phrase=5, seed=4)
+    assert phrases == synth.plan_phrases(10, notes_per_phrase=5, seed=4)
+    assert [phrase[0].family for phrase in phrases] == list(synth.FAMILIES) * 2
+    for phrase in phrases:
+        assert len(phrase) == 5 and len({note.family for note in phrase}) == 1
+        steps = np.diff([note.pitch for note in phrase])
+        assert all(36 <= note.pitch < 85 for note in phrase)
+        assert np.all(steps != 0) and np.all(np.abs(steps) <= max(synth.MELODY_STEPS))
+    names = [note.name for phrase in phrases for note in phrase]
+    assert len(set(names)) == 50  # every note has its own noise seed
+    with pytest.raises(ValueError, match="notes per phrase"):
+        synth.plan_phrases(3, notes_per_phrase=0)
+
+
+def test_a_phrase_plays_on_where_a_note_falls_silent():
+    """Why phrases exist: every second of a phrase sounds; an isolated note's last second is silence by design."""
+    rate, seconds = 16000, 4.0
+    for phrase in synth.plan_phrases(10, notes_per_phrase=4, seed=0):
+        clip = synth.render_phrase(phrase, rate, seconds)
+        assert clip.shape == (int(rate * seconds),) and clip.dtype == np.float32
+        assert 0.2 < np.max(np.abs(clip)) <= synth.PHRASE_PEAK + 1e-6
+        loudness = audio_checks.measure(clip, rate).rms_dbfs  # one figure per 1-s window
+        assert np.all(loudness > audio_checks.SILENCE_DBFS), (phrase[0].family, loudness)
+        if phrase[0].family != "drum":  # a low drum's body can ring the whole clip
+            note = synth.render_note(phrase[0], rate, seconds)
+            assert audio_checks.check_clip(note, rate).sound_ends_at < 0.9 * seconds  # "silent after ..."
+    organ = synth.plan_phrases(3, notes_per_phrase=4, seed=0, families=["organ"])[0]
+    clip = synth.render_phrase(organ, rate, seconds)
+    for position, note in enumerate(organ):  # each note sounds in its own quarter, in tune
+        middle = clip[int((position + 0.3) * rate) : int((position + 0.7) * rate)]
+        assert dominant_frequency(middle, rate) == pytest.approx(note.frequency, rel=0.03)
+
+
+def test_phrase_datasets_are_deterministic_and_described(tmp_path):
+    rows = synth.write_dataset(tmp_path / "a", count=4, seed=2, seconds=1.0, notes_per_clip=3)
+    again = synth.write_dataset(tmp_path / "b", count=4, seed=2, seconds=1.0, notes_per_clip=3)
+    assert rows == again and _all_bytes(tmp_path / "a") == _all_bytes(tmp_path / "b")
+    assert [row["name"] for row in rows] == [f"{family}-phrase-{i:04d}" for i, family in
+                                              enumerate(synth.FAMILIES[:4])]  # fmt: skip
+    for row in rows:
+        assert row["file"] == f"{row['family']}/{row['name']}.wav"
+        assert len(row["pitches"]) == len(row["velocities"]) == 3
+    assert cli.main(["synth", str(tmp_path / "c"), "--count", "2", "--seconds", "1", "--notes-per-clip", "2"]) == 0
+    assert len(list((tmp_path / "c").rglob("*-phrase-*.wav"))) == 2
+    assert cli.main(["synth", str(tmp_path / "d"), "--notes-per-clip", "0"]) == 2
+    assert not (tmp_path / "d").exists()

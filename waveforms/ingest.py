@@ -36,6 +36,7 @@ class IngestOptions:
     genre_from: str = "folder"  # dir: the genre label training uses: "folder" (first sub-folder) or "tag" (else folder)
     count: int = 50  # synth: number of clips
     seed: int = 0  # synth
+    notes_per_clip: int = 1  # synth: 1 = isolated notes; more = phrases of that many notes (waveforms.synth)
     max_tracks: int | None = None  # fma / fma-dataset: stop once the index holds this many
     requests_per_second: float = 1.0  # per host; at most
     connect_timeout: float = 10.0  # seconds
@@ -98,6 +99,8 @@ def check_options(source: str, options: dict) -> IngestOptions:
     opts = IngestOptions(**configuration.coerce_fields(IngestOptions, options, "ingest option"))
     if opts.genre_from not in GENRE_FROM:
         raise ValueError(f"ingest: genre_from must be one of {GENRE_FROM}, got {opts.genre_from!r}")
+    if opts.count < 1 or opts.notes_per_clip < 1:
+        raise ValueError(f"ingest: count and notes_per_clip must be >= 1, got {opts.count} and {opts.notes_per_clip}")
     if source == "urls" and not opts.input:
         raise ValueError("ingest --source urls needs --input FILE (one URL per line)")
     if source == "dir" and not opts.input:
@@ -148,7 +151,7 @@ def _run_source(source: str, opts: IngestOptions, output: Output) -> dict[str, i
             return scrape_urls(fetcher, items, output, opts.progress)
     if source == "dir":
         return collect_dir(opts.input, output, genre_from=opts.genre_from)
-    return write_synth(opts.count, opts.seed, output)
+    return write_synth(opts.count, opts.seed, output, opts.notes_per_clip)
 
 
 def collect_dir(input_uri: str, output: Output, genre_from: str = "folder") -> dict[str, int]:
@@ -215,11 +218,11 @@ def collect_dir(input_uri: str, output: Output, genre_from: str = "folder") -> d
     return counts
 
 
-def write_synth(count: int, seed: int, output: Output) -> dict[str, int]:
+def write_synth(count: int, seed: int, output: Output, notes_per_clip: int = 1) -> dict[str, int]:
     from waveforms.synth import write_dataset
 
     counts = {"downloaded": 0, "already_complete": 0, "bytes": 0}
-    for row in write_dataset(output.root, count=count, seed=seed):
+    for row in write_dataset(output.root, count=count, seed=seed, notes_per_clip=notes_per_clip):
         path = output.local_path(row["file"])
         entry = track_entry(
             f"synth:seed={seed}:{row['name']}",

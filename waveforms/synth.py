@@ -7,6 +7,10 @@ Each family is a different kind of synthesis, so they differ in spectrum and env
   reed    odd-harmonic (clarinet-like) tone with breath noise and a delayed vibrato
   drum    percussive hit: a pitch-swept sine body plus a filtered noise burst
 Same Note -> the same samples (seeded NumPy generators, no global random state): same seed, byte-identical files.
+
+A clip is one note (notes_per_clip=1, NSynth's shape) or a phrase: notes of one family in a stepwise melody, each
+ringing into the next. Isolated notes decay into silence, so a model trained on them rightly continues silence; a
+model meant to play on needs data that plays on (docs/quality.md, "Demo generation").
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ FAMILIES: tuple[str, ...] = ("string", "bell", "organ", "reed", "drum")
 VELOCITIES = (25, 50, 75, 100, 127)  # the NSynth velocity levels
 DEFAULT_COUNT = 200  # clips in the default dataset: 40 per family, about 13 minutes of audio
 NOTE_OFF_FRACTION = 0.75  # held notes are released at 3 s of a 4 s clip, as in NSynth
+MELODY_STEPS = (-4, -3, -2, -1, 1, 2, 3, 4)  # semitones between neighbouring notes of a phrase
+PHRASE_RING = 1.5  # a phrase's note sounds this many note-lengths: it rings into the next (a held pedal)
+PHRASE_PEAK = 0.9  # overlapping notes add up; a phrase is scaled down to this peak when they would exceed it
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,45 @@ def plan_notes(count: int, seed: int = 0, families: Sequence[str] = FAMILIES, pi
     ]
 
 
+def plan_phrases(
+    count: int, notes_per_phrase: int, seed: int = 0, families: Sequence[str] = FAMILIES, pitches=range(36, 85)
+) -> list[list[Note]]:
+    """count phrases of notes_per_phrase notes, deterministic in seed, families in turn: each starts on a drawn pitch
+    and moves by small steps (MELODY_STEPS; turning back at the edges of pitches), velocities drawn per note."""
+    if notes_per_phrase < 1:
+        raise ValueError(f"notes per phrase must be >= 1, got {notes_per_phrase}")
+    first_notes = plan_notes(count, seed, families, pitches)  # validates; sets each phrase's family and first pitch
+    low, high = min(pitches), max(pitches)
+    rng = np.random.default_rng([seed, notes_per_phrase])
+    phrases = []
+    for index, first in enumerate(first_notes):
+        pitch, phrase = first.pitch, []
+        for position in range(notes_per_phrase):
+            if position:
+                step = int(rng.choice(MELODY_STEPS))
+                pitch += step if low <= pitch + step <= high else -step  # at the edge of the range: turn back
+            velocity = first.velocity if not position else int(rng.choice(VELOCITIES))
+            phrase.append(Note(first.family, pitch, velocity, seed=index * notes_per_phrase + position))
+        phrases.append(phrase)
+    return phrases
+
+
+def render_phrase(notes: Sequence[Note], sample_rate: int = 16000, seconds: float = 4.0) -> np.ndarray:
+    """The notes one after another, evenly spaced over seconds, each ringing PHRASE_RING note-lengths into the next;
+    (sample_rate * seconds,) float32 with peak at most PHRASE_PEAK (or the loudest note's own, if lower)."""
+    n = int(round(sample_rate * seconds))
+    if n <= 0 or not notes:
+        raise ValueError(f"a phrase needs notes and seconds > 0, got {len(notes)} notes and {seconds} s")
+    spacing = n / len(notes)
+    out = np.zeros(n, dtype=np.float64)
+    for position, note in enumerate(notes):
+        onset = int(round(position * spacing))
+        length = min(n - onset, int(round(PHRASE_RING * spacing)))
+        out[onset : onset + length] += render_note(note, sample_rate, length / sample_rate)
+    peak = float(np.max(np.abs(out)))
+    return (out * (PHRASE_PEAK / peak) if peak > PHRASE_PEAK else out).astype(np.float32)
+
+
 def write_dataset(
     out_dir: str | os.PathLike,
     count: int = DEFAULT_COUNT,
@@ -194,18 +240,29 @@ def write_dataset(
     sample_rate: int = 16000,
     seconds: float = 4.0,
     families: Sequence[str] | None = None,
+    notes_per_clip: int = 1,
 ) -> list[dict]:
-    """Write <out_dir>/<family>/<name>.wav (16-bit) and <out_dir>/metadata.jsonl; returns the metadata rows."""
+    """Write <out_dir>/<family>/<name>.wav (16-bit) and <out_dir>/metadata.jsonl; returns the metadata rows.
+    notes_per_clip > 1 writes phrases (render_phrase) named <family>-phrase-<index>."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    notes = plan_notes(count, seed, families or FAMILIES)
+    if notes_per_clip == 1:
+        clips = [(note.name, [note]) for note in plan_notes(count, seed, families or FAMILIES)]
+    else:
+        phrases = plan_phrases(count, notes_per_clip, seed, families or FAMILIES)
+        clips = [(f"{notes[0].family}-phrase-{index:04d}", notes) for index, notes in enumerate(phrases)]
     rows = []
-    for note in tqdm(notes, desc="synth", unit="clip", file=sys.stderr, delay=2.0):
-        relative = Path(note.family) / f"{note.name}.wav"
-        write_wav(out_dir / relative, render_note(note, sample_rate, seconds), sample_rate)
-        row = {"name": note.name, "file": relative.as_posix(), **asdict(note)}
-        rows.append({**row, "sample_rate": sample_rate, "seconds": seconds})
+    for name, notes in tqdm(clips, desc="synth", unit="clip", file=sys.stderr, delay=2.0):
+        relative = Path(notes[0].family) / f"{name}.wav"
+        if len(notes) == 1:
+            samples, row = render_note(notes[0], sample_rate, seconds), asdict(notes[0])
+        else:
+            samples = render_phrase(notes, sample_rate, seconds)
+            row = {"family": notes[0].family, "pitches": [note.pitch for note in notes],
+                   "velocities": [note.velocity for note in notes], "seed": notes[0].seed}  # fmt: skip
+        write_wav(out_dir / relative, samples, sample_rate)
+        rows.append({"name": name, "file": relative.as_posix(), **row, "sample_rate": sample_rate, "seconds": seconds})
     lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
     storage.write_bytes(str(out_dir / "metadata.jsonl"), lines.encode("utf-8"))
     return rows

@@ -45,6 +45,7 @@ FETCH_OPTIONS = (
     ),  # fmt: skip
     Option("count", "synth: number of clips"),
     Option("seed", "synth: random seed"),
+    Option("notes_per_clip", "synth: notes per clip (1: isolated notes; more: melodic phrases)"),
     Option("max_tracks", "stop once the index holds this many tracks"),
     Option("requests_per_second", "requests per second per host, at most", flag="--rate"),
     Option("connect_timeout", "seconds to wait for a connection"),

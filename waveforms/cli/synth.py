@@ -16,6 +16,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes identical files")
     parser.add_argument("--sample-rate", type=int, default=16000, help="Hz (default 16000)")
     parser.add_argument("--seconds", type=float, default=4.0, help="clip length (default 4.0)")
+    parser.add_argument("--notes-per-clip", type=int, default=1,
+                        help="1: one note per clip (NSynth's shape); more: a melodic phrase of that many notes, each "
+                             "ringing into the next (default 1)")  # fmt: skip
     parser.add_argument(
         "--families", default=",".join(FAMILIES), help=f"comma-separated subset of {','.join(FAMILIES)}"
     )
@@ -29,11 +32,17 @@ def run(args: argparse.Namespace) -> int:
             f"error: --families: unknown {unknown or 'empty list'}; choose from {','.join(FAMILIES)}", file=sys.stderr
         )
         return 2
-    if args.count < 1 or args.sample_rate < 8000 or args.seconds <= 0:
-        print("error: --count must be >= 1, --sample-rate >= 8000 and --seconds > 0", file=sys.stderr)
+    bad = [rule for rule, broken in (("--count must be >= 1", args.count < 1),
+                                     ("--notes-per-clip must be >= 1", args.notes_per_clip < 1),
+                                     ("--sample-rate must be >= 8000", args.sample_rate < 8000),
+                                     ("--seconds must be > 0", args.seconds <= 0)) if broken]  # fmt: skip
+    if bad:
+        print(f"error: {'; '.join(bad)}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    rows = write_dataset(args.out_dir, args.count, args.seed, args.sample_rate, args.seconds, families)
+    rows = write_dataset(
+        args.out_dir, args.count, args.seed, args.sample_rate, args.seconds, families, args.notes_per_clip
+    )
     elapsed = time.perf_counter() - start
     print(
         f"wrote {len(rows)} clips to {args.out_dir} ({elapsed:.1f} s); metadata in {Path(args.out_dir) / 'metadata.jsonl'}"
