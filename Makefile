@@ -47,7 +47,7 @@ lock:
 	  echo "-r runtime.lock"; \
 	  $(LOCK_VENV)/bin/pip freeze | grep -v '^-e' | grep -vxF -f $(RUNTIME_LOCK) ) > $(DEV_LOCK)
 
-# make demo [MUSIC=~/Music] [DEMO_ARGS="--steps 100 --corners-2 jazz rock"]: the synth notes, or your own music folder
+# make demo [MUSIC=~/Music] [DEMO_ARGS="--steps 500 --corners-2 jazz rock"]: the synth phrases, or your own music folder
 # (genre = first sub-folder); see `python -m pipelines.run_local --help`
 MUSIC ?=
 DEMO_ARGS ?=

@@ -101,6 +101,7 @@ def run_demo(
     source: str = "synth",
     source_options: dict | None = None,
     clips: int = 40,
+    notes_per_clip: int = 8,
     convert_shards: int = 2,
     seed: int = 0,
     verbose: bool = False,
@@ -111,7 +112,9 @@ def run_demo(
 
     from waveforms.ingest import check_options
 
-    options_for_source = {"count": clips, "seed": seed} if source_options is None else source_options
+    options_for_source = source_options
+    if source_options is None:
+        options_for_source = {"count": clips, "seed": seed, "notes_per_clip": notes_per_clip}
     check_options(source, options_for_source)  # a bad source or option fails here, not in the first step
     output_dir = os.path.abspath(output_dir)
     pipeline_root = os.path.join(output_dir, "pipeline_root")
@@ -246,7 +249,7 @@ def source_options_from(args: argparse.Namespace) -> dict:
     """The `source_options` run parameter from the flags: the keys the cluster's pipeline takes."""
     options: dict = {}
     if args.source == "synth":
-        options = {"count": args.clips, "seed": args.seed}
+        options = {"count": args.clips, "seed": args.seed, "notes_per_clip": args.notes_per_clip}
     if args.input:
         options["input"] = os.path.abspath(os.path.expanduser(args.input))
     if args.genre:
@@ -277,38 +280,48 @@ def build_parser() -> argparse.ArgumentParser:
                         help="any other source option (waveforms.ingest.IngestOptions field; JSON values)")  # fmt: skip
     parser.add_argument("--clips", type=int, default=40, help="synth: clips to make")
     parser.add_argument("--seed", type=int, default=0, help="synth: random seed")
+    parser.add_argument("--notes-per-clip", type=int, default=8,
+                        help="synth: notes per 4-s clip; 1 = isolated notes, which end in silence (docs/quality.md)")  # fmt: skip
     parser.add_argument("--corners-2", nargs=2, metavar="CORNER",
                         help="W E corners: a genre, a song (id, file name or title) or '' each; default: the first "
                              "two genres")  # fmt: skip
     parser.add_argument("--corners-4", nargs=4, metavar="CORNER",
                         help="NW NE SW SE corners, as --corners-2; default: the first four genres")  # fmt: skip
     parser.add_argument("--convert-shards", type=int, default=2, help="parallel conversion steps")
-    parser.add_argument("--steps", type=int, default=300, help="training steps of each model")
+    parser.add_argument("--steps", type=int, default=2000, help="WaveNet training steps")
+    parser.add_argument("--autoencoder-steps", type=int, default=300, help="autoencoder training steps")
     parser.add_argument("--verbose", action="store_true", help="stream every step's full log (TensorFlow included)")
     return parser
 
 
 def demo_settings(args: argparse.Namespace) -> dict:
     """run_demo's keyword arguments for parsed flags."""
-    # a few minutes on a laptop: short windows, a few hundred steps (tests/test_quality.py trains 600 at lr 1e-2)
-    longer = {
-        "steps": args.steps,
-        "batch_size": 4,
-        "target_length": 2048,
-        "learning_rate": 3e-3,
-        "checkpoint_every": 100,
-        "eval_every": 100,
-        "eval_windows": 32,
-        "warmup_steps": 20,
-    }
+    # about 8 minutes on 2 cores, short windows. The WaveNet's 2,000 steps at 1e-2 on the synth phrases are what it took
+    # for 10-s clips that never fall silent (1,000 steps are noise-like); every window of every clip passes the audio
+    # checks for 1 training seed of 3 (docs/quality.md, "The demo's data"). The autoencoder keeps its 300 steps.
+    window = {"batch_size": 4, "target_length": 2048, "eval_windows": 32}
+    wavenet = {**window, "steps": args.steps, "learning_rate": 1e-2, "warmup_steps": 50,
+               "checkpoint_every": 500, "eval_every": 500}  # fmt: skip
+    autoencoder = {**window, "steps": args.autoencoder_steps, "learning_rate": 3e-3, "warmup_steps": 20,
+                   "checkpoint_every": 100, "eval_every": 100}  # fmt: skip
     settings = {
         "source": args.source,
         "source_options": source_options_from(args),
         "convert_shards": args.convert_shards,
         "verbose": args.verbose,
-        "wavenet_train": longer,
-        "autoencoder_train": longer,
-        "tuning_fixed": {"batch_size": 4, "target_length": 2048, "learning_rate": 3e-3},
+        "wavenet_train": wavenet,
+        "autoencoder_train": autoencoder,
+        # every search-space value pinned to the measured recipe (`small`): 30-step trials cannot rank architectures,
+        # and the tests measure the model the demo trains; the step still runs, so the page shows the tuning stage
+        "tuning_fixed": {
+            "batch_size": 4,
+            "target_length": 2048,
+            "learning_rate": 1e-2,
+            "residual_channels": 32,
+            "layers_per_stack": 10,
+        },  # fmt: skip
+        "tuning_trials": 1,
+        "generate_seconds": 10.0,  # the issue's clip length: the page's checks measure the same bar as the tests
     }
     for name, corners in (("soundspace_2", args.corners_2), ("soundspace_4", args.corners_4)):
         if corners:

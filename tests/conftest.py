@@ -88,3 +88,41 @@ def browser():
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@dataclass(frozen=True)
+class DemoWaveNet:
+    model_dir: str
+    data_dir: str  # the converted dataset (shards + manifest.json)
+    wav_dir: str  # the synth clips it was converted from
+    train_result: dict  # what train() returned: val_bits, baselines, ...
+    cpu_seconds: float  # of training
+
+
+@pytest.fixture(scope="session")
+def demo_wavenet(tmp_path_factory) -> DemoWaveNet:
+    """`small` trained as `make demo` trains it: the demo's synth source options (its phrases) and its WaveNet
+    training settings, the dataset converted with the pipeline's defaults. Shared by the quality and continuation
+    tests, which measure what a user of the demo gets."""
+    import contextlib
+    import io
+    import resource
+
+    from pipelines.run_local import build_parser, demo_settings
+    from waveforms import convert, synth
+    from waveforms.model import NAMED_CONFIGS
+    from waveforms.train import TrainConfig, train
+
+    settings = demo_settings(build_parser().parse_args([]))
+    options = settings["source_options"]
+    root = tmp_path_factory.mktemp("demo-wavenet")
+    wav_dir, data_dir, model_dir = (str(root / name) for name in ("wav", "data", "model"))
+    synth.write_dataset(wav_dir, count=options["count"], seed=options["seed"], notes_per_clip=options["notes_per_clip"])
+    convert.convert(wav_dir, data_dir, convert.ConvertConfig(), progress=False)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = train(data_dir, model_dir, NAMED_CONFIGS["small"], TrainConfig(**settings["wavenet_train"]),
+                       progress=False)  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return DemoWaveNet(model_dir, data_dir, wav_dir, result, cpu)

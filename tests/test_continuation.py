@@ -1,49 +1,32 @@
-"""Generation that never collapses into silence: a WaveNet trained with the demo's settings on the demo's synth notes,
-sampled with the CLI defaults, gives 10-s clips no 1-s window of which is silent against the training data's profile,
-from the primer (the CLI default), from digital silence and from a held-out note, for several sampling seeds at once
+"""Generation that never collapses: the WaveNet `make demo` trains (the demo's synth phrases, its training settings;
+the session fixture demo_wavenet), sampled with the CLI defaults, gives 10-s clips that never fall silent and whose
+1-s windows mostly pass every audio check against the training data's profile (not silent, not noise-like, not quiet),
+from the primer (the CLI default), from digital silence and from a held-out phrase, for several sampling seeds at once
 (each batch row is its own random stream).
 
-Before dataset.shorten_silences the same model died into digital silence (-81 dBFS) within a second from the primer
-and never left silence (every clip "silent" or "silent after ..."): the notes end in long silent tails and start at
-their record's first sample, so the model had only seen silence followed by more silence. The rest of the issue's bar
-(not noise-like, not quiet) is not met by this 300-step model yet: its clips are quiet hiss at about -42 dBFS
-(docs/quality.md); the verdicts are printed.
+History (docs/quality.md, "Generation" and "The demo's data"): on the demo's former isolated notes the model died into
+digital silence within a second until dataset.shorten_silences, then made quiet hiss; no 10-s clip of those notes
+themselves passes the checks (they end in silence after 3.3 s). On phrases, with 2,000 steps at 1e-2, three training
+seeds pass 9/9, 4/9 and 0/9 clips at the CLI's temperature 0.9, and 90/90, 79/90 and 62/90 of the windows (19-30
+of 30 per start): the bar "every window of every clip" is met for one training seed in three, so the test asserts
+what all three meet with a margin, never a silent window and half the windows passing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
-from helpers import synth_dataset
 
 from waveforms import audio, dataset, model_store
 from waveforms.generate import check_clips, generate
-from waveforms.model import NAMED_CONFIGS
-from waveforms.train import TrainConfig, train
 
 SECONDS = 10.0
 ROWS = 3  # sampling seeds per start, generated as one batch
+MIN_PASSING_WINDOWS = 0.5  # of the 30 1-s windows per start; training seeds 0-2 measured 19-30 of 30 (docstring)
 
 
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory) -> tuple[str, str]:
-    """`small` trained on the demo's dataset (40 synth notes, seed 0) with the demo's WaveNet training settings;
-    -> (model dir, dataset dir)."""
-    from pipelines.run_local import build_parser, demo_settings
-
-    settings = demo_settings(build_parser().parse_args([]))
-    data_dir = synth_dataset(tmp_path_factory.mktemp("synth"), count=40, seed=0, seconds=4.0, validation_fraction=0.1)
-    model_dir = str(tmp_path_factory.mktemp("model") / "demo")
-    with contextlib.redirect_stdout(io.StringIO()):
-        train(data_dir, model_dir, NAMED_CONFIGS["small"], TrainConfig(**settings["wavenet_train"]), progress=False)
-    return model_dir, data_dir
-
-
-def held_out_note(data_dir: str, path: str, seconds: float = 0.5) -> str:
-    """The first `seconds` of the first held-out note, written to `path`."""
+def held_out_phrase(data_dir: str, path: str, seconds: float = 1.0) -> str:
+    """The first `seconds` of the first held-out clip, written to `path`."""
     manifest_uri = f"{data_dir}/manifest.json"
     segment = next(dataset.iter_segments(dataset.load_manifest(manifest_uri), manifest_uri, "validation"))
     codes = np.frombuffer(segment.audio, dtype=np.uint8)[: int(seconds * 16000)]
@@ -52,16 +35,25 @@ def held_out_note(data_dir: str, path: str, seconds: float = 0.5) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("start", ["primer", "silence", "held-out note"])
-def test_ten_seconds_of_the_demo_model_are_never_silent(demo_model, start, tmp_path, capsys):
-    model_dir, data_dir = demo_model
+@pytest.mark.parametrize("start", ["primer", "silence", "held-out phrase"])
+def test_ten_seconds_of_the_demo_model_never_fall_silent_and_mostly_pass(demo_wavenet, start, tmp_path, capsys):
     seed_audio = {"primer": None, "silence": ""}.get(start)  # None: the CLI default, the primer saved with the model
-    if start == "held-out note":
-        seed_audio = held_out_note(data_dir, str(tmp_path / "note.wav"))
-    clips = generate(model_dir, SECONDS, batch=ROWS, seed_audio=seed_audio, seed=0)  # the CLI's default sampling
+    if start == "held-out phrase":
+        seed_audio = held_out_phrase(demo_wavenet.data_dir, str(tmp_path / "phrase.wav"))
+    clips = generate(demo_wavenet.model_dir, SECONDS, batch=ROWS, seed_audio=seed_audio, seed=0)  # CLI sampling
     assert clips.shape == (ROWS, int(SECONDS * 16000))
-    checks = check_clips(clips, model_store.read_export(model_dir))
+    checks = check_clips(clips, model_store.read_export(demo_wavenet.model_dir))
+    passing = sum(check.windows - _failing_windows(check) for check in checks)
     with capsys.disabled():
-        print(f"\n{start}: " + " | ".join(check.verdict for check in checks))
+        print(f"\n{start}: " + " | ".join(check.verdict for check in checks) + f" ({passing}/{ROWS * 10} windows)")
     silent = [check.verdict for check in checks if any(problem.startswith("silent") for problem in check.problems)]
     assert not silent, silent
+    assert passing >= MIN_PASSING_WINDOWS * ROWS * 10, [check.verdict for check in checks]
+    assert all(check.clipped_fraction == 0 and "DC offset" not in check.verdict for check in checks)
+
+
+def _failing_windows(check) -> int:
+    """1-s windows that fail: silent or noise-like (a clip-wide problem such as "quiet" fails them all)."""
+    if any(problem.startswith(("quiet", "clipped", "DC")) for problem in check.problems):
+        return check.windows
+    return min(check.windows, check.silent_windows + check.noisy_windows)
