@@ -181,7 +181,8 @@ class AmplitudeEmbeddingInitializer(keras.initializers.Initializer):
     [y, sin(pi k y), cos(pi k y) for k = 1..harmonics] (features standardised, channels about unit variance), so
     neighbouring codes start close: what the network learns about code c carries over to c ± 1 from the first step,
     where the default (independent small rows) leaves the rare loud codes untrained. Measured on the embedded
-    dataset, `small`, 600 steps (tests/test_quality.py): 3.72-3.76 held-out bits/sample against 4.12-4.25.
+    dataset's notes, `small`, 600 steps (docs/quality.md, "The synth recipe"): 3.72-3.76 held-out bits/sample against
+    4.12-4.25.
     """
 
     def __init__(self, harmonics: int = 4, seed=None):
