@@ -6,10 +6,10 @@ from the primer (the CLI default), from digital silence and from a held-out phra
 
 History (docs/quality.md, "Generation" and "The demo's data"): on the demo's former isolated notes the model died into
 digital silence within a second until dataset.shorten_silences, then made quiet hiss; no 10-s clip of those notes
-themselves passes the checks (they end in silence after 3.3 s). On phrases, with 2,000 steps at 1e-2, three training
-seeds pass 9/9, 4/9 and 0/9 clips at the CLI's temperature 0.9, and 90/90, 79/90 and 62/90 of the windows (19-30
-of 30 per start): the bar "every window of every clip" is met for one training seed in three, so the test asserts
-what all three meet with a margin, never a silent window and half the windows passing.
+themselves passes the checks (they end in silence after 3.3 s). On the demo's 80 phrases, with 2,000 steps at 1e-2,
+three training seeds pass 6/9, 7/9 and 3/9 clips at the CLI's temperature 0.9, and 87/90, 88/90 and 83/90 of the
+windows (26-30 of 30 per start): the bar "every window of every clip" is not met for any seed, so the test asserts
+what all three meet with a margin: never a silent window, 70% of the windows of every start passing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from waveforms.generate import check_clips, generate
 
 SECONDS = 10.0
 ROWS = 3  # sampling seeds per start, generated as one batch
-MIN_PASSING_WINDOWS = 0.5  # of the 30 1-s windows per start; training seeds 0-2 measured 19-30 of 30 (docstring)
+MIN_PASSING_WINDOWS = 0.7  # of the 30 1-s windows per start; training seeds 0-2 measured 26-30 of 30 (docstring)
 
 
 def held_out_phrase(data_dir: str, path: str, seconds: float = 1.0) -> str:

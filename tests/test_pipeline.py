@@ -288,7 +288,7 @@ def test_demo_command_line_takes_any_source_with_the_cluster_option_keys(tmp_pat
     from pipelines.run_local import build_parser, demo_settings
 
     synth = demo_settings(build_parser().parse_args([]))
-    assert synth["source"] == "synth" and synth["source_options"] == {"count": 40, "seed": 0, "notes_per_clip": 8}
+    assert synth["source"] == "synth" and synth["source_options"] == {"count": 80, "seed": 0, "notes_per_clip": 8}
     args = build_parser().parse_args(["--source", "dir", "--input", str(tmp_path), "--corners-2", "jazz", "",
                                       "--option", "max_file_mb=20", "--genre-from", "tag"])  # fmt: skip
     folder = demo_settings(args)

@@ -4,7 +4,7 @@ Held-out NLL must be at least 1.5 bits/sample below the entropy of the held-out 
 (what a model that ignores context at best achieves), and below every count-model baseline.
 Generated audio is compared with the data on the same footing: each held-out clip's first 0.25 s seeds the generator
 and only the generated second is measured; the data's figure is the real continuation of every clip (seconds
-0.25-1.25, all 40) after the same mu-law round trip the model's output goes through. Both lose their DC before any
+0.25-1.25, all of them) after the same mu-law round trip the model's output goes through. Both lose their DC before any
 measure: a briefly trained model at a low temperature can settle on a constant code, which reads as "tonal" (all
 energy in the DC bin) and "loud" but is not sound. The statistic is the median generated clip against the data's 95th
 percentile: a typical generated clip should be no noisier than the noisiest 5% of real clips.
