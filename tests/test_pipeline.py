@@ -196,6 +196,10 @@ def _music_folder(root):
     return root
 
 
+QUICK_TRAIN = {"steps": 20, "batch_size": 2, "target_length": 2000, "checkpoint_every": 10, "eval_every": 10,
+               "eval_windows": 16, "warmup_steps": 5}  # fmt: skip
+
+
 @pytest.mark.integration
 def test_demo_runs_on_a_music_folder_and_its_printed_pages_open_in_a_browser(tmp_path, capsys, browser):
     music = _music_folder(tmp_path / "My Music")
@@ -205,6 +209,10 @@ def test_demo_runs_on_a_music_folder_and_its_printed_pages_open_in_a_browser(tmp
         source_options={"input": str(music)},
         convert_shards=2,
         soundspace_4=("", "Blue in Green", "Rock 'n' Roll/02 Johnny B. Goode.ogg", "Big Band"),
+        # the wiring and the pages are under test, not the models: a third of local_options' training, two evaluations
+        wavenet_train=QUICK_TRAIN,
+        autoencoder_train=QUICK_TRAIN,
+        tuning_trial_steps=10,
     )
     printed = capsys.readouterr().out
     outputs = lambda task, name: glob.glob(os.path.join(run_dir, task, name))  # noqa: E731
