@@ -10,7 +10,7 @@ Same Note -> the same samples (seeded NumPy generators, no global random state):
 
 A clip is one note (notes_per_clip=1, NSynth's shape) or a phrase: notes of one family in a stepwise melody, each
 ringing into the next. Isolated notes decay into silence, so a model trained on them rightly continues silence; a
-model meant to play on needs data that plays on (docs/quality.md, "Demo generation").
+model meant to play on needs data that plays on (docs/quality.md, "The demo's data").
 """
 
 from __future__ import annotations
