@@ -56,6 +56,16 @@ def test_white_noise_is_noise_like_against_tonal_data(notes_profile):
     assert check.noisy_windows == 3
 
 
+def test_passing_windows_count_the_seconds_that_are_neither_silent_nor_noise_like(notes_profile):
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, RATE).astype(np.float32)
+    clip = np.concatenate([sine(2.0), np.zeros(RATE, np.float32), noise, sine(1.0)])  # ok, ok, silent, noisy, ok
+    check = audio_checks.check_clip(clip, RATE, notes_profile)
+    assert (check.windows, check.silent_windows, check.noisy_windows, check.passing_windows) == (5, 1, 1, 3)
+    assert audio_checks.check_clip(sine(3.0), RATE, notes_profile).passing_windows == 3
+    quiet = audio_checks.check_clip(sine(3.0, amplitude=0.005), RATE, notes_profile)  # a clip-wide problem
+    assert any(problem.startswith("quiet") for problem in quiet.problems) and quiet.passing_windows == 0
+
+
 def test_a_clipped_sine_is_clipped_and_dc_is_flagged(notes_profile):
     clipped = np.clip(sine(2.0, amplitude=3.0), -1.0, 1.0)
     assert audio_checks.check_clip(clipped, RATE, notes_profile).problems[0].startswith("clipped (")

@@ -179,6 +179,13 @@ class ClipCheck:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def passing_windows(self) -> int:
+        """1-s windows neither silent nor noise-like; none when the whole clip fails (quiet, clipped, DC offset)."""
+        if any(problem.startswith(("quiet", "clipped", "DC")) for problem in self.problems):
+            return 0
+        return self.windows - self.silent_windows - self.noisy_windows  # disjoint: noisy counts sounding windows only
+
     def metrics(self) -> dict[str, float]:
         return {"ok": float(self.ok), "rms_dbfs": self.rms_dbfs, "sound_ends_at": self.sound_ends_at,
                 "silent_windows": float(self.silent_windows), "noisy_windows": float(self.noisy_windows),
