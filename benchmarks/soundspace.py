@@ -33,7 +33,7 @@ def run() -> list[dict]:
     autoencoder = build_autoencoder(config)
     num_samples = int(SECONDS * config.sample_rate)
     rng = np.random.default_rng(0)
-    corners = rng.normal(size=(4, config.frames(num_samples), config.embedding_channels)).astype(np.float32)
+    corners = rng.normal(size=(4, config.frames(num_samples), config.embedding_width)).astype(np.float32)
     weights = np.array([p.weights for p in grid_points(4, GRID)], np.float32)
     embeddings = interpolate(corners, weights)  # (25, F, E)
 

@@ -67,17 +67,17 @@ def test_a_decoder_that_ignores_its_embedding_fails_them():
 
 
 class DistinctEmbeddings:
-    """A real (untrained) decoder behind an encoder that gives every corner its own unit embedding, so whether the
+    """A real (untrained) decoder behind a conditioner that gives every corner its own unit embedding, so whether the
     embedding reaches the decoder is the only thing that can change the bits (an untrained encoder's embeddings of
     different notes may be nearly alike)."""
 
     def __init__(self, autoencoder):
         self.config, self.decoder = autoencoder.config, autoencoder.decoder
 
-    def encoder(self, inputs):
+    def conditioner(self, inputs):  # the decoder's per-sample condition, as training builds it
         corners, length = inputs["audio"].shape
         unit = np.eye(corners, self.config.embedding_channels, dtype=np.float32)  # (K, E)
-        return np.repeat(unit[:, None], self.config.frames(length), axis=1)  # (K, F, E)
+        return np.repeat(unit[:, None], length, axis=1)  # (K, T, E)
 
 
 def test_embedding_bits_tell_a_decoder_that_reads_its_embedding_from_one_that_cannot():

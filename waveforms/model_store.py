@@ -41,7 +41,7 @@ def model_config(kind: str, data: dict, source: str = "model config"):
     if kind == "autoencoder":
         from waveforms.autoencoder import AutoencoderConfig
 
-        return AutoencoderConfig.from_dict(data, source=source)
+        return AutoencoderConfig.from_stored(data, source=source)
     raise ValueError(f"{source}: unknown model kind {kind!r} (known: {', '.join(WEIGHTS_FILES)})")
 
 

@@ -147,18 +147,16 @@ def embedding_bits(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0) -> 
     corners' embeddings (K,): whether the decoder reads the embedding at all, without sampling noise. Only positions
     with a full receptive field of the corner's own past are scored."""
     from waveforms.audio import mu_law_encode
-    from waveforms.autoencoder import upsample_embedding
     from waveforms.synth import render_note
 
     config = autoencoder.config
     length = config.frames(int(seconds * config.sample_rate)) * config.hop_length
     codes = np.stack([mu_law_encode(render_note(note, config.sample_rate, length / config.sample_rate))
                       for note in notes]).astype(np.int32)[:, :length]  # fmt: skip
-    embeddings = np.asarray(autoencoder.encoder({"audio": codes}), np.float32)  # (K, F, E)
+    conditions = np.asarray(autoencoder.conditioner({"audio": codes}), np.float32)  # (K, T, C), as in training
     skip = config.decoder_config.receptive_field
 
-    def bits(condition_frames):  # (K, F, E) -> (K,)
-        condition = upsample_embedding(condition_frames, config.hop_length, length)
+    def bits(condition):  # (K, T, C) -> (K,)
         logits = np.asarray(autoencoder.decoder({"audio": codes, "local_condition": condition}), np.float64)
         logits, targets = logits[:, skip - 1 : -1], codes[:, skip:]  # logits[:, t] predicts codes[:, t + 1]
         top = logits.max(axis=-1, keepdims=True)
@@ -166,8 +164,8 @@ def embedding_bits(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0) -> 
         nll = log_total - np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
         return nll.mean(axis=1) / np.log(2)
 
-    own = bits(embeddings)
-    wrong = np.mean([bits(np.roll(embeddings, shift, axis=0)) for shift in range(1, len(notes))], axis=0)
+    own = bits(conditions)
+    wrong = np.mean([bits(np.roll(conditions, shift, axis=0)) for shift in range(1, len(notes))], axis=0)
     return own, wrong
 
 
