@@ -143,9 +143,10 @@ def recorded_corners(paths, sample_rate: int, seconds: float = 1.0) -> np.ndarra
 
 
 def embedding_bits(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher-forced bits per sample of each held-out corner (K,) with its own embedding, and the mean over the other
-    corners' embeddings (K,): whether the decoder reads the embedding at all, without sampling noise. Only positions
-    with a full receptive field of the corner's own past are scored."""
+    """Teacher-forced bits per sample of each held-out corner (K,) with its own condition, and the mean over the other
+    corners' conditions (K,): whether the decoder reads its condition at all, without sampling noise. The condition is
+    the one training builds (`Autoencoder.conditioner`: the embedding and, with pitch tracking, the harmonics at the
+    phase measured in that corner). Only positions with a full receptive field of the corner's own past are scored."""
     from waveforms.audio import mu_law_encode
     from waveforms.synth import render_note
 
