@@ -51,6 +51,7 @@ def full_held_out_bits(dataset_uri: str, model_uri: str) -> tuple[float, int]:
     """Mean NLL in bits over every held-out position that has a full receptive field of context; -> (bits, count)."""
     import tensorflow as tf
 
+    from waveforms import output_head
     from waveforms.generate import load_model
 
     model, config = load_model(model_uri)
@@ -58,8 +59,9 @@ def full_held_out_bits(dataset_uri: str, model_uri: str) -> tuple[float, int]:
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def nats(x, y):  # (1, L) inputs, (1, L) targets -> sum of NLL over the last L - field + 1 positions
-        logits = model({"audio": x})[:, field - 1 :]
-        return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y[:, field - 1 :], logits))
+        outputs = model({"audio": x})[:, field - 1 :]
+        return tf.reduce_sum(output_head.nll(outputs, y[:, field - 1 :], config.output_mixtures,
+                                             config.quantization_channels))  # fmt: skip
 
     manifest_uri = os.path.join(dataset_uri, "manifest.json")
     manifest = load_manifest(manifest_uri)

@@ -212,7 +212,7 @@ def test_training_task_matches_train_py_interface(tmp_path):
         AutoencoderTask.load_config("small")
     model = task.build_model()
     codes = np.random.default_rng(5).integers(0, 256, (2, 192)).astype(np.int32)
-    loss = next_sample_nll(model, task.model_inputs(codes), codes, 64, training=False)
+    loss = next_sample_nll(model, task.model_inputs(codes), codes, 64, False, task.network)
     assert tuple(loss.shape) == (2,) and float(loss[0]) == pytest.approx(np.log(256), rel=0.1)  # untrained ~ uniform
     export = {"model": task.config.to_dict(), "sample_rate": task.config.sample_rate}
     assert model_store.save(tmp_path / "export", task.kind, model, export) == ["autoencoder.weights.h5", "config.json"]
@@ -383,7 +383,9 @@ def test_decoding_integrates_the_same_phase_that_training_measures():
             if (k + 1) * frequency >= 8000:  # at or above Nyquist: silent in both
                 assert np.abs(trained[:, E + k]).max() == 0 and np.abs(decoded[:, E + k]).max() == 0
                 continue
-            offset = np.angle(np.exp(1j * (np.arctan2(sin_trained, cos_trained) - np.arctan2(sin_decoded, cos_decoded))))
+            offset = np.angle(
+                np.exp(1j * (np.arctan2(sin_trained, cos_trained) - np.arctan2(sin_decoded, cos_decoded)))
+            )
             assert np.angle(np.exp(1j * (offset - offset[0]))).std() < 0.03 * (k + 1), (frequency, k)
 
 
@@ -401,7 +403,11 @@ def test_a_pitched_autoencoder_decodes_with_the_fast_generator_and_saves(tmp_pat
     assert embeddings.shape == (2, 5, PITCHED.embedding_width)
     decoded = ae.decode(embeddings, 300, seed=1)
     assert decoded.shape == (2, 300) and decoded.min() >= 0 and decoded.max() < 256
-    assert decoding_condition(embeddings, PITCHED, 300).shape == (2, 300, PITCHED.decoder_config.local_condition_channels)
+    assert decoding_condition(embeddings, PITCHED, 300).shape == (
+        2,
+        300,
+        PITCHED.decoder_config.local_condition_channels,
+    )
     save_autoencoder(ae, tmp_path / "m")
     assert load_autoencoder_config(tmp_path / "m") == PITCHED
     np.testing.assert_allclose(np.asarray(load_autoencoder(tmp_path / "m").model({"audio": codes})), full, atol=1e-6)

@@ -62,6 +62,22 @@ def test_local_condition_path_is_exact():
     assert np.abs(fast - reference).max() <= 1e-4
 
 
+def test_mixture_output_steps_equal_the_full_model():
+    from waveforms import output_head
+
+    config = WaveNetConfig(**{**TINY.to_dict(), "local_condition_channels": 3, "output_mixtures": 4})
+    model = _randomised(config, seed=8)
+    rs = np.random.RandomState(9)
+    codes = rs.randint(0, 256, (2, 300)).astype(np.int32)
+    local = rs.randn(2, 300, 3).astype(np.float32)
+    outputs = _reference_logits(model, codes, local_condition=local)
+    assert outputs.shape == (2, 300, 12)  # the model gives mixture parameters; the generator reads them as classes
+    reference = output_head.log_probs(outputs, 4, 256).numpy()
+    fast = FastGenerator(model, config, batch_size=2).step_logits(codes, local_condition=local)
+    assert fast.shape == (2, 300, 256) and np.abs(np.exp(fast) - np.exp(reference)).max() <= 1e-4
+    assert np.abs(fast - reference).max() <= 1e-2  # log-probabilities of unlikely classes too
+
+
 def test_generator_reads_the_current_weights():
     model = _randomised(TINY, seed=6)
     generator = FastGenerator(model, TINY)

@@ -103,8 +103,8 @@ def test_the_loss_covers_every_window_position_or_only_the_last_target_length():
     logits = model(inputs).numpy()  # (2, 40, 256)
     log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
     nll = -np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]  # (2, 40)
-    everywhere = next_sample_nll(model, inputs, targets, None, training=False).numpy()
-    last_ten = next_sample_nll(model, inputs, targets, 10, training=False).numpy()
+    everywhere = next_sample_nll(model, inputs, targets, None, False, TINY).numpy()
+    last_ten = next_sample_nll(model, inputs, targets, 10, False, TINY).numpy()
     np.testing.assert_allclose(everywhere, nll.mean(axis=1), rtol=1e-5)
     np.testing.assert_allclose(last_ten, nll[:, -10:].mean(axis=1), rtol=1e-5)
 
@@ -343,6 +343,25 @@ def test_float16_loss_scaling_skips_an_overflowing_step_and_lowers_the_scale(dat
     assert float(optimizer.dynamic_scale.numpy()) == 2.0 ** (40 - skipped) and skipped > 1
     assert 0 < norm and math.isfinite(loss)
     assert any(np.abs(old - new.numpy()).max() > 0 for old, new in zip(before, model.trainable_variables, strict=True))
+
+
+def test_a_mixture_output_trains_in_bits_per_code_and_its_export_samples_like_the_full_model(data_dir, tmp_path):
+    from waveforms import output_head
+    from waveforms.fastgen import FastGenerator
+    from waveforms.generate import load_model
+
+    config = dataclasses.replace(TINY, output_mixtures=3)
+    model_dir = str(tmp_path / "model")
+    train(data_dir, model_dir, config, tiny_train_config(steps=60, eval_every=15, checkpoint_every=60,
+                                                          learning_rate=3e-3, warmup_steps=5), progress=False)  # fmt: skip
+    history = json.loads(Path(model_dir, "metrics.json").read_text())["history"]
+    assert history[-1]["val_bits"] < history[0]["val_bits"] - 0.3, history  # bits per 8-bit code, as for logits
+    model, stored = load_model(model_dir)
+    assert stored == config
+    codes = np.random.RandomState(0).randint(0, 256, (2, 400)).astype(np.int32)
+    reference = output_head.log_probs(model({"audio": codes}), 3, 256).numpy()
+    fast = FastGenerator(model, config, batch_size=2).step_logits(codes)
+    assert np.abs(np.exp(fast) - np.exp(reference)).max() <= 1e-4
 
 
 @pytest.mark.slow

@@ -103,7 +103,9 @@ class AutoencoderConfig:
 
     @property
     def decoder_config(self) -> WaveNetConfig:
-        return dataclasses.replace(self.decoder, local_condition_channels=self.embedding_width + 2 * self.pitch_harmonics)
+        return dataclasses.replace(
+            self.decoder, local_condition_channels=self.embedding_width + 2 * self.pitch_harmonics
+        )
 
     @property
     def encoder_receptive_field(self) -> int:
@@ -617,6 +619,11 @@ class AutoencoderTask:
     @staticmethod
     def config_from_dict(data: dict, source: str = "model config") -> AutoencoderConfig:
         return AutoencoderConfig.from_stored(data, source=source)
+
+    @property
+    def network(self):
+        """The WaveNetConfig of the network that makes the predictions: the decoder."""
+        return self.config.decoder_config
 
     @property
     def receptive_field(self) -> int:

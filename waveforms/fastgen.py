@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
+from waveforms import output_head
 from waveforms.audio import SILENCE_CODE
 from waveforms.model import WaveNetConfig, block_name, layer_names
 
@@ -176,8 +177,8 @@ class _ShardSampler:
         hidden = tf.matmul(tf.nn.relu(skips), weights["hidden_kernel"]) + weights["hidden_bias"]  # (B, S)
         if local_step is not None:
             hidden = hidden + local[:, L * 2 * D : L * 2 * D + S]
-        logits = tf.matmul(tf.nn.relu(hidden), weights["logits_kernel"]) + weights["logits_bias"]  # (B, Q)
-        return ring, logits
+        outputs = tf.matmul(tf.nn.relu(hidden), weights["logits_kernel"]) + weights["logits_bias"]  # (B, Q or 3M)
+        return ring, output_head.log_probs(outputs, c.output_mixtures, c.quantization_channels)  # (B, Q)
 
     # ----- a compiled chunk of steps -----
     def chunk_function(self, record_logits: bool):

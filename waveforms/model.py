@@ -10,6 +10,7 @@ names below, which are therefore a tested contract (`layer_names`).
         x = x + block_i_residual(z)                                              (not in the last block: unused)
     skips = skip_projection(concat_i z_i)         one (L·D → S) matmul == Σ_i of L separate 1×1 skip convs
     logits = output_logits(relu(output_hidden(relu(skips)) [+ local]))          (B, T, Q)
+                 (with output_mixtures > 0 the same layer gives (B, T, 3M) mixture parameters: output_head.py)
 
 logits[:, t] predicts codes[:, t + 1] and depends only on codes[:, t - receptive_field + 1 : t + 1].
 """
@@ -24,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from waveforms import config as configuration
+from waveforms import output_head
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class WaveNetConfig:
     global_condition_classes: int = 0  # 0 = unconditioned; else e.g. the number of genres
     global_condition_channels: int = 16  # width of the global-condition embedding
     local_condition_channels: int = 0  # >0: a per-timestep input added before every gate and before the output
+    # 0: the output is Q logits (a softmax over the mu-law classes); > 0: a discretised mixture of this many logistics
+    # over the same classes (output_head.py), 3 numbers each
+    output_mixtures: int = 0
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -64,6 +69,7 @@ class WaveNetConfig:
             "global_condition_classes": 0,
             "global_condition_channels": 1,
             "local_condition_channels": 0,
+            "output_mixtures": 0,
         }
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -110,7 +116,7 @@ def flops_per_sample(config: WaveNetConfig, training: bool = True) -> int:
         + (L - 1) * D * R  # residual 1x1 (none after the last block)
         + L * D * S  # skip projection of all blocks' gated outputs
         + S * S  # output_hidden
-        + S * Q  # output_logits
+        + S * output_head.width(config.output_mixtures, Q)  # output_logits (Q logits or 3M mixture parameters)
         + config.local_condition_channels * (2 * D * L + S)  # local conditioning, one projection for all
     )
     return 2 * multiply_adds * (3 if training else 1)
@@ -261,5 +267,6 @@ def build_wavenet(config: WaveNetConfig) -> keras.Model:
     hidden = keras.layers.Dense(S, name="output_hidden")(ops.relu(skips))  # (B, T, S)
     if local_bias is not None:
         hidden = hidden + local_bias[..., 2 * D * L :]
-    logits = keras.layers.Dense(Q, name="output_logits")(ops.relu(hidden))  # (B, T, Q)
-    return keras.Model(inputs=inputs, outputs=logits, name="wavenet")
+    # (B, T, Q) logits, or (B, T, 3M) mixture parameters: output_head.py reads either
+    outputs = keras.layers.Dense(output_head.width(config.output_mixtures, Q), name="output_logits")(ops.relu(hidden))
+    return keras.Model(inputs=inputs, outputs=outputs, name="wavenet")

@@ -158,12 +158,14 @@ def embedding_bits(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0) -> 
     skip = config.decoder_config.receptive_field
 
     def bits(condition):  # (K, T, C) -> (K,)
-        logits = np.asarray(autoencoder.decoder({"audio": codes, "local_condition": condition}), np.float64)
-        logits, targets = logits[:, skip - 1 : -1], codes[:, skip:]  # logits[:, t] predicts codes[:, t + 1]
-        top = logits.max(axis=-1, keepdims=True)
-        log_total = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]
-        nll = log_total - np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-        return nll.mean(axis=1) / np.log(2)
+        from waveforms import output_head
+
+        decoder = config.decoder_config
+        outputs = autoencoder.decoder({"audio": codes, "local_condition": condition})
+        # outputs[:, t] predicts codes[:, t + 1]
+        nll = output_head.nll(outputs[:, skip - 1 : -1], codes[:, skip:], decoder.output_mixtures,
+                              decoder.quantization_channels)  # fmt: skip
+        return np.asarray(nll, np.float64).mean(axis=1) / np.log(2)
 
     own = bits(conditions)
     wrong = np.mean([bits(np.roll(conditions, shift, axis=0)) for shift in range(1, len(notes))], axis=0)

@@ -29,6 +29,11 @@ class WaveNetTask:
         return WaveNetConfig.from_dict(data, source=source)
 
     @property
+    def network(self):
+        """The WaveNetConfig of the network that makes the predictions."""
+        return self.config
+
+    @property
     def receptive_field(self) -> int:
         return self.config.receptive_field
 
@@ -55,15 +60,18 @@ class WaveNetTask:
         return {"audio": codes} if genre is None else {"audio": codes, "global_condition": genre}
 
 
-def next_sample_nll(model, inputs: dict, targets, target_length: int | None, training: bool):
-    """Mean NLL in nats over the last target_length positions of each window (None: all of them): (B,)."""
+def next_sample_nll(model, inputs: dict, targets, target_length: int | None, training: bool, network):
+    """Mean NLL in nats over the last target_length positions of each window (None: all of them): (B,). network: the
+    WaveNetConfig whose output the model gives (its output_mixtures says how to read it)."""
     import tensorflow as tf
 
-    # the softmax in float32 whatever the compute dtype (mixed precision)
-    logits = tf.cast(model(inputs, training=training), tf.float32)  # (B, W, Q)
+    from waveforms import output_head
+
+    outputs = model(inputs, training=training)  # (B, W, Q or 3M)
     if target_length is not None:
-        logits, targets = logits[:, -target_length:], targets[:, -target_length:]
-    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
+        outputs, targets = outputs[:, -target_length:], targets[:, -target_length:]
+    # in float32 whatever the compute dtype (mixed precision)
+    nll = output_head.nll(outputs, targets, network.output_mixtures, network.quantization_channels)  # (B, T)
     return tf.reduce_mean(nll, axis=1)  # (B,)
 
 
