@@ -212,7 +212,7 @@ def test_training_task_matches_train_py_interface(tmp_path):
         AutoencoderTask.load_config("small")
     model = task.build_model()
     codes = np.random.default_rng(5).integers(0, 256, (2, 192)).astype(np.int32)
-    loss = next_sample_nll(model, task.model_inputs(codes), codes, 64, False, task.network)
+    loss = next_sample_nll(model, task.model_inputs(codes), codes, 64, training=False, network=task.network)
     assert tuple(loss.shape) == (2,) and float(loss[0]) == pytest.approx(np.log(256), rel=0.1)  # untrained ~ uniform
     export = {"model": task.config.to_dict(), "sample_rate": task.config.sample_rate}
     assert model_store.save(tmp_path / "export", task.kind, model, export) == ["autoencoder.weights.h5", "config.json"]

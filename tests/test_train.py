@@ -103,8 +103,8 @@ def test_the_loss_covers_every_window_position_or_only_the_last_target_length():
     logits = model(inputs).numpy()  # (2, 40, 256)
     log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
     nll = -np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]  # (2, 40)
-    everywhere = next_sample_nll(model, inputs, targets, None, False, TINY).numpy()
-    last_ten = next_sample_nll(model, inputs, targets, 10, False, TINY).numpy()
+    everywhere = next_sample_nll(model, inputs, targets, None, training=False, network=TINY).numpy()
+    last_ten = next_sample_nll(model, inputs, targets, 10, training=False, network=TINY).numpy()
     np.testing.assert_allclose(everywhere, nll.mean(axis=1), rtol=1e-5)
     np.testing.assert_allclose(last_ten, nll[:, -10:].mean(axis=1), rtol=1e-5)
 

@@ -350,9 +350,8 @@ def make_train_step(task, model, optimizer, step, strategy, config: TrainConfig)
     @tf.function(jit_compile=config.jit_compile)
     def loss_and_gradients(inputs, targets):
         with tf.GradientTape() as tape:
-            per_example = next_sample_nll(
-                model, inputs, targets, trained_positions, True, task.network
-            )  # (B/replicas,)
+            per_example = next_sample_nll(model, inputs, targets, trained_positions, training=True,
+                                          network=task.network)  # (B/replicas,)  # fmt: skip
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=G)
             differentiated = optimizer.scale_loss(loss) if loss_scaled else loss
         # embedding gradients come as IndexedSlices: dense ones (256 x channels) all-reduce and clip simply
@@ -407,7 +406,7 @@ def _loop(task, model, optimizer, step, strategy, store, out, manifest_uri, conf
 
     @tf.function(jit_compile=config.jit_compile)
     def eval_nats(inputs, targets):
-        return next_sample_nll(model, inputs, targets, T, False, task.network)  # (B,)
+        return next_sample_nll(model, inputs, targets, T, training=False, network=task.network)  # (B,)
 
     def evaluate() -> tuple[float, float]:
         """Mean and standard error, in bits/sample, over the fixed evaluation windows (one mean per window)."""
