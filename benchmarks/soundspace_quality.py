@@ -41,7 +41,7 @@ def dataset(work: str) -> str:
 
 
 def measure_seed(data: str, work: str, seed: int, budget: float, config: str, temperature: float,
-                 instruments: list[str]) -> dict:  # fmt: skip
+                 instruments: list[str], pitch_filter: float) -> dict:  # fmt: skip
     from waveforms import model_store
     from waveforms.soundspace_quality import clip_fidelity, measure, recorded_corners
 
@@ -55,10 +55,10 @@ def measure_seed(data: str, work: str, seed: int, budget: float, config: str, te
         final = json.load(handle)["history"][-1]
     started = time.perf_counter()
     autoencoder = model_store.read(str(model)).require("autoencoder").network()
-    result = measure(autoencoder, temperature=temperature, seed=seed)
+    result = measure(autoencoder, temperature=temperature, seed=seed, pitch_filter=pitch_filter)
     if instruments:  # bar (a) on recorded instruments, decoded as the synth corners are
         sources = recorded_corners(instruments, autoencoder.config.sample_rate)
-        fidelity = clip_fidelity(autoencoder, sources, temperature=temperature, seed=seed)
+        fidelity = clip_fidelity(autoencoder, sources, temperature=temperature, seed=seed, pitch_filter=pitch_filter)
         result |= {"instrument_nearest_own": fidelity.nearest_own, "instruments": len(instruments),
                    "instrument_margin_db": round(fidelity.wrong_embedding_margin, 2),
                    "instrument_distances_db": fidelity.distances.round(2).tolist()}  # fmt: skip
@@ -66,11 +66,11 @@ def measure_seed(data: str, work: str, seed: int, budget: float, config: str, te
             "measure_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 
-def table(rows: list[dict], budget: float, config: str, temperature: float) -> str:
+def table(rows: list[dict], budget: float, config: str, temperature: float, pitch_filter: float) -> str:
     lines = [
         f"Autoencoder `{config}`, `--time-budget {budget:g}`, learning rate "
-        f"{DEFAULT_TRAIN_SETTINGS['autoencoder']['learning_rate']:g} (the CLI's), decoded at temperature {temperature:g}; "
-        f"{datetime.date.today()}, {machine()}.",
+        f"{DEFAULT_TRAIN_SETTINGS['autoencoder']['learning_rate']:g} (the CLI's), decoded at temperature {temperature:g}, "
+        f"pitch filter {pitch_filter:g}; {datetime.date.today()}, {machine()}.",
         "Command: `python -m benchmarks.soundspace_quality " + " ".join(sys.argv[1:]) + "`",
         "",
         "| seed | steps | val bits | corners' bits, own / wrong embedding | (a) nearest own (of 4) | "
@@ -101,24 +101,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", default="default", help="autoencoder configuration (name or file)")
     parser.add_argument("--temperature", type=float, default=None, help="decoding temperature (default: the CLI's)")
+    parser.add_argument("--pitch-filter", type=float, default=None, help="pitch filter strength (default: the CLI's)")
     parser.add_argument("--work", default=None, help="folder for the dataset and models (kept; default: a temp dir)")
     parser.add_argument("--output", default=None, help="also write the table (Markdown) here")
     parser.add_argument("--instruments", nargs="+", default=[], metavar="FILE",
                         help="recorded instrument notes: also measure bar (a) with them as the corners")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.temperature is None:
-        from waveforms.soundspace import SoundSpaceSpec
+    from waveforms.soundspace import SoundSpaceSpec
 
-        args.temperature = SoundSpaceSpec(corners=(), resolution=2).temperature
+    cli = SoundSpaceSpec(corners=(), resolution=2)
+    args.temperature = cli.temperature if args.temperature is None else args.temperature
+    args.pitch_filter = cli.pitch_filter if args.pitch_filter is None else args.pitch_filter
     with tempfile.TemporaryDirectory(prefix="soundspace-quality-") as scratch:
         work = args.work or scratch
         os.makedirs(work, exist_ok=True)
         data = dataset(work)
         rows = []
         for seed in args.seeds:
-            rows.append(measure_seed(data, work, seed, args.budget, args.config, args.temperature, args.instruments))
+            rows.append(measure_seed(data, work, seed, args.budget, args.config, args.temperature, args.instruments,
+                                     args.pitch_filter))  # fmt: skip
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = table(rows, args.budget, args.config, args.temperature)
+    text = table(rows, args.budget, args.config, args.temperature, args.pitch_filter)
     print(text)
     if args.output:
         with open(args.output, "w") as handle:

@@ -417,3 +417,66 @@ def test_a_pitched_autoencoder_decodes_with_the_fast_generator_and_saves(tmp_pat
     del saved_before["pitch_harmonics"]  # a model saved before pitch tracking existed loads as what it was
     assert AutoencoderConfig.from_stored(saved_before).pitch_harmonics == 0
     assert AutoencoderConfig.from_dict(saved_before).pitch_harmonics == AutoencoderConfig().pitch_harmonics == 8
+
+
+def _pitch_frames(f0, periodicity, frames: int) -> np.ndarray:
+    """Embedding frames (1, F, 2 + E) of a pitched config: log2(f0 / 440), periodicity, then zeros for z."""
+    frames_ = np.zeros((1, frames, PITCHED.embedding_width), np.float32)
+    frames_[0, :, 0] = np.log2(np.broadcast_to(f0, frames) / 440.0)
+    frames_[0, :, 1] = periodicity
+    return frames_
+
+
+def test_the_pitch_filter_keeps_the_harmonics_and_turns_the_noise_between_them_down():
+    from waveforms.autoencoder import pitch_filter
+
+    sr, length, f0 = PITCHED.sample_rate, 16000, 250.0  # 250 Hz: harmonics on exact FFT bins of a 1-s clip
+    t = np.arange(length) / sr
+    tone = sum(0.3 / k * np.sin(2 * np.pi * k * f0 * t + k) for k in range(1, 9))
+    noise = 0.02 * np.random.default_rng(0).standard_normal(length)
+    frames = _pitch_frames(f0, 1.0, length // PITCHED.hop_length)
+    filtered = pitch_filter((tone + noise)[None], frames, PITCHED, 0.8)[0]
+    settled = slice(4000, None)  # after the onset (about 1 / (1 - g) = 5 periods; a margin on top)
+
+    def spectrum(x):
+        return np.abs(np.fft.rfft(x[settled] * np.hanning(len(x[settled])))) ** 2
+
+    bins = np.fft.rfftfreq(12000, 1 / sr)
+    between = np.abs((bins / f0) - np.round(bins / f0)) > 0.3  # well away from every harmonic
+    harmonics = np.isin(np.round(bins), f0 * np.arange(1, 9))
+    noise_drop = 10 * np.log10(spectrum(tone + noise)[between].sum() / spectrum(filtered)[between].sum())
+    harmonic_change = 10 * np.log10(spectrum(filtered)[harmonics].sum() / spectrum(tone + noise)[harmonics].sum())
+    assert noise_drop > 15  # (1 - g) / (1 + g) at g = 0.8: 19 dB on the comb's troughs, less on its flanks
+    assert abs(harmonic_change) < 0.5
+    # off: strength 0, aperiodic frames, or a model that tracks no pitch
+    np.testing.assert_allclose(pitch_filter(noise[None], frames, PITCHED, 0.0)[0], noise, atol=1e-6)
+    np.testing.assert_allclose(
+        pitch_filter(noise[None], _pitch_frames(f0, 0.0, 250), PITCHED, 0.8)[0], noise, atol=1e-6
+    )
+    np.testing.assert_allclose(pitch_filter(noise[None], frames[..., 2:], TINY, 0.8)[0], noise, atol=1e-6)
+    with pytest.raises(ValueError, match="249 embedding frames cover fewer than 16000 samples"):
+        pitch_filter(noise[None], frames[:, :249], PITCHED, 0.8)
+
+
+def test_the_pitch_filter_follows_a_changing_pitch_exactly_as_a_sample_by_sample_comb():
+    from waveforms.autoencoder import pitch_filter, pitch_hz, upsample_embedding
+
+    rng = np.random.default_rng(1)
+    audio = rng.standard_normal((2, 3000)).astype(np.float32)
+    frames = np.concatenate([_pitch_frames(np.geomspace(80, 900, 47), np.linspace(0.2, 1.0, 47), 47),
+                             _pitch_frames(np.geomspace(1500, 120, 47), 0.9, 47)])  # fmt: skip
+    filtered = pitch_filter(audio, frames, PITCHED, 0.7)
+    condition = upsample_embedding(frames, PITCHED.hop_length, 3000)
+    period = PITCHED.sample_rate / np.asarray(pitch_hz(condition[..., 0]), np.float64)
+    gain = 0.7 * condition[..., 1]
+    expected = np.zeros((2, 3000))
+    for row in range(2):
+        for t in range(3000):
+            source = t - period[row, t]
+            whole = int(np.floor(source))
+            if whole < 0:
+                expected[row, t] = audio[row, t]
+                continue
+            earlier = (whole + 1 - source) * expected[row, whole] + (source - whole) * expected[row, whole + 1]
+            expected[row, t] = (1 - gain[row, t]) * audio[row, t] + gain[row, t] * earlier
+    np.testing.assert_allclose(filtered, expected, atol=1e-5)

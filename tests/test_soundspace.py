@@ -222,6 +222,8 @@ def spec_with(**changes):
         (dict(pitch_shifts=(0, 0)), "repeated"),
         (dict(pitch_shifts=(30,)), "beyond"),
         (dict(peak_dbfs=3.0), "--peak-dbfs"),
+        (dict(pitch_filter=1.0), "--pitch-filter: got 1.0"),
+        (dict(pitch_filter=-0.1), "--pitch-filter"),
     ],
 )
 def test_bad_parameters_are_rejected_with_a_clear_message(changes, message):

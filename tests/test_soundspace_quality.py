@@ -12,10 +12,11 @@ from waveforms.soundspace_quality import CORNER_NOTES, corner_fidelity, path_cen
 
 
 class WaveformAutoencoder:
-    """Its 'embedding' is the waveform itself, one hop per frame: decoding gives back the (interpolated) input."""
+    """Its 'embedding' is the waveform itself, one hop per frame: decoding gives back the (interpolated) input. It
+    has no pitch channels, so the pitch filter leaves it alone."""
 
     def __init__(self):
-        self.config = AutoencoderConfig(hop_length=64)
+        self.config = AutoencoderConfig(hop_length=64, pitch_harmonics=0)
 
     def encode(self, audio):
         audio = np.asarray(audio, np.float32)

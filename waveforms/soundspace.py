@@ -58,6 +58,12 @@ MIN_RESOLUTION, MAX_RESOLUTION = 2, 64
 MAX_PITCH_SHIFT = 24  # semitones; varispeed beyond two octaves is no longer the same instrument
 
 
+# The pitch filter's default strength (autoencoder.pitch_filter). Measured on the 600-s models
+# (docs/soundspace_quality.md, "A pitch filter"): decoded corners from 8-40x their sources' flatness to 1-6x at 0.8;
+# 0.9 smooths some tones past their sources (0.2x) and loosens the dark-to-bright path's order
+PITCH_FILTER = 0.8
+
+
 class SoundSpaceError(ValueError):
     """Bad sound-space parameters or corner files; raised before any model work."""
 
@@ -86,6 +92,8 @@ class SoundSpaceSpec:
     peak_dbfs: float = -1.0
     fade_ms: float = 10.0
     temperature: float = 1.0
+    # 0 to < 1: how hard the comb at each point's pitch turns down the noise between harmonics (autoencoder.pitch_filter)
+    pitch_filter: float = PITCH_FILTER
     seed: int = 0
     max_batch: int = 1024  # memory guard: larger spaces decode in several passes of this many points
     explorer: bool = True
@@ -202,6 +210,8 @@ def validate_spec(spec: SoundSpaceSpec) -> None:
     limits.check_range(
         "--temperature", spec.temperature, 0, limits.MAX_TEMPERATURE, low_open=True, error=SoundSpaceError
     )
+    if not isinstance(spec.pitch_filter, int | float) or not 0 <= spec.pitch_filter < 1:
+        raise SoundSpaceError(f"--pitch-filter: got {spec.pitch_filter}; it must be in [0, 1) (0 = off)")
     if not spec.peak_dbfs <= 0:
         raise SoundSpaceError(f"--peak-dbfs: got {spec.peak_dbfs}; it must be 0 or below")
     limits.check_range(
@@ -403,9 +413,12 @@ def _make_soundspace(
 
     extensions = ("wav", "mp3") if spec.formats == "both" else (spec.formats,)
     manifest = manifest_for(spec, spaces, points, sample_rate=sample_rate, model_uri=model_uri, extensions=extensions)
+    from waveforms.autoencoder import pitch_filter
+
+    filtered = pitch_filter(mu_law_decode(codes), conditions, config, spec.pitch_filter)
     audio = {
-        entry["name"]: postprocess(mu_law_decode(row), sample_rate, length, spec.peak_dbfs, spec.fade_ms)
-        for entry, row in zip(manifest["points"], codes, strict=True)
+        entry["name"]: postprocess(row, sample_rate, length, spec.peak_dbfs, spec.fade_ms)
+        for entry, row in zip(manifest["points"], filtered, strict=True)
     }
     check_points(manifest, audio, stored)
     say(f"writing {len(audio)} clips ({', '.join(extensions)})")

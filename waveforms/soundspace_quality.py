@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from waveforms.soundspace import PITCH_FILTER
 from waveforms.synth import Note
 
 # Held-out corners: four families at four pitches (seeds far above any note index of the embedded dataset, so these
@@ -50,9 +51,11 @@ def spearman(a, b) -> float:
 
 
 def render_points(autoencoder, clips: np.ndarray, weights: np.ndarray, *, temperature: float = 1.0,
-                  seed: int = 0) -> np.ndarray:  # fmt: skip
-    """Corner clips (K, T) and point weights (P, K) -> the points decoded and post-processed as sound spaces are, (P, T)."""
+                  seed: int = 0, pitch_filter: float = PITCH_FILTER) -> np.ndarray:  # fmt: skip
+    """Corner clips (K, T) and point weights (P, K) -> the points decoded, pitch-filtered and post-processed as sound
+    spaces are, (P, T)."""
     from waveforms.audio import fit_length, mu_law_decode, postprocess
+    from waveforms.autoencoder import pitch_filter as filter_by_pitch
     from waveforms.soundspace import interpolate
 
     config = autoencoder.config
@@ -61,7 +64,8 @@ def render_points(autoencoder, clips: np.ndarray, weights: np.ndarray, *, temper
     windows = np.stack([fit_length(clip, frames * config.hop_length) for clip in clips])
     conditions = interpolate(autoencoder.encode(windows), np.asarray(weights, np.float32))  # (P, F, E)
     codes = autoencoder.decode(conditions, length, temperature=temperature, seed=seed)
-    return np.stack([postprocess(mu_law_decode(row), config.sample_rate, length) for row in codes])
+    filtered = filter_by_pitch(mu_law_decode(codes), conditions, config, pitch_filter)
+    return np.stack([postprocess(row, config.sample_rate, length) for row in filtered])
 
 
 @dataclass(frozen=True)
@@ -100,20 +104,22 @@ class CornerFidelity:
 
 
 def corner_fidelity(autoencoder, notes=CORNER_NOTES, *, seconds: float = 1.0, temperature: float = 1.0,
-                    seed: int = 0) -> CornerFidelity:  # fmt: skip
+                    seed: int = 0, pitch_filter: float = PITCH_FILTER) -> CornerFidelity:  # fmt: skip
     from waveforms.synth import render_note
 
     sources = np.stack([render_note(note, autoencoder.config.sample_rate, seconds) for note in notes])  # (K, T)
-    return clip_fidelity(autoencoder, sources, temperature=temperature, seed=seed)
+    return clip_fidelity(autoencoder, sources, temperature=temperature, seed=seed, pitch_filter=pitch_filter)
 
 
-def clip_fidelity(autoencoder, sources: np.ndarray, *, temperature: float = 1.0, seed: int = 0) -> CornerFidelity:
+def clip_fidelity(autoencoder, sources: np.ndarray, *, temperature: float = 1.0, seed: int = 0,
+                  pitch_filter: float = PITCH_FILTER) -> CornerFidelity:  # fmt: skip
     """Bars (a) and (b) for any corner sounds (K, T) at the model's sample rate, e.g. recorded instruments."""
     from waveforms.audio import mu_law_decode, mu_law_encode
     from waveforms.spectral import log_mel_distance, spectral_flatness
 
     sr = autoencoder.config.sample_rate
-    decoded = render_points(autoencoder, sources, np.eye(len(sources)), temperature=temperature, seed=seed)
+    decoded = render_points(autoencoder, sources, np.eye(len(sources)), temperature=temperature, seed=seed,
+                            pitch_filter=pitch_filter)  # fmt: skip
     distances = np.array([[log_mel_distance(d, s, sr) for s in sources] for d in decoded])
     flatness = [spectral_flatness(s) for s in sources]
     coded = [spectral_flatness(mu_law_decode(mu_law_encode(s))) for s in sources]
@@ -183,7 +189,7 @@ class PathCentroids:
 
 
 def path_centroids(autoencoder, dark: Note = DARK_NOTE, bright: Note = BRIGHT_NOTE, *, seconds: float = 1.0,
-                   temperature: float = 1.0, seed: int = 0) -> PathCentroids:  # fmt: skip
+                   temperature: float = 1.0, seed: int = 0, pitch_filter: float = PITCH_FILTER) -> PathCentroids:  # fmt: skip
     """Bar (c): the centroid at PATH_POINTS points from dark (x=0) to bright (x=1), PATH_REPLICAS samplings each, all
     decoded in one batch."""
     from waveforms.soundspace import grid_points
@@ -193,15 +199,15 @@ def path_centroids(autoencoder, dark: Note = DARK_NOTE, bright: Note = BRIGHT_NO
     sr = autoencoder.config.sample_rate
     sources = np.stack([render_note(dark, sr, seconds), render_note(bright, sr, seconds)])
     weights = np.repeat(np.array([p.weights for p in grid_points(2, PATH_POINTS)]), PATH_REPLICAS, axis=0)
-    clips = render_points(autoencoder, sources, weights, temperature=temperature, seed=seed)
+    clips = render_points(autoencoder, sources, weights, temperature=temperature, seed=seed, pitch_filter=pitch_filter)
     centroids = np.array([spectral_centroid(clip, sr) for clip in clips]).reshape(PATH_POINTS, PATH_REPLICAS)
     return PathCentroids((spectral_centroid(sources[0], sr), spectral_centroid(sources[1], sr)), centroids.mean(axis=1))
 
 
-def measure(autoencoder, *, temperature: float = 1.0, seed: int = 0) -> dict:
+def measure(autoencoder, *, temperature: float = 1.0, seed: int = 0, pitch_filter: float = PITCH_FILTER) -> dict:
     """All three bars for one trained autoencoder, as plain numbers (for a table or JSON)."""
-    fidelity = corner_fidelity(autoencoder, temperature=temperature, seed=seed)
-    path = path_centroids(autoencoder, temperature=temperature, seed=seed)
+    fidelity = corner_fidelity(autoencoder, temperature=temperature, seed=seed, pitch_filter=pitch_filter)
+    path = path_centroids(autoencoder, temperature=temperature, seed=seed, pitch_filter=pitch_filter)
     own_bits, wrong_bits = embedding_bits(autoencoder)
     return {
         "own_embedding_bits": round(float(own_bits.mean()), 3),

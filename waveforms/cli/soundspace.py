@@ -39,6 +39,11 @@ RENDER_OPTIONS = (
     Option("formats", "wav, mp3 or both (default)", flag="--format"),
     Option("peak_dbfs", "peak normalisation level (default -1 dBFS)"),
     Option("temperature", "sampling temperature (default 1.0)"),
+    Option(
+        "pitch_filter",
+        "0 to <1: how far a comb at each point's pitch turns down the decoder's noise between "
+        "harmonics (default 0.8; 0 = off)",
+    ),  # fmt: skip
     Option("seed", "sampling seed (default 0)"),
     Option("max_batch", "decode at most this many points per pass"),
     Option("explorer", "do not write explorer.html", flag="--no-explorer", negate=True),
