@@ -43,7 +43,7 @@ RENDER_OPTIONS = (
         "pitch_filter",
         "0 to <1: how far a comb at each point's pitch turns down the decoder's noise between "
         "harmonics (default 0.8; 0 = off)",
-    ),  # fmt: skip
+    ),
     Option("seed", "sampling seed (default 0)"),
     Option("max_batch", "decode at most this many points per pass"),
     Option("explorer", "do not write explorer.html", flag="--no-explorer", negate=True),
