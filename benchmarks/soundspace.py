@@ -21,14 +21,11 @@ GRID_SECONDS_GOAL = 30.0
 
 def _decode_seconds(autoencoder, embeddings, num_samples: int) -> float:
     """Decoding as `waveforms soundspace` does it: codes, then audio through the default pitch filter."""
-    from waveforms.audio import mu_law_decode
-    from waveforms.autoencoder import pitch_filter
-    from waveforms.soundspace import PITCH_FILTER
+    from waveforms.soundspace import PITCH_FILTER, decode_points
 
     autoencoder.decode(embeddings, 256, seed=1)  # compile for this batch size (not timed)
     start = time.perf_counter()
-    codes = autoencoder.decode(embeddings, num_samples, seed=2)
-    pitch_filter(mu_law_decode(codes), embeddings, autoencoder.config, PITCH_FILTER)
+    decode_points(autoencoder, embeddings, num_samples, temperature=1.0, seed=2, pitch_filter=PITCH_FILTER)
     return time.perf_counter() - start
 
 

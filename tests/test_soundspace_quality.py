@@ -22,14 +22,14 @@ class WaveformAutoencoder:
         audio = np.asarray(audio, np.float32)
         return audio.reshape(len(audio), -1, self.config.hop_length)  # (N, F, H)
 
-    def decode(self, embeddings, num_samples, *, temperature=1.0, seed=0):
+    def decode(self, embeddings, num_samples, *, temperature=1.0, seed=0, max_batch=None, progress=None):
         return mu_law_encode(embeddings.reshape(len(embeddings), -1)[:, :num_samples]).astype(np.int32)
 
 
 class IgnoringAutoencoder(WaveformAutoencoder):
     """Decodes the same noisy hum whatever the embedding: what a decoder that ignores its embedding sounds like."""
 
-    def decode(self, embeddings, num_samples, *, temperature=1.0, seed=0):
+    def decode(self, embeddings, num_samples, *, temperature=1.0, seed=0, max_batch=None, progress=None):
         t = np.arange(num_samples) / self.config.sample_rate
         rng = np.random.default_rng(seed)
         hum = 0.3 * np.sin(2 * np.pi * 150 * t) + 0.05 * rng.standard_normal(num_samples)

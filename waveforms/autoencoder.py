@@ -353,21 +353,32 @@ def pitch_filter(audio: np.ndarray, embedding: np.ndarray, config: AutoencoderCo
     only stronger) a comb at that pitch passes the harmonics at unity gain and the noise between them at
     (1 - g) / (1 + g): -19 dB at g = 0.8. Aperiodic frames (periodicity near 0) pass unchanged; so does everything
     when strength is 0 or the model tracks no pitch. A note's onset builds up over about 1 / (1 - g) periods."""
-    audio = np.asarray(audio, np.float64)
+    audio = np.asarray(audio, np.float32)
     if not strength or not config.pitch_harmonics:
-        return audio.astype(np.float32)
+        return audio
     batch, length = audio.shape
     if np.shape(embedding)[1] < config.frames(length):
         raise ValueError(f"{np.shape(embedding)[1]} embedding frames cover fewer than {length} samples")
-    condition = upsample_embedding(np.asarray(embedding, np.float32), config.hop_length, length)
-    period = np.maximum(config.sample_rate / np.asarray(pitch_hz(condition[..., 0]), np.float64), 2.0)  # (B, T)
-    gain = strength * np.clip(condition[..., 1], 0.0, 1.0)  # (B, T)
-    output = np.zeros_like(audio)
+    output = np.empty_like(audio)
+    rows = 64  # rows filtered together: the per-sample period and gain of a big space stay a few MB
+    for first in range(0, batch, rows):
+        output[first : first + rows] = _comb(audio[first : first + rows], embedding[first : first + rows, :, :2],
+                                             config, strength)  # fmt: skip
+    return output
+
+
+def _comb(audio: np.ndarray, pitch_frames: np.ndarray, config: AutoencoderConfig, strength: float) -> np.ndarray:
+    """pitch_filter on a few rows: audio (b, T), frames (b, F, 2) of log pitch and periodicity."""
+    length = audio.shape[1]
+    condition = upsample_embedding(np.asarray(pitch_frames, np.float32), config.hop_length, length)  # (b, T, 2)
+    period = np.maximum(config.sample_rate / np.asarray(pitch_hz(condition[..., 0]), np.float64), 2.0)  # (b, T)
+    gain = strength * np.clip(condition[..., 1], 0.0, 1.0)  # (b, T)
+    output = np.zeros(audio.shape, np.float64)
     # Blocks shorter than the shortest period: every output in a block reads only outputs from before it
     block = max(1, int(np.floor(period.min())) - 1)
     for start in range(0, length, block):
         t = np.arange(start, min(start + block, length))  # (m,)
-        source = t - period[:, t]  # (B, m)
+        source = t - period[:, t]  # (b, m)
         whole = np.floor(source).astype(np.int64)
         fraction = source - whole
         before = np.take_along_axis(output, np.clip(whole, 0, length - 1), axis=1)

@@ -166,6 +166,19 @@ def check_grid(n_corners: int, resolution: int, weighting: str) -> None:
         raise SoundSpaceError("--weighting nsynth needs 4 corners; a 2-corner path always weighs (1-x, x)")
 
 
+def decode_points(autoencoder, conditions: np.ndarray, length: int, *, temperature: float, seed: int,
+                  pitch_filter: float, max_batch: int | None = None, progress=None) -> np.ndarray:  # fmt: skip
+    """Interpolated embeddings (P, F, E) -> the points' audio (P, length), float, before post-processing: one batched
+    decode (`Autoencoder.decode`), then the pitch filter. What `waveforms soundspace` writes and
+    soundspace_quality measures."""
+    from waveforms.audio import mu_law_decode
+    from waveforms.autoencoder import pitch_filter as filter_by_pitch
+
+    codes = autoencoder.decode(conditions, length, temperature=temperature, seed=seed, max_batch=max_batch,
+                               progress=progress)  # fmt: skip
+    return filter_by_pitch(mu_law_decode(codes), conditions, autoencoder.config, pitch_filter)
+
+
 def spaces_for(corners: Sequence[Sequence[str]], pitch_shifts: Sequence[int]) -> list[Space]:
     """Every combination of one source per corner, at every pitch shift (NSynth Super's 'all combinations')."""
     combos = list(itertools.product(*corners))
@@ -369,7 +382,7 @@ def _make_soundspace(
     sample_rate, hop = config.sample_rate, config.hop_length
     clips_held = len(spaces_for(spec.corners, spec.pitch_shifts)) * len(
         grid_points(len(spec.corners), spec.resolution, spec.weighting)
-    )  # every point's codes are held until written
+    )  # every point's audio is held until written
     limits.check_memory(f"a sound space of {clips_held} clips x {spec.seconds:g} s at {sample_rate} Hz",
                         clips_held * spec.seconds * sample_rate * limits.GENERATED_BYTES_PER_SAMPLE,
                         "lower --seconds or --resolution, or give fewer corner files")  # fmt: skip
@@ -399,26 +412,25 @@ def _make_soundspace(
     )  # (S*P, frames, E)
     say(f"decoding {len(conditions)} points x {length} samples in one batch")
     start = time.perf_counter()
-    codes = parts.decode(
+    decoded = decode_points(
+        parts,
         conditions,
         length,
         temperature=spec.temperature,
         seed=spec.seed,
+        pitch_filter=spec.pitch_filter,
         max_batch=spec.max_batch,
         progress=(lambda done, total: say(f"  {done}/{total} samples")) if progress else None,
     )
-    decode_seconds = time.perf_counter() - start
+    decode_seconds = time.perf_counter() - start  # the pitch filter included: a few % of the decode
 
-    from waveforms.audio import mu_law_decode, write_audio_files
+    from waveforms.audio import write_audio_files
 
     extensions = ("wav", "mp3") if spec.formats == "both" else (spec.formats,)
     manifest = manifest_for(spec, spaces, points, sample_rate=sample_rate, model_uri=model_uri, extensions=extensions)
-    from waveforms.autoencoder import pitch_filter
-
-    filtered = pitch_filter(mu_law_decode(codes), conditions, config, spec.pitch_filter)
     audio = {
         entry["name"]: postprocess(row, sample_rate, length, spec.peak_dbfs, spec.fade_ms)
-        for entry, row in zip(manifest["points"], filtered, strict=True)
+        for entry, row in zip(manifest["points"], decoded, strict=True)
     }
     check_points(manifest, audio, stored)
     say(f"writing {len(audio)} clips ({', '.join(extensions)})")
@@ -429,12 +441,12 @@ def _make_soundspace(
                 audio.items(),
             )
         )
-    batch = min(spec.max_batch, len(codes))
+    batch = min(spec.max_batch, len(decoded))
     manifest["decode"] = {
         "batch": batch,  # every point in one pass unless the space exceeds --max-batch
-        "passes": math.ceil(len(codes) / batch),
+        "passes": math.ceil(len(decoded) / batch),
         "seconds": round(decode_seconds, 3),
-        "samples_per_second": round(len(codes) * length / max(decode_seconds, 1e-9), 1),
+        "samples_per_second": round(len(decoded) * length / max(decode_seconds, 1e-9), 1),
     }
     with open(os.path.join(out_dir, "manifest.json"), "w") as fh:
         json.dump(manifest, fh, indent=2)

@@ -54,18 +54,17 @@ def render_points(autoencoder, clips: np.ndarray, weights: np.ndarray, *, temper
                   seed: int = 0, pitch_filter: float = PITCH_FILTER) -> np.ndarray:  # fmt: skip
     """Corner clips (K, T) and point weights (P, K) -> the points decoded, pitch-filtered and post-processed as sound
     spaces are, (P, T)."""
-    from waveforms.audio import fit_length, mu_law_decode, postprocess
-    from waveforms.autoencoder import pitch_filter as filter_by_pitch
-    from waveforms.soundspace import interpolate
+    from waveforms.audio import fit_length, postprocess
+    from waveforms.soundspace import decode_points, interpolate
 
     config = autoencoder.config
     length = clips.shape[1]
     frames = config.frames(length)
     windows = np.stack([fit_length(clip, frames * config.hop_length) for clip in clips])
     conditions = interpolate(autoencoder.encode(windows), np.asarray(weights, np.float32))  # (P, F, E)
-    codes = autoencoder.decode(conditions, length, temperature=temperature, seed=seed)
-    filtered = filter_by_pitch(mu_law_decode(codes), conditions, config, pitch_filter)
-    return np.stack([postprocess(row, config.sample_rate, length) for row in filtered])
+    decoded = decode_points(autoencoder, conditions, length, temperature=temperature, seed=seed,
+                            pitch_filter=pitch_filter)  # fmt: skip
+    return np.stack([postprocess(row, config.sample_rate, length) for row in decoded])
 
 
 @dataclass(frozen=True)
