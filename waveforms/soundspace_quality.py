@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from waveforms.soundspace import PITCH_FILTER
+from waveforms.soundspace import PITCH_FILTER, decode_points, grid_points, interpolate
 from waveforms.synth import Note
 
 # Held-out corners: four families at four pitches (seeds far above any note index of the embedded dataset, so these
@@ -55,7 +55,6 @@ def render_points(autoencoder, clips: np.ndarray, weights: np.ndarray, *, temper
     """Corner clips (K, T) and point weights (P, K) -> the points decoded, pitch-filtered and post-processed as sound
     spaces are, (P, T)."""
     from waveforms.audio import fit_length, postprocess
-    from waveforms.soundspace import decode_points, interpolate
 
     config = autoencoder.config
     length = clips.shape[1]
@@ -191,7 +190,6 @@ def path_centroids(autoencoder, dark: Note = DARK_NOTE, bright: Note = BRIGHT_NO
                    temperature: float = 1.0, seed: int = 0, pitch_filter: float = PITCH_FILTER) -> PathCentroids:  # fmt: skip
     """Bar (c): the centroid at PATH_POINTS points from dark (x=0) to bright (x=1), PATH_REPLICAS samplings each, all
     decoded in one batch."""
-    from waveforms.soundspace import grid_points
     from waveforms.spectral import spectral_centroid
     from waveforms.synth import render_note
 
