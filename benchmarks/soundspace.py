@@ -4,7 +4,7 @@ Goals: at least 20,000 aggregate samples/s on 2 cores (issue 5), and the whole g
 that the decoder's receptive field, now over a pitch period of the lowest notes, must still meet). Baseline measured in
 the same run: the same decoder decoding one point at a time (batch 1), which is how a per-clip decoder would fill the grid.
 Weights are untrained: generation cost does not depend on their values. The timed decode includes the pitch filter at
-its default strength, as `waveforms soundspace` applies it.
+its default strength and the envelope filter, as `waveforms soundspace` applies them.
 """
 
 from __future__ import annotations
@@ -20,24 +20,29 @@ GRID_SECONDS_GOAL = 30.0
 
 
 def _decode_seconds(autoencoder, embeddings, num_samples: int) -> float:
-    """Decoding as `waveforms soundspace` does it: codes, then audio through the default pitch filter."""
-    from waveforms.soundspace import PITCH_FILTER, decode_points
+    """Decoding as `waveforms soundspace` does it: codes, then audio through the default pitch and envelope filters."""
+    from waveforms.soundspace import ENVELOPE_FILTER, PITCH_FILTER, decode_points
 
-    autoencoder.decode(embeddings, 256, seed=1)  # compile for this batch size (not timed)
+    autoencoder.decode(embeddings[..., : autoencoder.config.embedding_width], 256, seed=1)  # compile (not timed)
     start = time.perf_counter()
-    decode_points(autoencoder, embeddings, num_samples, temperature=1.0, seed=2, pitch_filter=PITCH_FILTER)
+    decode_points(autoencoder, embeddings, num_samples, temperature=1.0, seed=2, pitch_filter=PITCH_FILTER,
+                  envelope_filter=ENVELOPE_FILTER)  # fmt: skip
     return time.perf_counter() - start
 
 
 def run() -> list[dict]:
     from waveforms.autoencoder import AutoencoderConfig, build_autoencoder
-    from waveforms.soundspace import grid_points, interpolate
+    from waveforms.soundspace import encode_corners, grid_points, interpolate
 
     config = AutoencoderConfig()
     autoencoder = build_autoencoder(config)
     num_samples = int(SECONDS * config.sample_rate)
     rng = np.random.default_rng(0)
-    corners = rng.normal(size=(4, config.frames(num_samples), config.embedding_width)).astype(np.float32)
+    # 4 corners of noise at different levels: embeddings from the untrained encoder, envelopes the noise's
+    noise = rng.normal(size=(4, config.frames(num_samples) * config.hop_length)) * np.array(
+        [[0.5], [0.1], [0.2], [0.05]]
+    )
+    corners = encode_corners(autoencoder, noise.astype(np.float32))
     weights = np.array([p.weights for p in grid_points(4, GRID)], np.float32)
     embeddings = interpolate(corners, weights)  # (25, F, E)
 

@@ -41,7 +41,7 @@ def dataset(work: str) -> str:
 
 
 def measure_seed(data: str, work: str, seed: int, budget: float, config: str, temperature: float,
-                 instruments: list[str], pitch_filter: float) -> dict:  # fmt: skip
+                 instruments: list[str], filters: dict) -> dict:  # fmt: skip
     from waveforms import model_store
     from waveforms.soundspace_quality import clip_fidelity, measure, recorded_corners
 
@@ -55,10 +55,10 @@ def measure_seed(data: str, work: str, seed: int, budget: float, config: str, te
         final = json.load(handle)["history"][-1]
     started = time.perf_counter()
     autoencoder = model_store.read(str(model)).require("autoencoder").network()
-    result = measure(autoencoder, temperature=temperature, seed=seed, pitch_filter=pitch_filter)
+    result = measure(autoencoder, temperature=temperature, seed=seed, **filters)
     if instruments:  # bar (a) on recorded instruments, decoded as the synth corners are
         sources = recorded_corners(instruments, autoencoder.config.sample_rate)
-        fidelity = clip_fidelity(autoencoder, sources, temperature=temperature, seed=seed, pitch_filter=pitch_filter)
+        fidelity = clip_fidelity(autoencoder, sources, temperature=temperature, seed=seed, **filters)
         result |= {"instrument_nearest_own": fidelity.nearest_own, "instruments": len(instruments),
                    "instrument_margin_db": round(fidelity.wrong_embedding_margin, 2),
                    "instrument_distances_db": fidelity.distances.round(2).tolist()}  # fmt: skip
@@ -66,23 +66,27 @@ def measure_seed(data: str, work: str, seed: int, budget: float, config: str, te
             "measure_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 
-def table(rows: list[dict], budget: float, config: str, temperature: float, pitch_filter: float) -> str:
+def table(rows: list[dict], budget: float, config: str, temperature: float, filters: dict) -> str:
     lines = [
         f"Autoencoder `{config}`, `--time-budget {budget:g}`, learning rate "
         f"{DEFAULT_TRAIN_SETTINGS['autoencoder']['learning_rate']:g} (the CLI's), decoded at temperature {temperature:g}, "
-        f"pitch filter {pitch_filter:g}; {datetime.date.today()}, {machine()}.",
+        f"pitch filter {filters['pitch_filter']:g}, envelope filter {filters['envelope_filter']:g}; "
+        f"{datetime.date.today()}, {machine()}.",
         "Command: `python -m benchmarks.soundspace_quality " + " ".join(sys.argv[1:]) + "`",
         "",
         "| seed | steps | val bits | corners' bits, own / wrong embedding | (a) nearest own (of 4) | "
-        "wrong-embedding margin dB | (b) flatness within 2x (decoded / mu-law source) | (c) path centroids Hz | rho |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "wrong-embedding margin dB | (b) flatness within 2x (decoded / mu-law source) | decoded / float source | "
+        "(c) path centroids Hz | rho |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         ratios = " ".join(f"{d / max(s, 1e-12):.2g}" for d, s in zip(r["decoded_flatness"], r["coded_source_flatness"],
                                                                     strict=True))  # fmt: skip
+        to_float = " ".join(f"{d / max(s, 1e-12):.2g}" for d, s in zip(r["decoded_flatness"], r["source_flatness"],
+                                                                      strict=True))  # fmt: skip
         lines.append(f"| {r['seed']} | {r['steps']} | {r['val_bits']} | "
                      f"{r['own_embedding_bits']} / {r['wrong_embedding_bits']} | {r['nearest_own']} | "
-                     f"{r['wrong_embedding_margin_db']} | {r['flatness_within']} ({ratios}) | "
+                     f"{r['wrong_embedding_margin_db']} | {r['flatness_within']} ({ratios}) | {to_float} | "
                      f"{' '.join(map(str, r['path_centroids_hz']))} | {r['path_rho']} |")  # fmt: skip
     if any("instruments" in r for r in rows):
         lines += ["", "Bar (a) on recorded instruments (1 s from each onset): "
@@ -102,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="default", help="autoencoder configuration (name or file)")
     parser.add_argument("--temperature", type=float, default=None, help="decoding temperature (default: the CLI's)")
     parser.add_argument("--pitch-filter", type=float, default=None, help="pitch filter strength (default: the CLI's)")
+    parser.add_argument("--envelope-filter", type=float, default=None,
+                        help="envelope filter strength (default: the CLI's)")  # fmt: skip
     parser.add_argument("--work", default=None, help="folder for the dataset and models (kept; default: a temp dir)")
     parser.add_argument("--output", default=None, help="also write the table (Markdown) here")
     parser.add_argument("--instruments", nargs="+", default=[], metavar="FILE",
@@ -111,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 
     cli = SoundSpaceSpec(corners=(), resolution=2)
     args.temperature = cli.temperature if args.temperature is None else args.temperature
-    args.pitch_filter = cli.pitch_filter if args.pitch_filter is None else args.pitch_filter
+    filters = {
+        "pitch_filter": cli.pitch_filter if args.pitch_filter is None else args.pitch_filter,
+        "envelope_filter": cli.envelope_filter if args.envelope_filter is None else args.envelope_filter,
+    }
     with tempfile.TemporaryDirectory(prefix="soundspace-quality-") as scratch:
         work = args.work or scratch
         os.makedirs(work, exist_ok=True)
@@ -119,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for seed in args.seeds:
             rows.append(measure_seed(data, work, seed, args.budget, args.config, args.temperature, args.instruments,
-                                     args.pitch_filter))  # fmt: skip
+                                     filters))  # fmt: skip
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = table(rows, args.budget, args.config, args.temperature, args.pitch_filter)
+    text = table(rows, args.budget, args.config, args.temperature, filters)
     print(text)
     if args.output:
         with open(args.output, "w") as handle:

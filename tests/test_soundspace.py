@@ -224,6 +224,8 @@ def spec_with(**changes):
         (dict(peak_dbfs=3.0), "--peak-dbfs"),
         (dict(pitch_filter=1.0), "--pitch-filter: got 1.0"),
         (dict(pitch_filter=-0.1), "--pitch-filter"),
+        (dict(envelope_filter=1.5), "--envelope-filter: got 1.5"),
+        (dict(envelope_filter=-1), "--envelope-filter"),
     ],
 )
 def test_bad_parameters_are_rejected_with_a_clear_message(changes, message):

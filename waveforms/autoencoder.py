@@ -359,8 +359,10 @@ def pitch_filter(audio: np.ndarray, embedding: np.ndarray, config: AutoencoderCo
     batch, length = audio.shape
     if np.shape(embedding)[1] < config.frames(length):
         raise ValueError(f"{np.shape(embedding)[1]} embedding frames cover fewer than {length} samples")
+    from waveforms.limits import rows_per_pass
+
     output = np.empty_like(audio)
-    rows = 64  # rows filtered together: the per-sample period and gain of a big space stay a few MB
+    rows = rows_per_pass(length, 48)  # per sample: float64 period, gain, output and the condition's float32 copy
     for first in range(0, batch, rows):
         output[first : first + rows] = _comb(audio[first : first + rows], embedding[first : first + rows, :, :2],
                                              config, strength)  # fmt: skip

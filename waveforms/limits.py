@@ -26,6 +26,7 @@ MIN_SEGMENT_SECONDS, MAX_SEGMENT_SECONDS = 0.01, 3600.0
 MAX_SHARD_MB = 4096.0
 MAX_WORKERS = 64
 GENERATED_BYTES_PER_SAMPLE = 16  # int32 codes + float32 audio + a float32 copy while writing, per sample and clip
+FILTER_PASS_BYTES = 256 << 20  # working memory of one pass of a filter over decoded clips (pitch, envelope)
 MEMORY_FRACTION = 0.8
 
 
@@ -67,3 +68,9 @@ def check_memory(what: str, needed_bytes: float, hint: str) -> None:
             f"{what} needs about {needed_bytes / 2**30:.1f} GiB of memory, more than {MEMORY_FRACTION:.0%} of the "
             f"{available / 2**30:.1f} GiB available; {hint}"
         )
+
+
+def rows_per_pass(length: int, bytes_per_sample: int, most: int = 64) -> int:
+    """How many clips of `length` samples a filter that needs `bytes_per_sample` of temporaries per sample takes in one
+    pass: at least 1, at most `most`, within FILTER_PASS_BYTES (a 60-s sound space would otherwise need GBs)."""
+    return max(1, min(most, FILTER_PASS_BYTES // max(1, length * bytes_per_sample)))

@@ -62,6 +62,9 @@ MAX_PITCH_SHIFT = 24  # semitones; varispeed beyond two octaves is no longer the
 # (docs/soundspace_quality.md, "A pitch filter"): 18 of 36 decoded corners within 2x of their sources' flatness at
 # 0.8, 0 of 36 unfiltered; 0.9 smooths some tones past their sources (0.2x) and loosens the dark-to-bright path
 PITCH_FILTER = 0.8
+# The envelope filter's default strength (waveforms/envelope.py): 1 gives each point the whole of its interpolated
+# envelope (docs/soundspace_quality.md, "An envelope filter")
+ENVELOPE_FILTER = 1.0
 
 
 class SoundSpaceError(ValueError):
@@ -94,6 +97,8 @@ class SoundSpaceSpec:
     temperature: float = 1.0
     # 0 to < 1: how hard the comb at each point's pitch turns down the noise between harmonics (autoencoder.pitch_filter)
     pitch_filter: float = PITCH_FILTER
+    # 0 to 1: how far each point's band levels move towards its interpolated corners' spectral envelope (envelope.py)
+    envelope_filter: float = ENVELOPE_FILTER
     seed: int = 0
     max_batch: int = 1024  # memory guard: larger spaces decode in several passes of this many points
     explorer: bool = True
@@ -166,17 +171,38 @@ def check_grid(n_corners: int, resolution: int, weighting: str) -> None:
         raise SoundSpaceError("--weighting nsynth needs 4 corners; a 2-corner path always weighs (1-x, x)")
 
 
+def encode_corners(autoencoder, windows: np.ndarray) -> np.ndarray:
+    """Corner clips (N, T) -> what a point interpolates, (N, ⌈T/H⌉, W + ENVELOPE_BANDS): the embedding the decoder
+    hears (W channels), then the clip's spectral envelope in dB (envelope.spectral_envelope), which the envelope filter
+    gives the decoded audio. One `interpolate` morphs both."""
+    from waveforms.envelope import spectral_envelope
+
+    config = autoencoder.config
+    envelope = spectral_envelope(windows, config.sample_rate, config.hop_length)
+    return np.concatenate([autoencoder.encode(windows), envelope], axis=-1)
+
+
 def decode_points(autoencoder, conditions: np.ndarray, length: int, *, temperature: float, seed: int,
-                  pitch_filter: float, max_batch: int | None = None, progress=None) -> np.ndarray:  # fmt: skip
-    """Interpolated embeddings (P, F, E) -> the points' audio (P, length), float, before post-processing: one batched
-    decode (`Autoencoder.decode`), then the pitch filter. What `waveforms soundspace` writes and
-    soundspace_quality measures."""
+                  pitch_filter: float, envelope_filter: float, max_batch: int | None = None,
+                  progress=None) -> np.ndarray:  # fmt: skip
+    """Interpolated corners (P, F, W + bands) (encode_corners) -> the points' audio (P, length), float, before
+    post-processing: one batched decode of the embeddings (`Autoencoder.decode`), then the pitch filter, then the
+    envelope filter. What `waveforms soundspace` writes and soundspace_quality measures."""
     from waveforms.audio import mu_law_decode
     from waveforms.autoencoder import pitch_filter as filter_by_pitch
+    from waveforms.envelope import ENVELOPE_BANDS
+    from waveforms.envelope import envelope_filter as filter_by_envelope
 
-    codes = autoencoder.decode(conditions, length, temperature=temperature, seed=seed, max_batch=max_batch,
+    config = autoencoder.config
+    width = config.embedding_width
+    if conditions.shape[-1] != width + ENVELOPE_BANDS:
+        raise ValueError(f"expected {width} embedding + {ENVELOPE_BANDS} envelope channels per frame "
+                         f"(encode_corners), got {conditions.shape[-1]}")  # fmt: skip
+    embeddings, envelopes = conditions[..., :width], conditions[..., width:]
+    codes = autoencoder.decode(embeddings, length, temperature=temperature, seed=seed, max_batch=max_batch,
                                progress=progress)  # fmt: skip
-    return filter_by_pitch(mu_law_decode(codes), conditions, autoencoder.config, pitch_filter)
+    audio = filter_by_pitch(mu_law_decode(codes), embeddings, config, pitch_filter)
+    return filter_by_envelope(audio, envelopes, config.sample_rate, config.hop_length, envelope_filter)
 
 
 def spaces_for(corners: Sequence[Sequence[str]], pitch_shifts: Sequence[int]) -> list[Space]:
@@ -225,6 +251,8 @@ def validate_spec(spec: SoundSpaceSpec) -> None:
     )
     if not isinstance(spec.pitch_filter, int | float) or not 0 <= spec.pitch_filter < 1:
         raise SoundSpaceError(f"--pitch-filter: got {spec.pitch_filter}; it must be in [0, 1) (0 = off)")
+    if not isinstance(spec.envelope_filter, int | float) or not 0 <= spec.envelope_filter <= 1:
+        raise SoundSpaceError(f"--envelope-filter: got {spec.envelope_filter}; it must be in [0, 1] (0 = off)")
     if not spec.peak_dbfs <= 0:
         raise SoundSpaceError(f"--peak-dbfs: got {spec.peak_dbfs}; it must be 0 or below")
     limits.check_range(
@@ -401,7 +429,7 @@ def _make_soundspace(
     windows = np.stack(
         [corner_window(pitch_shift(clips[src], shift), frames * hop, spec.excerpt) for src, shift in keys]
     )
-    embeddings = dict(zip(keys, parts.encode(windows), strict=True))  # each (frames, E)
+    embeddings = dict(zip(keys, encode_corners(parts, windows), strict=True))  # each (frames, E + envelope bands)
 
     weights = np.array([p.weights for p in points], np.float32)  # (P, K)
     conditions = np.concatenate(
@@ -419,10 +447,11 @@ def _make_soundspace(
         temperature=spec.temperature,
         seed=spec.seed,
         pitch_filter=spec.pitch_filter,
+        envelope_filter=spec.envelope_filter,
         max_batch=spec.max_batch,
         progress=(lambda done, total: say(f"  {done}/{total} samples")) if progress else None,
     )
-    decode_seconds = time.perf_counter() - start  # the pitch filter included: a few % of the decode
+    decode_seconds = time.perf_counter() - start  # the pitch and envelope filters included
 
     from waveforms.audio import write_audio_files
 

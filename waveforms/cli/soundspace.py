@@ -44,6 +44,11 @@ RENDER_OPTIONS = (
         "0 to <1: how far a comb at each point's pitch turns down the decoder's noise between "
         "harmonics (default 0.8; 0 = off)",
     ),
+    Option(
+        "envelope_filter",
+        "0 to 1: how far each point's band levels move towards its corners' interpolated spectral envelope "
+        "(default 1; 0 = off)",
+    ),
     Option("seed", "sampling seed (default 0)"),
     Option("max_batch", "decode at most this many points per pass"),
     Option("explorer", "do not write explorer.html", flag="--no-explorer", negate=True),
