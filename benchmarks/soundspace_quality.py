@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import subprocess
@@ -43,11 +44,17 @@ def dataset(work: str) -> str:
 def measure_seed(data: str, work: str, seed: int, budget: float, config: str, temperature: float,
                  instruments: list[str], filters: dict) -> dict:  # fmt: skip
     from waveforms import model_store
+    from waveforms.autoencoder import AutoencoderTask
     from waveforms.soundspace_quality import clip_fidelity, measure, recorded_corners
 
-    # the CLI's learning rate in the name: a model trained under an earlier default is not reused as this one
+    # the CLI's learning rate and the resolved configuration in the name: a model trained under an earlier default is
+    # not reused as this one
     learning_rate = DEFAULT_TRAIN_SETTINGS["autoencoder"]["learning_rate"]
-    model = os.path.join(work, f"autoencoder-{config.replace('/', '_')}-lr{learning_rate:g}-{budget:g}s-seed{seed}")
+    resolved = json.dumps(AutoencoderTask.load_config(config).to_dict(), sort_keys=True)
+    digest = hashlib.sha256(resolved.encode()).hexdigest()[:8]
+    model = os.path.join(
+        work, f"autoencoder-{config.replace('/', '_')}-{digest}-lr{learning_rate:g}-{budget:g}s-seed{seed}"
+    )
     if not os.path.exists(os.path.join(model, "config.json")):
         _cli("train", data, model, "--model", "autoencoder", "--config", config, "--time-budget", str(budget),
              "--seed", str(seed), "--no-progress")  # fmt: skip

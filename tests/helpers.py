@@ -21,7 +21,7 @@ CHROMIUM_ARGS = [
 TINY_WAVENET = WaveNetConfig(stacks=1, layers_per_stack=4, kernel_size=2, residual_channels=8, dilation_channels=8,
                              skip_channels=16)  # fmt: skip
 TINY_AUTOENCODER = AutoencoderConfig(hop_length=64, embedding_channels=4, encoder_layers=3, encoder_channels=8,
-                                     decoder=TINY_WAVENET, pitch_harmonics=0)  # fmt: skip
+                                     decoder=TINY_WAVENET, pitch_harmonics=0, envelope_bands=0)  # fmt: skip
 
 
 def synth_dataset(root, *, count: int, seed: int, seconds: float, validation_fraction: float = 0.25) -> str:

@@ -24,7 +24,8 @@ from waveforms.soundspace_quality import spearman
 def test_config_round_trip_and_clear_errors():
     config = AutoencoderConfig()
     assert config.hop_length == 512 and config.embedding_channels == 16  # NSynth's defaults
-    assert config.decoder_config.local_condition_channels == 16 + 2 + 2 * 8  # z, pitch and periodicity, 8 harmonics
+    # z, pitch and periodicity, 24 envelope bands, 8 harmonics
+    assert config.decoder_config.local_condition_channels == 16 + 2 + 24 + 2 * 8
     assert AutoencoderConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert (
         AutoencoderConfig.from_dict({"hop_length": 256, "decoder": {"layers_per_stack": 6}}).decoder.layers_per_stack
@@ -122,7 +123,7 @@ def test_save_and_load_round_trip(tmp_path):
 # the default decoder (512 samples) and the bars are measured by benchmarks/soundspace_quality.py.
 SHORT_CONTEXT = AutoencoderConfig(decoder=WaveNetConfig(stacks=1, layers_per_stack=5, kernel_size=2, residual_channels=32,
                                                         dilation_channels=32, skip_channels=64),
-                                  pitch_harmonics=0)  # timbre from z alone: both notes are at MIDI 60  # fmt: skip
+                                  pitch_harmonics=0, envelope_bands=0)  # timbre from z alone: both at MIDI 60  # fmt: skip
 BRIGHT, DULL = ("organ", 100), ("bell", 50)
 TRAIN_STEPS, TRAIN_BATCH, TRAIN_WINDOW = 300, 8, 2048
 PATH_RESOLUTION, REPLICAS, SECONDS, TEMPERATURE = 9, 6, 1.0, 0.9  # 9 points: x = 0, 1/8, ..., 1
@@ -480,3 +481,41 @@ def test_the_pitch_filter_follows_a_changing_pitch_exactly_as_a_sample_by_sample
             earlier = (whole + 1 - source) * expected[row, whole] + (source - whole) * expected[row, whole + 1]
             expected[row, t] = (1 - gain[row, t]) * audio[row, t] + gain[row, t] * earlier
     np.testing.assert_allclose(filtered, expected, atol=1e-5)
+
+
+ENVELOPED = dataclasses.replace(PITCHED, envelope_bands=12)
+
+
+def test_the_embedding_carries_the_measured_envelope_the_decoder_hears_it_and_it_saves(tmp_path):
+    from waveforms.audio import mu_law_encode
+    from waveforms.envelope import spectral_envelope
+    from waveforms.fastgen import FastGenerator
+
+    ae = build_autoencoder(ENVELOPED)
+    t = np.arange(4096) / ENVELOPED.sample_rate
+    tones = np.stack([0.5 * np.sin(2 * np.pi * 300 * t), 0.5 * np.sin(2 * np.pi * 3000 * t)]).astype(np.float32)
+    embedding = ae.encode(tones)  # (2, 64, 2 + E + 12)
+    assert embedding.shape == (2, 64, ENVELOPED.embedding_width) == (2, 64, 2 + 4 + 12)
+    envelope = embedding[..., -12:] * 30.0  # dB
+    expected = spectral_envelope(tones, ENVELOPED.sample_rate, ENVELOPED.hop_length, bands=12)
+    for row in range(2):  # the loudest band is the tone's, as the float clip's envelope has it
+        assert np.all(np.argmax(envelope[row, 8:-8], axis=-1) == np.argmax(expected[row, 8:-8], axis=-1))
+    assert np.argmax(envelope[0, 30]) < np.argmax(envelope[1, 30])
+    peak = np.argmax(expected[0, 30])
+    assert abs(envelope[0, 30, peak] - expected[0, 30, peak]) < 1.0  # the same dB scale (8-bit coded vs float)
+    codes = mu_law_encode(tones).astype(np.int32)
+    full = np.asarray(ae.model({"audio": codes}))
+    condition = np.asarray(ae.conditioner({"audio": codes}))
+    assert condition.shape[-1] == ENVELOPED.decoder_config.local_condition_channels
+    fast = FastGenerator(ae.decoder, ENVELOPED.decoder_config, batch_size=2).step_logits(
+        codes, local_condition=condition
+    )
+    assert np.abs(fast - full).max() <= 1e-4  # cached generation equals the training model with the envelope too
+    save_autoencoder(ae, tmp_path / "m")
+    assert load_autoencoder_config(tmp_path / "m") == ENVELOPED
+    np.testing.assert_allclose(np.asarray(load_autoencoder(tmp_path / "m").model({"audio": codes})), full, atol=1e-5)
+    saved_before = AutoencoderConfig().to_dict()
+    del saved_before["envelope_bands"]  # a model saved before the envelope existed loads as what it was
+    assert AutoencoderConfig.from_stored(saved_before).envelope_bands == 0
+    with pytest.raises(ValueError, match="envelope_bands must be >= 0"):
+        AutoencoderConfig.from_dict({"envelope_bands": -1})

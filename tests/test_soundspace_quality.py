@@ -16,7 +16,7 @@ class WaveformAutoencoder:
     has no pitch channels, so the pitch filter leaves it alone."""
 
     def __init__(self):
-        self.config = AutoencoderConfig(hop_length=64, embedding_channels=64, pitch_harmonics=0)
+        self.config = AutoencoderConfig(hop_length=64, embedding_channels=64, pitch_harmonics=0, envelope_bands=0)
 
     def encode(self, audio):
         audio = np.asarray(audio, np.float32)

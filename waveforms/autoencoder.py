@@ -29,8 +29,13 @@ integrated from the (interpolated) pitch channel while decoding (`decoding_condi
 reference it can follow instead of inventing one:
 
     codes ──PitchTrack (YIN, no weights)──▶ (B, F, 3): log2(f0/440), periodicity, phase at each frame's centre
-    embedding = [log2(f0/440), periodicity, z] (B, F, 2 + E)
-    condition = [embedding repeated H times, sin/cos(k·phase) · periodicity, k = 1..K] (B, T, 2 + E + 2K)
+    codes ──EnvelopeFrames (no weights)──▶ (B, F, V): mel-band levels, dB / 30 (envelope_bands = V)
+    embedding = [log2(f0/440), periodicity, z, envelope] (B, F, 2 + E + V)
+    condition = [embedding repeated H times, sin/cos(k·phase) · periodicity, k = 1..K] (B, T, 2 + E + V + 2K)
+
+With `envelope_bands` > 0 the decoder also hears each frame's spectral envelope, measured as the pitch is (a vocoder's
+band energies: LPCNet's network hears 18 of them), so each harmonic's level comes from the embedding instead of being
+squeezed through z's 16 numbers.
 
 Whether the decoder uses the embedding is measured, not assumed: waveforms/soundspace_quality.py decodes held-out
 corners with their own and with the other corners' embeddings and compares log-mel spectra
@@ -95,11 +100,17 @@ class AutoencoderConfig:
     # 2.46-2.50 without it, decoded corners 8.4-40x as flat as their sources against 16-140x for the previous default,
     # the dark-to-bright path in order for every seed. 0 = the plain NSynth design (the config "plain").
     pitch_harmonics: int = 8
+    # > 0: the embedding also carries each frame's spectral envelope, this many mel-band levels (dB / 30), measured
+    # like the pitch, not learned, so the decoder hears every band's level beside z (LPCNet conditions its network on
+    # 18 band energies the same way). Measured at 600 s x 3 seeds (docs/soundspace_quality.md, "The envelope in the
+    # embedding"). 0 = none (models saved before it existed).
+    envelope_bands: int = 24
 
     @property
     def embedding_width(self) -> int:
-        """Channels per embedding frame: the learned E, plus pitch and periodicity when the pitch is tracked."""
-        return self.embedding_channels + (2 if self.pitch_harmonics else 0)
+        """Channels per embedding frame: the learned E, plus pitch and periodicity when the pitch is tracked, plus the
+        envelope's bands."""
+        return self.embedding_channels + (2 if self.pitch_harmonics else 0) + self.envelope_bands
 
     @property
     def decoder_config(self) -> WaveNetConfig:
@@ -124,6 +135,7 @@ class AutoencoderConfig:
             "encoder_channels": 1,
             "encoder_kernel_size": 1,
             "pitch_harmonics": 0,
+            "envelope_bands": 0,
         }
         for name, minimum in minimums.items():
             value = getattr(self, name)
@@ -164,7 +176,7 @@ class AutoencoderConfig:
     def from_stored(cls, data: dict, source: str = "model config") -> AutoencoderConfig:
         """A saved model's config: a field it predates takes the value it was trained with, not today's default (models
         saved before pitch tracking existed have none)."""
-        return cls.from_dict({"pitch_harmonics": 0, **data}, source=source)
+        return cls.from_dict({"pitch_harmonics": 0, "envelope_bands": 0, **data}, source=source)
 
 
 # ---------------------------------------------------------------- the Keras graphs
@@ -172,7 +184,7 @@ class AutoencoderConfig:
 
 def _build_encoder(config: AutoencoderConfig):
     encoder = _build_spectral_encoder(config) if config.encoder == "spectral" else _build_waveform_encoder(config)
-    if not config.normalize_embedding and not config.pitch_harmonics:
+    if not config.normalize_embedding and not config.pitch_harmonics and not config.envelope_bands:
         return encoder
     import keras
     from keras import ops
@@ -184,6 +196,8 @@ def _build_encoder(config: AutoencoderConfig):
     if config.pitch_harmonics:
         track = _pitch_track_layer(config)(codes)  # (B, F, 3)
         embedding = ops.concatenate([track[..., :2], embedding], axis=-1)  # (B, F, 2 + E): pitch, periodicity, z
+    if config.envelope_bands:
+        embedding = ops.concatenate([embedding, _envelope_frames_layer(config)(codes)], axis=-1)  # (..., + bands)
     return keras.Model(inputs={"audio": codes}, outputs=embedding, name="encoder")
 
 
@@ -439,6 +453,47 @@ def _spectral_frames_layer(config: AutoencoderConfig):
                           name="encoder_spectrum")  # fmt: skip
 
 
+ENVELOPE_SCALE_DB = 30.0  # the envelope channels are band levels in dB, clipped to +-60 and divided by this
+
+
+def _envelope_frames_layer(config: AutoencoderConfig):
+    """Codes (B, T) -> (B, ⌈T/H⌉, envelope_bands): each frame's mel-band levels in dB over the ENVELOPE_WINDOW centred
+    on it (as envelope.spectral_envelope measures a float clip), clipped to +-60 dB and divided by ENVELOPE_SCALE_DB."""
+    import keras
+    from keras import ops
+
+    from waveforms.envelope import ENVELOPE_WINDOW
+    from waveforms.spectral import mel_filterbank
+
+    @keras.saving.register_keras_serializable(package="waveforms")
+    class EnvelopeFrames(keras.layers.Layer):
+        def __init__(self, hop_length: int, window: int, sample_rate: int, bands: int, quantization_channels: int,
+                     **kwargs):  # fmt: skip
+            super().__init__(**kwargs)
+            self.hop_length, self.window, self.sample_rate = hop_length, window, sample_rate
+            self.bands, self.quantization_channels = bands, quantization_channels
+            self.mel = mel_filterbank(sample_rate, window, bands).T  # (bins, bands)
+
+        def call(self, codes):  # (B, T) int32
+            H, W = self.hop_length, self.window
+            audio = _codes_to_audio(codes, self.quantization_channels)
+            left = max((W - H) // 2, 0)
+            padded = ops.pad(audio, [[0, 0], [left, W + H]])
+            real, imag = ops.stft(padded, W, H, W, window="hann", center=False)
+            frames = (ops.shape(codes)[1] + H - 1) // H
+            energy = ops.matmul((real * real + imag * imag)[:, :frames], self.mel)  # (B, F, bands)
+            level = 10.0 * ops.log(energy + 1e-6) / np.log(10.0)
+            return ops.clip(level, -60.0, 60.0) / ENVELOPE_SCALE_DB
+
+        def get_config(self):
+            return {**super().get_config(), "hop_length": self.hop_length, "window": self.window,
+                    "sample_rate": self.sample_rate, "bands": self.bands,
+                    "quantization_channels": self.quantization_channels}  # fmt: skip
+
+    return EnvelopeFrames(config.hop_length, ENVELOPE_WINDOW, config.sample_rate, config.envelope_bands,
+                          config.decoder.quantization_channels, name="encoder_envelope")  # fmt: skip
+
+
 def _build_spectral_encoder(config: AutoencoderConfig):
     """Log-power spectrum per embedding frame -> a per-frame network (one 3-frame convolution for onsets and
     vibrato) -> E channels. Pitch and timbre are in the input already, so the embedding carries them from step 0."""
@@ -644,7 +699,7 @@ def build_autoencoder(config: AutoencoderConfig | None = None) -> Autoencoder:
 NAMED_CONFIGS: dict[str, AutoencoderConfig] = {
     "default": AutoencoderConfig(),
     "spectral": AutoencoderConfig(encoder="spectral"),
-    "plain": AutoencoderConfig(pitch_harmonics=0),  # NSynth's design without pitch: the decoder hears z alone
+    "plain": AutoencoderConfig(pitch_harmonics=0, envelope_bands=0),  # NSynth's design: the decoder hears z alone
 }
 
 
