@@ -424,6 +424,20 @@ def _build_waveform_encoder(config: AutoencoderConfig):
     return keras.Model(inputs={"audio": codes}, outputs=embedding, name="encoder")  # (B, ⌈T/H⌉, E)
 
 
+def _frame_power(codes, hop_length: int, window: int, quantization_channels: int):
+    """Codes (B, T) -> Hann-windowed power spectra (B, ⌈T/H⌉, window/2 + 1), frame f centred on samples [f·H, (f+1)·H),
+    inside a graph (the spectral encoder's input and the envelope channels)."""
+    from keras import ops
+
+    H, W = hop_length, window
+    audio = _codes_to_audio(codes, quantization_channels)  # (B, T) in [-1, 1]
+    left = max((W - H) // 2, 0)  # centre the first window on the first frame's centre (H/2)
+    padded = ops.pad(audio, [[0, 0], [left, W + H]])  # (B, left + T + W + H): room for a partial last frame
+    real, imag = ops.stft(padded, W, H, W, window="hann", center=False)  # (B, ≥ ⌈T/H⌉, W/2 + 1)
+    frames = (ops.shape(codes)[1] + H - 1) // H
+    return (real * real + imag * imag)[:, :frames]
+
+
 def _spectral_frames_layer(config: AutoencoderConfig):
     """Codes (B, T) -> log-power STFT frames (B, ⌈T/H⌉, window/2 + 1), frame f centred on samples [f·H, (f+1)·H)."""
     import keras
@@ -436,13 +450,7 @@ def _spectral_frames_layer(config: AutoencoderConfig):
             self.hop_length, self.window, self.quantization_channels = hop_length, window, quantization_channels
 
         def call(self, codes):  # (B, T) int32
-            H, W = self.hop_length, self.window
-            audio = _codes_to_audio(codes, self.quantization_channels)  # (B, T) in [-1, 1]
-            left = max((W - H) // 2, 0)  # centre the first window on the first frame's centre (H/2)
-            padded = ops.pad(audio, [[0, 0], [left, W + H]])  # (B, left + T + W + H): room for a partial last frame
-            real, imag = ops.stft(padded, W, H, W, window="hann", center=False)  # (B, ≥ ⌈T/H⌉, W/2 + 1)
-            frames = (ops.shape(codes)[1] + H - 1) // H
-            power = (real * real + imag * imag)[:, :frames]
+            power = _frame_power(codes, self.hop_length, self.window, self.quantization_channels)
             return ops.log(power + 1e-4) * 0.2  # about [-2, 2.5]: a window of full-scale sine peaks near e^12
 
         def get_config(self):
@@ -475,13 +483,8 @@ def _envelope_frames_layer(config: AutoencoderConfig):
             self.mel = mel_filterbank(sample_rate, window, bands).T  # (bins, bands)
 
         def call(self, codes):  # (B, T) int32
-            H, W = self.hop_length, self.window
-            audio = _codes_to_audio(codes, self.quantization_channels)
-            left = max((W - H) // 2, 0)
-            padded = ops.pad(audio, [[0, 0], [left, W + H]])
-            real, imag = ops.stft(padded, W, H, W, window="hann", center=False)
-            frames = (ops.shape(codes)[1] + H - 1) // H
-            energy = ops.matmul((real * real + imag * imag)[:, :frames], self.mel)  # (B, F, bands)
+            power = _frame_power(codes, self.hop_length, self.window, self.quantization_channels)
+            energy = ops.matmul(power, self.mel)  # (B, F, bands)
             level = 10.0 * ops.log(energy + 1e-6) / np.log(10.0)
             return ops.clip(level, -60.0, 60.0) / ENVELOPE_SCALE_DB
 
