@@ -8,7 +8,8 @@ Here a sound space carries, beside each corner's embedding, the corner's envelop
 per embedding frame. Points interpolate it like the embedding (linearly, in dB), and after decoding each point's
 audio is equalised, frame by frame and band by band, towards its interpolated envelope. The decoder still makes the
 fine structure (which harmonics, their phase, the texture inside each band); the envelope sets how loud each band is
-and when a note starts and ends.
+and when a note starts and ends. The decoder hears the same band levels too, measured from the codes inside its
+graph (`AutoencoderConfig.envelope_bands`); this module measures a float clip, which has no 8-bit noise floor.
 
     corner audio ──spectral_envelope──▶ (N, F, bands) dB, frame f centred on sample f·H + H/2 (as the pitch track)
     decoded (B, T), envelope (B, F, bands) ──envelope_filter──▶ (B, T):
