@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from waveforms.spectral import FLOOR_DB  # a band of digital silence: the spectrograms' floor
+
 # 24 bands: about the ear's count of critical bands, the resolution at which it hears a spectral envelope. Coarser
 # than the 64 bands soundspace_quality compares spectra in, so the fine structure inside each band (which harmonics,
 # how much noise between them) is still the decoder's.
 ENVELOPE_BANDS = 24
 MAX_CUT_DB = 60.0  # the decoder's noise where the source is silent goes down by up to this
 MAX_BOOST_DB = 20.0  # a band the decoder left (nearly) empty is not raised further: that would only raise its noise
-FLOOR_DB = -100.0  # band energy of digital silence
 ENVELOPE_WINDOW = 1024  # samples a band level is measured over (64 ms at 16 kHz), centred on each embedding frame
 FILTER_WINDOW, FILTER_HOP = 512, 128  # the equaliser's STFT: 32 ms Hann windows, 4x overlap (exact overlap-add)
 BYTES_PER_SAMPLE = 160  # the equaliser's temporaries per sample of a clip (4x-overlapped frames, complex spectra)
