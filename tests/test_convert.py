@@ -71,6 +71,7 @@ def test_convert_writes_shards_and_manifest(songs, tmp_path):
     assert on_disk["held_out"] == {"requested_fraction": 0.1, "fraction": 0.1,
                                    "songs": [k for k, v in splits.items() if v == "validation"]}  # fmt: skip
     assert on_disk["statistics"]["windows"] == 10 and on_disk["statistics"]["rms_dbfs"]["p50"] < 0  # the data profile
+    assert on_disk["statistics"]["periodicity"]["p50"] > 0.9  # synth notes repeat at their pitch period
     seen = {}
     for split in ("train", "validation"):
         for segment in iter_segments(on_disk, str(out / "manifest.json"), split):

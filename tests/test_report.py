@@ -263,6 +263,7 @@ def test_generation_report_shows_each_clips_verdict_and_never_presents_a_failing
     statistics = table(page, "Statistics")
     for clip, check in zip(clips, checks, strict=True):
         assert statistics[clip.title][0] == check.verdict
+        assert number(statistics[clip.title][8]) == round(check.median_periodicity, 3)
         assert f"check: {html.escape(check.verdict)}" in page
     assert statistics["silent"][0].startswith("silent") and 'verdict bad">check: silent' in page
     failing = sum(not check.ok for check in checks)

@@ -7,7 +7,9 @@ dataset:
 
     silent      a window, or the tail after the sound stops, below the silence threshold: the lower of -50 dBFS and
                 10 dB under the data's 5th-percentile window RMS (so a quiet collection is not called silent)
-    noise-like  a sounding window whose spectral flatness (DC removed) is above the data's 95th percentile
+    noise-like  a sounding window whose spectral flatness (DC removed) is above the data's 95th percentile, or whose
+                periodicity (spectral.periodicity) is below the data's 5th percentile. Flatness alone passes
+                low-passed noise: over a second it is ruled by the spectrum's tilt (docs/quality.md, "Periodicity")
     clipped     more than 0.1% of samples at full scale
     DC offset   |mean| above 0.05 and above twice the data's 95th percentile
     quiet       the sounding windows' median RMS more than 20 dB under the data's median
@@ -36,6 +38,9 @@ MAX_CLIPPED_FRACTION = 0.001
 MAX_DC = 0.05
 QUIET_MARGIN_DB = 20.0
 FALLBACK_FLATNESS = 0.2  # without a data profile: white noise measures about 0.56, music about 0.001-0.06
+# without a profile, or with one measured before periodicity was: white noise measures about 0.38, brown noise 0.46,
+# the seconds of two game soundtracks 0.6-1.0 (5th percentiles 0.60 and 0.69), synth phrases 0.8-1.0
+FALLBACK_PERIODICITY = 0.5
 PROFILE_WINDOWS_PER_SONG = 8
 PERCENTILES = (5, 50, 95, 99)
 
@@ -59,31 +64,36 @@ def _windows(x: np.ndarray, sample_rate: int) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class WindowMeasures:
-    """Per-window measurements of one clip: RMS in dBFS, spectral flatness of the DC-free window, DC."""
+    """Per-window measurements of one clip: RMS in dBFS, spectral flatness and periodicity of the DC-free window,
+    DC."""
 
     rms_dbfs: np.ndarray  # (W,)
     flatness: np.ndarray  # (W,)
     dc: np.ndarray  # (W,)
+    periodicity: np.ndarray  # (W,)
 
     @classmethod
-    def of(cls, windows: list[np.ndarray]) -> WindowMeasures:
-        rms, flat, dc = [], [], []
+    def of(cls, windows: list[np.ndarray], sample_rate: int) -> WindowMeasures:
+        rms, flat, dc, periodic = [], [], [], []
         for window in windows:
             w = np.asarray(window, dtype=np.float64)
             mean = float(w.mean()) if w.size else 0.0
+            centred = (w - mean).astype(np.float32)
             rms.append(float(_dbfs(math.sqrt(float(np.mean(np.square(w)))) if w.size else 0.0)))
-            flat.append(spectral.spectral_flatness((w - mean).astype(np.float32)) if w.size else 0.0)
+            flat.append(spectral.spectral_flatness(centred) if w.size else 0.0)
+            periodic.append(spectral.periodicity(centred, sample_rate) if w.size else 0.0)
             dc.append(mean)
-        return cls(np.array(rms), np.array(flat), np.array(dc))
+        return cls(np.array(rms), np.array(flat), np.array(dc), np.array(periodic))
 
 
 def measure(x: np.ndarray, sample_rate: int) -> WindowMeasures:
-    return WindowMeasures.of(_windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate))
+    return WindowMeasures.of(_windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate), sample_rate)
 
 
 def sample_windows(x: np.ndarray, sample_rate: int, count: int = PROFILE_WINDOWS_PER_SONG) -> WindowMeasures:
     """Measures of up to `count` evenly spaced 1-s windows of a song (all of a short one): the profile's sample."""
-    return WindowMeasures.of(_evenly_spaced(_windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate), count))
+    chosen = _evenly_spaced(_windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate), count)
+    return WindowMeasures.of(chosen, sample_rate)
 
 
 def _evenly_spaced(windows: list[np.ndarray], count: int) -> list[np.ndarray]:
@@ -100,31 +110,40 @@ class DataProfile:
     rms_dbfs: dict[str, float]  # percentiles p5, p50, p95, p99 over all windows
     flatness: dict[str, float]  # percentiles over windows above SILENCE_DBFS (silence has no spectrum to judge)
     dc: dict[str, float]  # percentiles of |DC|
+    periodicity: dict[str, float] | None = None  # percentiles over the same sounding windows; None: measured before
 
     @classmethod
-    def from_samples(cls, rms_dbfs, flatness, dc) -> DataProfile:
+    def from_samples(cls, rms_dbfs, flatness, dc, periodicity=None) -> DataProfile:
+        """Percentiles of the windows' measures. `periodicity` is left out (None) unless there is one per window: parts
+        of a dataset converted before it was measured carry none."""
         rms, flat, dc = (np.asarray(values, dtype=np.float64) for values in (rms_dbfs, flatness, dc))
         if rms.size == 0:
             raise ValueError("a data profile needs at least one window")
-        sounding = flat[rms > SILENCE_DBFS]
-        if sounding.size == 0:
-            sounding = flat
+        sounding = rms > SILENCE_DBFS
+        if not sounding.any():
+            sounding = np.ones_like(sounding)
 
         def percentiles(values: np.ndarray) -> dict[str, float]:
             return {f"p{p}": round(float(np.percentile(values, p)), 6) for p in PERCENTILES}
 
-        return cls(int(rms.size), percentiles(rms), percentiles(sounding), percentiles(np.abs(dc)))
+        periodic = None if periodicity is None else np.asarray(periodicity, dtype=np.float64)
+        periodic = percentiles(periodic[sounding]) if periodic is not None and periodic.size == rms.size else None
+        return cls(int(rms.size), percentiles(rms), percentiles(flat[sounding]), percentiles(np.abs(dc)), periodic)
 
     def to_dict(self) -> dict:
-        return {"window_seconds": WINDOW_SECONDS, "windows": self.windows, "rms_dbfs": self.rms_dbfs,
+        data = {"window_seconds": WINDOW_SECONDS, "windows": self.windows, "rms_dbfs": self.rms_dbfs,
                 "flatness": self.flatness, "dc": self.dc}  # fmt: skip
+        return data if self.periodicity is None else {**data, "periodicity": self.periodicity}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> DataProfile | None:
-        """None for a missing or malformed profile (older datasets): checks then use the fallbacks."""
+        """None for a missing or malformed profile (older datasets): checks then use the fallbacks. A profile without
+        periodicity (measured before it was) keeps its other percentiles."""
         try:
+            periodicity = data.get("periodicity")
             return cls(int(data["windows"]), {k: float(v) for k, v in data["rms_dbfs"].items()},
-                       {k: float(v) for k, v in data["flatness"].items()}, {k: float(v) for k, v in data["dc"].items()})  # fmt: skip
+                       {k: float(v) for k, v in data["flatness"].items()}, {k: float(v) for k, v in data["dc"].items()},
+                       None if periodicity is None else {k: float(v) for k, v in periodicity.items()})  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
@@ -135,10 +154,11 @@ def profile_sample_of(codes: np.ndarray, sample_rate: int) -> dict[str, list[flo
 
     # windows chosen on the codes, and only those decoded: a long song (or its codes file) is never decoded whole
     chosen = _evenly_spaced(_windows(np.asarray(codes).ravel(), sample_rate), PROFILE_WINDOWS_PER_SONG)
-    measures = WindowMeasures.of([mu_law_decode(window) for window in chosen])
+    measures = WindowMeasures.of([mu_law_decode(window) for window in chosen], sample_rate)
     return {"rms_dbfs": [round(float(v), 3) for v in measures.rms_dbfs],
             "flatness": [round(float(v), 6) for v in measures.flatness],
-            "dc": [round(float(v), 6) for v in measures.dc]}  # fmt: skip
+            "dc": [round(float(v), 6) for v in measures.dc],
+            "periodicity": [round(float(v), 4) for v in measures.periodicity]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -148,14 +168,16 @@ class Thresholds:
     dc: float
     quiet_dbfs: float | None
     from_data: bool
+    periodicity: float = FALLBACK_PERIODICITY
 
     @classmethod
     def for_profile(cls, profile: DataProfile | None) -> Thresholds:
         if profile is None:
             return cls(SILENCE_DBFS, FALLBACK_FLATNESS, MAX_DC, None, False)
         silence = max(MIN_SILENCE_DBFS, min(SILENCE_DBFS, profile.rms_dbfs["p5"] - SILENCE_MARGIN_DB))
+        periodicity = profile.periodicity["p5"] if profile.periodicity else FALLBACK_PERIODICITY
         return cls(silence, profile.flatness["p95"], max(MAX_DC, 2 * profile.dc["p95"]),
-                   profile.rms_dbfs["p50"] - QUIET_MARGIN_DB, True)  # fmt: skip
+                   profile.rms_dbfs["p50"] - QUIET_MARGIN_DB, True, periodicity)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -168,12 +190,14 @@ class ClipCheck:
     rms_dbfs: float  # whole clip
     sound_ends_at: float  # seconds: end of the last frame above the silence threshold (0 for a silent clip)
     silent_windows: int
-    noisy_windows: int
+    noisy_windows: int  # sounding windows too flat or too aperiodic
     windows: int
     clipped_fraction: float
     dc: float
     median_flatness: float  # over sounding windows (0 when none)
     thresholds: Thresholds = field(repr=False)
+    aperiodic_windows: int = 0  # of the noisy windows, those below the periodicity threshold
+    median_periodicity: float = 0.0  # over sounding windows (0 when none)
 
     @property
     def ok(self) -> bool:
@@ -189,7 +213,9 @@ class ClipCheck:
     def metrics(self) -> dict[str, float]:
         return {"ok": float(self.ok), "rms_dbfs": self.rms_dbfs, "sound_ends_at": self.sound_ends_at,
                 "silent_windows": float(self.silent_windows), "noisy_windows": float(self.noisy_windows),
-                "clipped_fraction": self.clipped_fraction, "median_flatness": self.median_flatness}  # fmt: skip
+                "clipped_fraction": self.clipped_fraction, "median_flatness": self.median_flatness,
+                "aperiodic_windows": float(self.aperiodic_windows),
+                "median_periodicity": self.median_periodicity}  # fmt: skip
 
 
 def _sound_end(x: np.ndarray, sample_rate: int, silence_dbfs: float) -> float:
@@ -215,7 +241,8 @@ def check_clip(x: np.ndarray, sample_rate: int, profile: DataProfile | None = No
     seconds = x.size / sample_rate
     measures = measure(x, sample_rate)
     silent = measures.rms_dbfs <= limits.silence_dbfs
-    noisy = ~silent & (measures.flatness > limits.flatness)
+    aperiodic = ~silent & (measures.periodicity < limits.periodicity)
+    noisy = ~silent & (measures.flatness > limits.flatness) | aperiodic
     sound_end = _sound_end(x, sample_rate, limits.silence_dbfs)
     clipped = float(np.mean(np.abs(x) >= FULL_SCALE))
     dc = float(np.mean(x, dtype=np.float64))
@@ -228,8 +255,13 @@ def check_clip(x: np.ndarray, sample_rate: int, profile: DataProfile | None = No
         problems.append(f"silent after {sound_end:.2f} s")
     elif silent.any():
         problems.append(f"silent in {int(silent.sum())} of {len(silent)} s")
+    periodic = measures.periodicity[~silent]
+    median_periodicity = float(np.median(periodic)) if periodic.size else 0.0
     if noisy.any():
-        problems.append(f"noise-like in {int(noisy.sum())} of {len(noisy)} s" if len(noisy) > 1 else "noise-like")
+        problem = f"noise-like in {int(noisy.sum())} of {len(noisy)} s" if len(noisy) > 1 else "noise-like"
+        if aperiodic.any():  # say which measure, and by how much: the flatness limit alone was the rule until 2026-11
+            problem += f" (periodicity {median_periodicity:.2f}, the data's 5th percentile {limits.periodicity:.2f})"
+        problems.append(problem)
     if clipped > MAX_CLIPPED_FRACTION:
         problems.append(f"clipped ({100 * clipped:.1f}% of samples)")
     if abs(dc) > limits.dc:
@@ -242,7 +274,8 @@ def check_clip(x: np.ndarray, sample_rate: int, profile: DataProfile | None = No
         verdict += " (fixed thresholds: the dataset has no profile)"
     flat = measures.flatness[~silent]
     return ClipCheck(verdict, tuple(problems), seconds, rms, sound_end, int(silent.sum()), int(noisy.sum()),
-                     len(silent), clipped, dc, float(np.median(flat)) if flat.size else 0.0, limits)  # fmt: skip
+                     len(silent), clipped, dc, float(np.median(flat)) if flat.size else 0.0, limits,
+                     int(aperiodic.sum()), median_periodicity)  # fmt: skip
 
 
 def summary_metrics(checks: list[ClipCheck], prefix: str = "") -> dict[str, float]:
@@ -252,4 +285,5 @@ def summary_metrics(checks: list[ClipCheck], prefix: str = "") -> dict[str, floa
         f"{prefix}clips_ok": float(sum(check.ok for check in checks)),
         f"{prefix}clips_silent": float(sum(any(p.startswith("silent") for p in c.problems) for c in checks)),
         f"{prefix}clips_noise_like": float(sum(any(p.startswith("noise") for p in c.problems) for c in checks)),
+        f"{prefix}clips_aperiodic": float(sum(c.aperiodic_windows > 0 for c in checks)),
     }
