@@ -10,7 +10,7 @@ For each collection (a folder of songs in genre folders) and training seed: `wav
     the printed val_bits must agree with it within 0.1 bits,
   - `waveforms generate MODEL out.wav --seconds 10 --batch 3` with the CLI defaults, from the primer, from silence
     (`--from-silence`) and from 1 s of the first held-out song (`--seed-audio`), and the audio checks' verdicts: clips
-    whose every 1-s window passes, and windows that pass,
+    whose every 1-s window passes, windows that pass, and their periodicity beside the held-out music's,
   - beside them the same verdicts on the held-out music itself (consecutive 10-s clips of every held-out record, after
     the mu-law round trip): what real music scores, the ceiling for the generated clips.
 The default collections are the free game soundtracks Debian ships (drascula-music, hyperrogue-music); the collections
@@ -114,17 +114,32 @@ def held_out_clips(data: str) -> dict:
         x = audio.mu_law_decode(np.frombuffer(segment.audio, dtype=np.uint8))
         for start in range(0, x.size - 10 * rate + 1, 10 * rate):
             checks.append(audio_checks.check_clip(x[start : start + 10 * rate], rate, profile))
+    periodicity = float(np.median([check.median_periodicity for check in checks])) if checks else float("nan")
     return {"clips_ok": sum(check.ok for check in checks), "clips": len(checks),
-            "windows_ok": sum(check.passing_windows for check in checks)}  # fmt: skip
+            "windows_ok": sum(check.passing_windows for check in checks), "periodicity": periodicity}  # fmt: skip
+
+
+def sounding_periodicity(paths: list[str]) -> float:
+    """Median periodicity of the clips' sounding 1-s windows (spectral.periodicity: noise 0.38-0.46, a held pitch ~1)."""
+    from waveforms import audio, audio_checks
+
+    values = []
+    for path in paths:
+        measures = audio_checks.measure(audio.decode(path, normalize=False), 16000)
+        values += list(measures.periodicity[measures.rms_dbfs > audio_checks.SILENCE_DBFS])
+    return float(np.median(values)) if values else 0.0
 
 
 def generation(model: str, work: str, tag: str, start: str, seed_audio: str) -> dict:
     flags = {"primer": [], "silence": ["--from-silence"], "held-out song": ["--seed-audio", seed_audio]}[start]
     clip = os.path.join(work, f"{tag}-{start.replace(' ', '-')}.wav")
     generated = _cli("generate", model, clip, "--seconds", "10", "--batch", str(CLIPS), *flags, "--no-progress")
-    verdicts = [line.split(": ", 1)[1] for line in generated.stderr.splitlines() if line.startswith("check ")]
+    lines = [line.removeprefix("check ").split(": ", 1) for line in generated.stderr.splitlines()
+             if line.startswith("check ")]  # fmt: skip
+    verdicts = [verdict for _, verdict in lines]
     return {"clips_ok": sum(v == "ok" for v in verdicts), "clips": len(verdicts),
-            "windows_ok": sum(windows_passing(v) for v in verdicts), "verdicts": verdicts}  # fmt: skip
+            "windows_ok": sum(windows_passing(v) for v in verdicts), "verdicts": verdicts,
+            "periodicity": sounding_periodicity([path for path, _ in lines])}  # fmt: skip
 
 
 def measure(collection: str, seed: int, steps: int | None, budget: float, work: str) -> dict:
@@ -150,6 +165,7 @@ def measure(collection: str, seed: int, steps: int | None, budget: float, work: 
         "collection": name, "seed": seed, "steps": final["step"], "train_seconds": round(train_seconds),
         "songs": manifest["totals"]["songs"], "hours": manifest["totals"]["hours"],
         "held_out_songs": len(manifest["held_out"]["songs"]), "held_out_fraction": manifest["held_out"]["fraction"],
+        "data_periodicity_p5": (manifest["statistics"].get("periodicity") or {}).get("p5", float("nan")),
         **{name: baselines[name] for name in ("uniform", "unigram", "bigram", "trigram")},
         "val_bits": final["val_bits"], "val_bits_se": final["val_bits_se"], "eval_windows": final["eval_windows"],
         "full_bits": full_bits, "full_positions": positions, "full_seconds": round(full_seconds),
@@ -162,8 +178,9 @@ def table(rows: list[dict]) -> list[str]:
         "| collection | seed | steps | train s | held-out songs (% audio) | uniform | unigram | bigram | trigram | "
         "WaveNet val_bits ± se (windows) | all held-out positions | difference | below trigram | "
         + " | ".join(f"10-s clips from {start}: ok (windows)" for start in STARTS)
-        + " | the held-out music's own 10-s clips: ok (windows) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(STARTS) + 1),
+        + " | the held-out music's own 10-s clips: ok (windows) | periodicity: generated (primer / silence / song), "
+        "held-out music, the data's 5th percentile |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(STARTS) + 2),
     ]
     for r in rows:
         lines.append(
@@ -176,7 +193,9 @@ def table(rows: list[dict]) -> list[str]:
                 f"{g['clips_ok']}/{g['clips']} ({g['windows_ok']}/{10 * g['clips']})"
                 for g in [*r["generation"].values(), r["held_out_clips"]]
             )
-            + " |"
+            + " | "
+            + " / ".join(f"{g['periodicity']:.2f}" for g in r["generation"].values())
+            + f", {r['held_out_clips']['periodicity']:.2f}, {r['data_periodicity_p5']:.2f} |"
         )
     return lines
 
@@ -213,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         "scored on the same evaluation windows as the WaveNet; 'all held-out positions' is the same model evaluated on",
         "every held-out sample with a full receptive field (what val_bits estimates). Clips: 10-s clips (CLI defaults,",
         f"{CLIPS} sampling seeds per start) whose every 1-s window passes the audio checks, and the windows that pass;",
-        "the last column puts the held-out music itself through the same checks (its flatness limit is the data's 95th",
-        "percentile, so real music fails a few windows too).",
+        "then the held-out music itself through the same checks (its flatness limit is the data's 95th percentile and",
+        "its periodicity limit the 5th, so real music fails a few windows too). Periodicity: the median over sounding",
+        "1-s windows (spectral.periodicity; white noise 0.38, brown noise 0.46, a held pitch near 1).",
         "",
         *table(rows),
     ]
