@@ -90,12 +90,6 @@ def measure(x: np.ndarray, sample_rate: int) -> WindowMeasures:
     return WindowMeasures.of(_windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate), sample_rate)
 
 
-def sample_windows(x: np.ndarray, sample_rate: int, count: int = PROFILE_WINDOWS_PER_SONG) -> WindowMeasures:
-    """Measures of up to `count` evenly spaced 1-s windows of a song (all of a short one): the profile's sample."""
-    chosen = _evenly_spaced(_windows(np.asarray(x, dtype=np.float32).ravel(), sample_rate), count)
-    return WindowMeasures.of(chosen, sample_rate)
-
-
 def _evenly_spaced(windows: list[np.ndarray], count: int) -> list[np.ndarray]:
     if len(windows) > count:
         windows = [windows[i] for i in np.linspace(0, len(windows) - 1, count).round().astype(int)]
@@ -242,7 +236,7 @@ def check_clip(x: np.ndarray, sample_rate: int, profile: DataProfile | None = No
     measures = measure(x, sample_rate)
     silent = measures.rms_dbfs <= limits.silence_dbfs
     aperiodic = ~silent & (measures.periodicity < limits.periodicity)
-    noisy = ~silent & (measures.flatness > limits.flatness) | aperiodic
+    noisy = (~silent & (measures.flatness > limits.flatness)) | aperiodic
     sound_end = _sound_end(x, sample_rate, limits.silence_dbfs)
     clipped = float(np.mean(np.abs(x) >= FULL_SCALE))
     dc = float(np.mean(x, dtype=np.float64))
