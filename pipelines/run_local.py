@@ -297,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 def demo_settings(args: argparse.Namespace) -> dict:
     """run_demo's keyword arguments for parsed flags."""
     # about 8 minutes on 2 cores, short windows. The WaveNet's 2,000 steps at 1e-2 on 80 synth phrases are what it took
-    # for 10-s clips that never fall silent (1,000 steps are noise-like); 83-88 of 90 windows pass the audio checks for
-    # 3 training seeds (docs/quality.md, "The demo's data"). The autoencoder keeps its 300 steps.
+    # for 10-s clips that never fall silent (1,000 steps are noise-like); 83-88 of 90 windows passed the flatness limit
+    # for 3 training seeds (docs/quality.md, "The demo's data"), none the periodicity limit: the clips are low-passed
+    # noise, not yet notes ("Periodicity"). The autoencoder keeps its 300 steps.
     window = {"batch_size": 4, "target_length": 2048, "eval_windows": 32}
     wavenet = {**window, "steps": args.steps, "learning_rate": 1e-2, "warmup_steps": 50,
                "checkpoint_every": 500, "eval_every": 500}  # fmt: skip

@@ -15,8 +15,10 @@ import numpy as np
 from waveforms import limits, model_store, storage
 
 # Sampling defaults (FastGenerator.generate). At 1.0 the real-music models of docs/quality.md continue with broadband
-# hiss (drascula, two training seeds: 1 of 13 ten-second clips pass the audio checks); at 0.9 all 17 pass (hyperrogue:
-# none at either, but more of its windows at 0.9). min_p truncation is off: it also cuts the rare way out of silence.
+# hiss (drascula, two training seeds: 1 of 13 ten-second clips passed the flatness limit); at 0.9 all 17 did
+# (hyperrogue: none at either, but more of its windows at 0.9). By periodicity none is music at any temperature
+# (docs/quality.md, "Periodicity"): a colder sampler only trades noise for quiet. min_p truncation is off: it also cuts
+# the rare way out of silence.
 TEMPERATURE = 0.9
 MIN_P = 0.0
 
