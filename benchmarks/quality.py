@@ -119,18 +119,18 @@ def held_out_clips(data: str) -> dict:
             "windows_ok": sum(check.passing_windows for check in checks), "periodicity": periodicity}  # fmt: skip
 
 
-def sounding_periodicity(paths: list[str]) -> float:
+def sounding_periodicity(paths: list[str], rate: int) -> float:
     """Median periodicity of the clips' sounding 1-s windows (spectral.periodicity: noise 0.38-0.46, a held pitch ~1)."""
     from waveforms import audio, audio_checks
 
     values = []
     for path in paths:
-        measures = audio_checks.measure(audio.decode(path, normalize=False), 16000)
+        measures = audio_checks.measure(audio.decode(path, rate, normalize=False), rate)
         values += list(measures.periodicity[measures.rms_dbfs > audio_checks.SILENCE_DBFS])
     return float(np.median(values)) if values else 0.0
 
 
-def generation(model: str, work: str, tag: str, start: str, seed_audio: str) -> dict:
+def generation(model: str, work: str, tag: str, start: str, seed_audio: str, rate: int) -> dict:
     flags = {"primer": [], "silence": ["--from-silence"], "held-out song": ["--seed-audio", seed_audio]}[start]
     clip = os.path.join(work, f"{tag}-{start.replace(' ', '-')}.wav")
     generated = _cli("generate", model, clip, "--seconds", "10", "--batch", str(CLIPS), *flags, "--no-progress")
@@ -139,7 +139,7 @@ def generation(model: str, work: str, tag: str, start: str, seed_audio: str) -> 
     verdicts = [verdict for _, verdict in lines]
     return {"clips_ok": sum(v == "ok" for v in verdicts), "clips": len(verdicts),
             "windows_ok": sum(windows_passing(v) for v in verdicts), "verdicts": verdicts,
-            "periodicity": sounding_periodicity([path for path, _ in lines])}  # fmt: skip
+            "periodicity": sounding_periodicity([path for path, _ in lines], rate)}  # fmt: skip
 
 
 def measure(collection: str, seed: int, steps: int | None, budget: float, work: str) -> dict:
@@ -159,8 +159,9 @@ def measure(collection: str, seed: int, steps: int | None, budget: float, work: 
     full_bits, positions = full_held_out_bits(data, model)
     full_seconds = time.perf_counter() - began
     seed_audio = seed_clip(data, collection, work)
-    clips = {start: generation(model, work, f"{name}-seed{seed}", start, seed_audio) for start in STARTS}
     manifest = json.load(open(os.path.join(data, "manifest.json")))
+    rate = int(manifest["sample_rate"])
+    clips = {start: generation(model, work, f"{name}-seed{seed}", start, seed_audio, rate) for start in STARTS}
     return {
         "collection": name, "seed": seed, "steps": final["step"], "train_seconds": round(train_seconds),
         "songs": manifest["totals"]["songs"], "hours": manifest["totals"]["hours"],

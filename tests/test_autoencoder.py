@@ -13,6 +13,7 @@ from helpers import load_autoencoder, load_autoencoder_config, save_autoencoder
 
 from waveforms import model_store
 from waveforms.autoencoder import (
+    ENVELOPE_SCALE_DB,
     AutoencoderConfig,
     build_autoencoder,
     upsample_embedding,
@@ -496,7 +497,7 @@ def test_the_embedding_carries_the_measured_envelope_the_decoder_hears_it_and_it
     tones = np.stack([0.5 * np.sin(2 * np.pi * 300 * t), 0.5 * np.sin(2 * np.pi * 3000 * t)]).astype(np.float32)
     embedding = ae.encode(tones)  # (2, 64, 2 + E + 12)
     assert embedding.shape == (2, 64, ENVELOPED.embedding_width) == (2, 64, 2 + 4 + 12)
-    envelope = embedding[..., -12:] * 30.0  # dB
+    envelope = embedding[..., -12:] * ENVELOPE_SCALE_DB  # dB
     expected = spectral_envelope(tones, ENVELOPED.sample_rate, ENVELOPED.hop_length, bands=12)
     for row in range(2):  # the loudest band is the tone's, as the float clip's envelope has it
         assert np.all(np.argmax(envelope[row, 8:-8], axis=-1) == np.argmax(expected[row, 8:-8], axis=-1))

@@ -42,14 +42,18 @@ def log_spectrogram(x: np.ndarray, sample_rate: int, n_fft: int | None = None, h
     return np.maximum(20.0 * np.log10(np.maximum(magnitude, 1e-12)), FLOOR_DB).astype(np.float32)
 
 
+def _sounding(energy: np.ndarray) -> np.ndarray:
+    """Which frames are within SILENCE_DB of the loudest (none when the whole signal is silent)."""
+    loudest = energy.max(initial=0.0)
+    if loudest <= 1e-20:
+        return np.zeros(energy.shape, bool)
+    return energy >= loudest * 10.0 ** (-SILENCE_DB / 10.0)
+
+
 def _power_frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """Power spectra of the non-silent frames, (frames, bins); empty when the whole signal is silent."""
     power = stft_magnitude(x, n_fft, hop) ** 2  # (frames, bins)
-    energy = power.sum(axis=1)
-    loudest = energy.max(initial=0.0)
-    if loudest <= 1e-20:
-        return power[:0]
-    return power[energy >= loudest * 10.0 ** (-SILENCE_DB / 10.0)]
+    return power[_sounding(power.sum(axis=1))]
 
 
 def spectral_centroid(x: np.ndarray, sample_rate: int, n_fft: int = 1024, hop: int = 256) -> float:
@@ -84,11 +88,9 @@ def periodicity(x: np.ndarray, sample_rate: int, n_fft: int = 1024, hop: int = 2
     in-graph, on batches of codes, with the first dip and the phase; this one measures float audio for the checks.)"""
     frames = np.asarray(_frames(x, n_fft, hop), dtype=np.float64)
     frames = frames - frames.mean(axis=1, keepdims=True)
-    energy = np.sum(frames * frames, axis=1)
-    loudest = energy.max(initial=0.0)
-    if loudest <= 1e-20:
+    frames = frames[_sounding(np.sum(frames * frames, axis=1))]
+    if len(frames) == 0:
         return 0.0
-    frames = frames[energy >= loudest * 10.0 ** (-SILENCE_DB / 10.0)]
     half = n_fft // 2
     spectrum = np.fft.rfft(frames, 2 * n_fft, axis=1)
     autocorrelation = np.fft.irfft(spectrum * np.conj(spectrum), 2 * n_fft, axis=1)[:, : half + 1]
