@@ -85,7 +85,8 @@ def test_test_fast_leaves_out_integration_and_slow_tests_and_test_runs_everythin
     os.utime(stamp, (newest + 60, newest + 60))  # up to date: the dry run shows only the target's own command
 
     def dry_run(target: str) -> str:
-        result = subprocess.run([shutil.which("make"), "-n", "-C", ROOT, target, f"VENV={venv}"],
+        # PYTEST_ARGS= so that a calling `make test PYTEST_ARGS=...` (which exports it) does not reach the dry run
+        result = subprocess.run([shutil.which("make"), "-n", "-C", ROOT, target, f"VENV={venv}", "PYTEST_ARGS="],
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         assert result.returncode == 0, result.stderr
         return result.stdout
