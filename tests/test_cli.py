@@ -94,6 +94,9 @@ def songs(tmp_path_factory):
         (["tune", "local", "{tmp}/missing", "{tmp}/trials", "--trials", "0"], 1, ["--trials must be at least 1"]),
         (["train", "{tmp}/missing", "{tmp}/model", "--steps", "2"], 1, ["manifest not found"]),
         (["train", "{tmp}", "{tmp}/model", "--steps", "many"], 2, ["--steps: invalid int value"]),
+        (["train", "{tmp}", "{tmp}/model", "--input-noise", "-1"], 1, ["input_noise", "[0, 16]"]),
+        (["train", "{tmp}", "{tmp}/model", "--model", "autoencoder", "--input-noise", "1"], 1,
+         ["--input-noise applies to WaveNet training"]),  # fmt: skip
         (["ingest", "--source", "dir", "--input", "{tmp}/missing", "--out", "{tmp}/songs"], 2, ["not a folder"]),
         (["ingest", "--source", "urls", "--out", "{tmp}/songs"], 2, ["needs --input"]),
         (["convert", "{tmp}/missing", "{tmp}/data"], 2, ["no audio files"]),

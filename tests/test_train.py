@@ -90,6 +90,37 @@ def test_train_config_round_trips_and_rejects_unknown_or_bad_fields():
         TrainConfig(decay="linear").validate()
     with pytest.raises(ValueError, match="TrainConfig.loss_on_context must be true or false"):
         TrainConfig(loss_on_context="yes").validate()
+    for bad in (-0.5, 17.0, float("nan")):
+        with pytest.raises(ValueError, match="TrainConfig.input_noise"):
+            TrainConfig(input_noise=bad).validate()
+
+
+def test_input_noise_moves_codes_by_its_std_stays_in_range_and_is_fixed_by_seed_step_and_replica():
+    import tensorflow as tf
+
+    from waveforms.train import noisy_codes
+
+    codes = tf.constant(np.tile(np.arange(256, dtype=np.int32), (8, 40)))  # every code, the two edges included
+    draw = lambda std, seed, step, replica: noisy_codes(codes, std, 256, tf.constant([seed, step, replica]))  # noqa: E731
+    noisy = draw(1.0, 0, 5, 0)
+    assert noisy.dtype == codes.dtype and noisy.shape == codes.shape
+    assert np.array_equal(noisy, draw(1.0, 0, 5, 0))  # a resumed run draws the same noise at the same step
+    for other in (draw(1.0, 1, 5, 0), draw(1.0, 0, 6, 0), draw(1.0, 0, 5, 1)):  # seed, step, replica
+        assert not np.array_equal(noisy, other)
+    noisy = noisy.numpy()
+    assert noisy.min() == 0 and noisy.max() == 255  # clipped to the codes, and the edges are reached
+    moved = (noisy - codes.numpy())[:, 8:-8]  # away from the clipped edges: rounded N(0, 1), std about 1.04
+    assert 0.95 < moved.std() < 1.15 and abs(moved.mean()) < 0.05
+    unchanged = np.mean(draw(0.5, 0, 5, 0).numpy()[:, 8:-8] == codes.numpy()[:, 8:-8])
+    assert 0.62 < unchanged < 0.75  # P(|N(0, 0.5)| < 0.5) = 0.68
+
+
+def test_runs_saved_before_input_noise_resume_and_a_changed_noise_does_not():
+    saved = {"model_kind": "wavenet", "model": TINY.to_dict(), "train": tiny_train_config().to_dict()}
+    del saved["train"]["input_noise"]  # a checkpoint written before the setting existed trained without noise
+    checkpoints.check_resumable(saved, {**saved, "train": tiny_train_config().to_dict()}, "model")
+    with pytest.raises(checkpoints.ConfigMismatchError, match="train.input_noise: checkpoint None, requested 1.0"):
+        checkpoints.check_resumable(saved, {**saved, "train": tiny_train_config(input_noise=1.0).to_dict()}, "model")
 
 
 def test_the_loss_covers_every_window_position_or_only_the_last_target_length():
@@ -204,6 +235,20 @@ def test_the_seed_decides_the_run_same_seed_same_weights(trained, data_dir, tmp_
     first = weights_digest(load_model(trained[0])[0])  # seed 0, the default
     assert digests["again"] == first, "two runs with the same seed ended with different weights"
     assert digests["other"] != first
+
+
+@pytest.mark.slow
+def test_input_noise_changes_what_is_learned_and_a_noisy_run_repeats_with_its_seed(trained, data_dir, tmp_path):
+    from waveforms.generate import load_model
+    from waveforms.train import weights_digest
+
+    digests = []
+    for name in ("noisy", "again"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(data_dir, str(tmp_path / name), TINY, tiny_train_config(input_noise=1.0), progress=False)
+        digests.append(weights_digest(load_model(str(tmp_path / name))[0]))
+    assert digests[0] == digests[1]
+    assert digests[0] != weights_digest(load_model(trained[0])[0])  # the same run without noise
 
 
 @pytest.mark.slow

@@ -36,6 +36,8 @@ INDEX_FILE = "checkpoint"  # TF's name for the latest-checkpoint pointer
 RESUMABLE_CHANGES = frozenset(
     {"steps", "checkpoint_every", "eval_every", "eval_windows", "keep_checkpoints", "time_budget_seconds"}
 )
+# settings added after runs were saved, with the value those runs had: their checkpoints stay resumable
+ADDED_LATER = {("train", "input_noise"): 0.0}
 
 
 CHECKPOINT_FILE = re.compile(r"ckpt-(\d+)\.(index|data-\d+-of-\d+)")
@@ -69,7 +71,7 @@ def check_resumable(saved: dict, requested: dict, model_uri: str) -> None:
     for section, ignored in (("model", frozenset()), ("train", RESUMABLE_CHANGES)):
         old, new = saved.get(section, {}), requested[section]
         for key in sorted((set(old) | set(new)) - ignored):
-            if old.get(key) != new.get(key):
+            if old.get(key, ADDED_LATER.get((section, key))) != new.get(key):
                 differences.append(f"{section}.{key}: checkpoint {old.get(key)!r}, requested {new.get(key)!r}")
     if differences:
         raise ConfigMismatchError(

@@ -22,6 +22,7 @@ MAX_SOUNDSPACE_BATCH = 4096
 MAX_TRAIN_BATCH = 4096
 MAX_TARGET_LENGTH = 1 << 20
 MAX_STEPS = 10**9
+MAX_INPUT_NOISE = 16.0  # mu-law codes of training input noise: past 2 the demo's model already falls silent
 MIN_SEGMENT_SECONDS, MAX_SEGMENT_SECONDS = 0.01, 3600.0
 MAX_SHARD_MB = 4096.0
 MAX_WORKERS = 64

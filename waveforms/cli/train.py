@@ -37,6 +37,11 @@ OPTIONS = (
         flag="--time-budget",
         metavar="SECONDS",
     ),  # fmt: skip
+    Option(
+        "input_noise",
+        "WaveNet: std of Gaussian noise, in mu-law codes, added to the training inputs (targets "
+        "stay clean) so generation holds up against its own sampling errors; 0 = off (docs/quality.md)",
+    ),  # fmt: skip
     Option("eval_windows", "validation windows"),
     Option("seed", "initial weights and window order"),
     Option(
