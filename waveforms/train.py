@@ -79,8 +79,8 @@ class TrainConfig:
     # WaveNet only: the standard deviation, in mu-law codes, of Gaussian noise added to the training inputs (rounded,
     # clipped; the targets stay clean), so that the model learns to continue from the slightly wrong samples it feeds
     # itself when generating (LPCNet's noise injection). On the demo's phrases, 1 code and 8,000 steps made clips that
-    # hold pitches (periodicity 0.94 against 0.62 without noise), at 0.4 more held-out bits; with the demo's 2,000 steps
-    # it only quiets them, and 2 codes fall silent (docs/quality.md, "Holding a pitch"). 0 = off.
+    # hold pitches (periodicity 0.94 against 0.62 without noise), at 0.4 more held-out bits; at the demo's 2,000 steps
+    # it does not help (quieter or still noise, 2 seeds), and 2 codes fall silent (docs/quality.md, "Holding a pitch").
     input_noise: float = 0.0
     # auto: float32 on CPU, mixed_bfloat16 on GPUs of compute capability >= 8.0, mixed_float16 (with dynamic loss
     # scaling) on older ones; or one of those by name. Weights and the exported model stay float32.
