@@ -1,10 +1,12 @@
 """`make bench-quality`: what the models are worth on real music, measured the honest way.
 
     python -m benchmarks.quality --music DIR [--music DIR ...] [--budget 600 | --steps N] [--seeds 0 1]
-                                 [--output docs/benchmarks_quality.md]
+                                 [--train-args "--input-noise 1"] [--output docs/benchmarks_quality.md]
 
 For each collection (a folder of songs in genre folders) and training seed: `waveforms convert` (the CLI defaults),
 `waveforms train` of `small` (the CLI defaults and `--time-budget 600`, the issue's bar, or `--steps N`), then
+  - `--train-args` adds options to every `waveforms train` (a recipe to compare against the defaults; the table
+    names it),
   - the table: uniform / unigram / bigram / trigram / WaveNet bits per sample on the held-out windows (metrics.json),
   - the same model's NLL over EVERY held-out position with a full receptive field (run record by record, in chunks):
     the printed val_bits must agree with it within 0.1 bits,
@@ -25,6 +27,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -142,16 +145,17 @@ def generation(model: str, work: str, tag: str, start: str, seed_audio: str, rat
             "periodicity": sounding_periodicity([path for path, _ in lines], rate)}  # fmt: skip
 
 
-def measure(collection: str, seed: int, steps: int | None, budget: float, work: str) -> dict:
+def measure(collection: str, seed: int, steps: int | None, budget: float, work: str, train_args: list[str]) -> dict:
 
     name = os.path.basename(collection.rstrip("/")) or collection
     data = os.path.join(work, f"{name}-data")
     if not os.path.exists(os.path.join(data, "manifest.json")):
         _cli("convert", collection, data, "--quiet")
-    model = os.path.join(work, f"{name}-small-seed{seed}")
+    recipe = re.sub(r"[^A-Za-z0-9.]+", "-", " ".join(train_args)).strip("-")
+    model = os.path.join(work, f"{name}-small-seed{seed}" + (f"-{recipe}" if recipe else ""))
     length = ["--steps", str(steps)] if steps else ["--time-budget", f"{budget:g}"]
     began = time.perf_counter()
-    _cli("train", data, model, *length, "--seed", str(seed), "--no-progress")
+    _cli("train", data, model, *length, "--seed", str(seed), *train_args, "--no-progress")
     train_seconds = time.perf_counter() - began
     metrics = json.load(open(os.path.join(model, "metrics.json")))
     final, baselines = metrics["final"], metrics["baselines"]
@@ -163,7 +167,7 @@ def measure(collection: str, seed: int, steps: int | None, budget: float, work: 
     rate = int(manifest["sample_rate"])
     clips = {start: generation(model, work, f"{name}-seed{seed}", start, seed_audio, rate) for start in STARTS}
     return {
-        "collection": name, "seed": seed, "steps": final["step"], "train_seconds": round(train_seconds),
+        "collection": name, "recipe": " ".join(train_args) or "defaults", "seed": seed, "steps": final["step"], "train_seconds": round(train_seconds),
         "songs": manifest["totals"]["songs"], "hours": manifest["totals"]["hours"],
         "held_out_songs": len(manifest["held_out"]["songs"]), "held_out_fraction": manifest["held_out"]["fraction"],
         "data_periodicity_p5": (manifest["statistics"].get("periodicity") or {}).get("p5", float("nan")),
@@ -176,16 +180,16 @@ def measure(collection: str, seed: int, steps: int | None, budget: float, work: 
 
 def table(rows: list[dict]) -> list[str]:
     lines = [
-        "| collection | seed | steps | train s | held-out songs (% audio) | uniform | unigram | bigram | trigram | "
+        "| collection | training options | seed | steps | train s | held-out songs (% audio) | uniform | unigram | bigram | trigram | "
         "WaveNet val_bits ± se (windows) | all held-out positions | difference | below trigram | "
         + " | ".join(f"10-s clips from {start}: ok (windows)" for start in STARTS)
         + " | the held-out music's own 10-s clips: ok (windows) | periodicity: generated (primer / silence / song), "
         "held-out music, the data's 5th percentile |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(STARTS) + 2),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(STARTS) + 2),
     ]
     for r in rows:
         lines.append(
-            f"| {r['collection']} ({r['songs']} songs, {60 * r['hours']:.0f} min) | {r['seed']} | {r['steps']} | "
+            f"| {r['collection']} ({r['songs']} songs, {60 * r['hours']:.0f} min) | {r['recipe']} | {r['seed']} | {r['steps']} | "
             f"{r['train_seconds']} | {r['held_out_songs']} ({100 * r['held_out_fraction']:.1f}%) | {r['uniform']:.2f} | "
             f"{r['unigram']:.3f} | {r['bigram']:.3f} | {r['trigram']:.3f} | {r['val_bits']:.3f} ± "
             f"{r['val_bits_se']:.3f} ({r['eval_windows']}) | {r['full_bits']:.3f} ({r['full_positions']:,}) | "
@@ -207,11 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=600.0, help="training seconds per run (default %(default)s)")
     parser.add_argument("--steps", type=int, default=None, help="train this many steps instead of a time budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default 0)")
+    parser.add_argument(
+        "--train-args", default="", help='more `waveforms train` options for every run, e.g. "--input-noise 1"'
+    )
     parser.add_argument("--work", default="", help="folder for datasets and models (default: a temporary one)")
     parser.add_argument(
         "--output", default="docs/benchmarks_quality.md", help="the Markdown table (default %(default)s)"
     )
     args = parser.parse_args(argv)
+    train_args = shlex.split(args.train_args)
+    if any(arg in ("--steps", "--time-budget", "--seed") or arg.startswith(("--steps=", "--time-budget=", "--seed="))
+           for arg in train_args):  # fmt: skip
+        print("error: --train-args cannot set --steps, --time-budget or --seed: use --steps, --budget, --seeds",
+              file=sys.stderr)  # fmt: skip
+        return 2
     collections = args.music or [path for path in DEFAULT_COLLECTIONS if os.path.isdir(path)]
     if not collections:
         print("error: no music: pass --music DIR, or apt-get install drascula-music hyperrogue-music", file=sys.stderr)
@@ -221,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     for collection in collections:
         for seed in args.seeds:
             print(f"== {collection} seed {seed}", file=sys.stderr, flush=True)
-            rows.append(measure(collection, seed, args.steps, args.budget, work))
+            rows.append(measure(collection, seed, args.steps, args.budget, work, train_args))
             print("\n".join(table(rows[-1:])), file=sys.stderr, flush=True)
     lines = [
         "# Quality on real music",
