@@ -1,10 +1,11 @@
 """`make bench-quality`: what the models are worth on real music, measured the honest way.
 
-    python -m benchmarks.quality --music DIR [--music DIR ...] [--budget 600 | --steps N] [--seeds 0 1]
+    python -m benchmarks.quality --music DIR [--music DIR ...] [--budget 600 | --steps N] [--seeds 0 1 ...]
                                  [--train-args "--input-noise 1"] [--output docs/benchmarks_quality.md]
 
-For each collection (a folder of songs in genre folders) and training seed: `waveforms convert` (the CLI defaults),
-`waveforms train` of `small` (the CLI defaults and `--time-budget 600`, the issue's bar, or `--steps N`), then
+For each collection (a folder of songs in genre folders) and training seed (two by default: one seed proves nothing):
+`waveforms convert` (the CLI defaults), `waveforms train` of `small` (the CLI defaults and `--time-budget 600`, the
+issue's bar, or `--steps N`), then
   - `--train-args` adds options to every `waveforms train` (a recipe to compare against the defaults; the table
     names it),
   - the table: uniform / unigram / bigram / trigram / WaveNet bits per sample on the held-out windows (metrics.json),
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--music", action="append", help="a collection folder (repeatable); default: Debian's")
     parser.add_argument("--budget", type=float, default=600.0, help="training seconds per run (default %(default)s)")
     parser.add_argument("--steps", type=int, default=None, help="train this many steps instead of a time budget")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default 0)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
     parser.add_argument(
         "--train-args", default="", help='more `waveforms train` options for every run, e.g. "--input-noise 1"'
     )
