@@ -100,10 +100,14 @@ def seed_clip(data: str, collection: str, work: str) -> str:
 
 
 def windows_passing(verdict: str) -> int:
-    """1-s windows of a 10-s clip that pass, from a verdict like "noise-like in 3 of 10 s; silent in 1 of 10 s"."""
+    """1-s windows of a 10-s clip that pass, from a verdict like "noise-like in 3 of 10 s; silent in 1 of 10 s"; none
+    when a problem fails the whole clip (e.g. "monotonous (...)")."""
+    from waveforms import audio_checks
+
     if verdict == "ok":
         return 10
-    return max(0, 10 - sum(int(n) for n in re.findall(r"in (\d+) of 10 s", verdict)))
+    failing = sum(int(n) for n in re.findall(r"in (\d+) of 10 s", verdict))
+    return max(0, audio_checks.passing_windows(verdict.split("; "), 10, failing))
 
 
 def held_out_clips(data: str) -> dict:
@@ -120,7 +124,8 @@ def held_out_clips(data: str) -> dict:
             checks.append(audio_checks.check_clip(x[start : start + 10 * rate], rate, profile))
     periodicity = float(np.median([check.median_periodicity for check in checks])) if checks else float("nan")
     return {"clips_ok": sum(check.ok for check in checks), "clips": len(checks),
-            "windows_ok": sum(check.passing_windows for check in checks), "periodicity": periodicity}  # fmt: skip
+            "windows_ok": sum(check.passing_windows for check in checks), "periodicity": periodicity,
+            "monotonous": sum(check.monotonous for check in checks)}  # fmt: skip
 
 
 def sounding_periodicity(paths: list[str], rate: int) -> float:
@@ -143,6 +148,7 @@ def generation(model: str, work: str, tag: str, start: str, seed_audio: str, rat
     verdicts = [verdict for _, verdict in lines]
     return {"clips_ok": sum(v == "ok" for v in verdicts), "clips": len(verdicts),
             "windows_ok": sum(windows_passing(v) for v in verdicts), "verdicts": verdicts,
+            "monotonous": sum("monotonous" in v for v in verdicts),
             "periodicity": sounding_periodicity([path for path, _ in lines], rate)}  # fmt: skip
 
 
@@ -183,8 +189,8 @@ def table(rows: list[dict]) -> list[str]:
     lines = [
         "| collection | training options | seed | steps | train s | held-out songs (% audio) | uniform | unigram | bigram | trigram | "
         "WaveNet val_bits ± se (windows) | all held-out positions | difference | below trigram | "
-        + " | ".join(f"10-s clips from {start}: ok (windows)" for start in STARTS)
-        + " | the held-out music's own 10-s clips: ok (windows) | periodicity: generated (primer / silence / song), "
+        + " | ".join(f"10-s clips from {start}: ok (windows, monotonous)" for start in STARTS)
+        + " | the held-out music's own 10-s clips: ok (windows, monotonous) | periodicity: generated (primer / silence / song), "
         "held-out music, the data's 5th percentile |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(STARTS) + 2),
     ]
@@ -196,7 +202,7 @@ def table(rows: list[dict]) -> list[str]:
             f"{r['val_bits_se']:.3f} ({r['eval_windows']}) | {r['full_bits']:.3f} ({r['full_positions']:,}) | "
             f"{r['val_bits'] - r['full_bits']:+.3f} | {r['trigram'] - r['val_bits']:+.3f} | "
             + " | ".join(
-                f"{g['clips_ok']}/{g['clips']} ({g['windows_ok']}/{10 * g['clips']})"
+                f"{g['clips_ok']}/{g['clips']} ({g['windows_ok']}/{10 * g['clips']}, {g['monotonous']})"
                 for g in [*r["generation"].values(), r["held_out_clips"]]
             )
             + " | "

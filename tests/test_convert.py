@@ -72,6 +72,7 @@ def test_convert_writes_shards_and_manifest(songs, tmp_path):
                                    "songs": [k for k, v in splits.items() if v == "validation"]}  # fmt: skip
     assert on_disk["statistics"]["windows"] == 10 and on_disk["statistics"]["rms_dbfs"]["p50"] < 0  # the data profile
     assert on_disk["statistics"]["periodicity"]["p50"] > 0.9  # synth notes repeat at their pitch period
+    assert 0 < on_disk["statistics"]["change"]["p5"] < on_disk["statistics"]["change"]["p95"]  # notes move, unevenly
     seen = {}
     for split in ("train", "validation"):
         for segment in iter_segments(on_disk, str(out / "manifest.json"), split):

@@ -10,12 +10,18 @@ dataset:
     noise-like  a sounding window whose spectral flatness (DC removed) is above the data's 95th percentile, or whose
                 periodicity (spectral.periodicity) is below the data's 5th percentile. Flatness alone passes
                 low-passed noise: over a second it is ruled by the spectrum's tilt (docs/quality.md, "Periodicity")
+    monotonous  a clip of at least MONOTONY_MIN_WINDOWS sounding seconds whose median spectral change (spectral.
+                spectral_change: how far each quarter-second's log-mel spectrum moves from the last) is under
+                MONOTONY_FRACTION of the data's 5th percentile: one held tone or drone where the data plays notes
+                (docs/quality.md, "Drones"). Judged only against a profile that measured it
     clipped     more than 0.1% of samples at full scale
     DC offset   |mean| above 0.05 and above twice the data's 95th percentile
     quiet       the sounding windows' median RMS more than 20 dB under the data's median
 
 The verdict is "ok" or the problems joined by "; " (e.g. "silent after 0.05 s; noise-like in 7 of 10 s"). Without a
-profile (a dataset converted before profiles existed) fixed fallbacks are used and the verdict says so.
+profile (a dataset converted before profiles existed) fixed fallbacks are used and the verdict says so; how much a sound
+changes differs too much between collections (held notes, phrases, songs) for a fixed fallback, so monotony is then not
+judged.
 """
 
 from __future__ import annotations
@@ -41,7 +47,13 @@ FALLBACK_FLATNESS = 0.2  # without a data profile: white noise measures about 0.
 # without a profile, or with one measured before periodicity was: white noise measures about 0.38, brown noise 0.46,
 # the seconds of two game soundtracks 0.6-1.0 (5th percentiles 0.60 and 0.69), synth phrases 0.8-1.0
 FALLBACK_PERIODICITY = 0.5
+# monotonous: under 3/4 of the data's 5th-percentile window, so a real song's 10-s clip is rarely called monotonous
+# (measured: 2 of 239 drascula clips, 0 of 104 hyperrogue clips at 3/4; 9 and 3 at the 5th percentile itself), while
+# the demo model's drones (median 1.4-1.8 dB) are, against the phrases' 4.3 dB limit
+MONOTONY_FRACTION = 0.75
+MONOTONY_MIN_WINDOWS = 3  # a shorter clip (a note, a sound-space point) is judged as a sound, not as a passage
 PROFILE_WINDOWS_PER_SONG = 8
+CLIP_WIDE_PROBLEMS = ("monotonous", "quiet", "clipped", "DC")  # fail every window of the clip
 PERCENTILES = (5, 50, 95, 99)
 
 
@@ -64,17 +76,18 @@ def _windows(x: np.ndarray, sample_rate: int) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class WindowMeasures:
-    """Per-window measurements of one clip: RMS in dBFS, spectral flatness and periodicity of the DC-free window,
-    DC."""
+    """Per-window measurements of one clip: RMS in dBFS, spectral flatness, periodicity and spectral change of the
+    DC-free window, DC."""
 
     rms_dbfs: np.ndarray  # (W,)
     flatness: np.ndarray  # (W,)
     dc: np.ndarray  # (W,)
     periodicity: np.ndarray  # (W,)
+    change: np.ndarray  # (W,) dB
 
     @classmethod
     def of(cls, windows: list[np.ndarray], sample_rate: int) -> WindowMeasures:
-        rms, flat, dc, periodic = [], [], [], []
+        rms, flat, dc, periodic, change = [], [], [], [], []
         for window in windows:
             w = np.asarray(window, dtype=np.float64)
             mean = float(w.mean()) if w.size else 0.0
@@ -82,8 +95,9 @@ class WindowMeasures:
             rms.append(float(_dbfs(math.sqrt(float(np.mean(np.square(w)))) if w.size else 0.0)))
             flat.append(spectral.spectral_flatness(centred) if w.size else 0.0)
             periodic.append(spectral.periodicity(centred, sample_rate) if w.size else 0.0)
+            change.append(spectral.spectral_change(centred, sample_rate))
             dc.append(mean)
-        return cls(np.array(rms), np.array(flat), np.array(dc), np.array(periodic))
+        return cls(np.array(rms), np.array(flat), np.array(dc), np.array(periodic), np.array(change))
 
 
 def measure(x: np.ndarray, sample_rate: int) -> WindowMeasures:
@@ -105,11 +119,12 @@ class DataProfile:
     flatness: dict[str, float]  # percentiles over windows above SILENCE_DBFS (silence has no spectrum to judge)
     dc: dict[str, float]  # percentiles of |DC|
     periodicity: dict[str, float] | None = None  # percentiles over the same sounding windows; None: measured before
+    change: dict[str, float] | None = None  # spectral change (dB), the same way
 
     @classmethod
-    def from_samples(cls, rms_dbfs, flatness, dc, periodicity=None) -> DataProfile:
-        """Percentiles of the windows' measures. `periodicity` is left out (None) unless there is one per window: parts
-        of a dataset converted before it was measured carry none."""
+    def from_samples(cls, rms_dbfs, flatness, dc, periodicity=None, change=None) -> DataProfile:
+        """Percentiles of the windows' measures. `periodicity` and `change` are left out (None) unless there is one per
+        window: parts of a dataset converted before they were measured carry none."""
         rms, flat, dc = (np.asarray(values, dtype=np.float64) for values in (rms_dbfs, flatness, dc))
         if rms.size == 0:
             raise ValueError("a data profile needs at least one window")
@@ -120,24 +135,33 @@ class DataProfile:
         def percentiles(values: np.ndarray) -> dict[str, float]:
             return {f"p{p}": round(float(np.percentile(values, p)), 6) for p in PERCENTILES}
 
-        periodic = None if periodicity is None else np.asarray(periodicity, dtype=np.float64)
-        periodic = percentiles(periodic[sounding]) if periodic is not None and periodic.size == rms.size else None
-        return cls(int(rms.size), percentiles(rms), percentiles(flat[sounding]), percentiles(np.abs(dc)), periodic)
+        def of_sounding(values) -> dict[str, float] | None:
+            values = None if values is None else np.asarray(values, dtype=np.float64)
+            return percentiles(values[sounding]) if values is not None and values.size == rms.size else None
+
+        return cls(int(rms.size), percentiles(rms), percentiles(flat[sounding]), percentiles(np.abs(dc)),
+                   of_sounding(periodicity), of_sounding(change))  # fmt: skip
 
     def to_dict(self) -> dict:
         data = {"window_seconds": WINDOW_SECONDS, "windows": self.windows, "rms_dbfs": self.rms_dbfs,
                 "flatness": self.flatness, "dc": self.dc}  # fmt: skip
-        return data if self.periodicity is None else {**data, "periodicity": self.periodicity}
+        if self.periodicity is not None:
+            data["periodicity"] = self.periodicity
+        if self.change is not None:
+            data["change"] = self.change
+        return data
 
     @classmethod
     def from_dict(cls, data: dict | None) -> DataProfile | None:
         """None for a missing or malformed profile (older datasets): checks then use the fallbacks. A profile without
-        periodicity (measured before it was) keeps its other percentiles."""
+        periodicity or change (measured before they were) keeps its other percentiles."""
+
+        def floats(values: dict | None) -> dict[str, float] | None:
+            return None if values is None else {k: float(v) for k, v in values.items()}
+
         try:
-            periodicity = data.get("periodicity")
-            return cls(int(data["windows"]), {k: float(v) for k, v in data["rms_dbfs"].items()},
-                       {k: float(v) for k, v in data["flatness"].items()}, {k: float(v) for k, v in data["dc"].items()},
-                       None if periodicity is None else {k: float(v) for k, v in periodicity.items()})  # fmt: skip
+            return cls(int(data["windows"]), floats(data["rms_dbfs"]), floats(data["flatness"]), floats(data["dc"]),
+                       floats(data.get("periodicity")), floats(data.get("change")))  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
@@ -152,7 +176,8 @@ def profile_sample_of(codes: np.ndarray, sample_rate: int) -> dict[str, list[flo
     return {"rms_dbfs": [round(float(v), 3) for v in measures.rms_dbfs],
             "flatness": [round(float(v), 6) for v in measures.flatness],
             "dc": [round(float(v), 6) for v in measures.dc],
-            "periodicity": [round(float(v), 4) for v in measures.periodicity]}  # fmt: skip
+            "periodicity": [round(float(v), 4) for v in measures.periodicity],
+            "change": [round(float(v), 3) for v in measures.change]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -163,6 +188,7 @@ class Thresholds:
     quiet_dbfs: float | None
     from_data: bool
     periodicity: float = FALLBACK_PERIODICITY
+    change: float | None = None  # dB; None: not judged (no profile, or one measured before change was)
 
     @classmethod
     def for_profile(cls, profile: DataProfile | None) -> Thresholds:
@@ -170,8 +196,9 @@ class Thresholds:
             return cls(SILENCE_DBFS, FALLBACK_FLATNESS, MAX_DC, None, False)
         silence = max(MIN_SILENCE_DBFS, min(SILENCE_DBFS, profile.rms_dbfs["p5"] - SILENCE_MARGIN_DB))
         periodicity = profile.periodicity["p5"] if profile.periodicity else FALLBACK_PERIODICITY
+        change = MONOTONY_FRACTION * profile.change["p5"] if profile.change else None
         return cls(silence, profile.flatness["p95"], max(MAX_DC, 2 * profile.dc["p95"]),
-                   profile.rms_dbfs["p50"] - QUIET_MARGIN_DB, True, periodicity)  # fmt: skip
+                   profile.rms_dbfs["p50"] - QUIET_MARGIN_DB, True, periodicity, change)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -192,24 +219,36 @@ class ClipCheck:
     thresholds: Thresholds = field(repr=False)
     aperiodic_windows: int = 0  # of the noisy windows, those below the periodicity threshold
     median_periodicity: float = 0.0  # over sounding windows (0 when none)
+    median_change: float = 0.0  # dB, spectral change over sounding windows (0 when none)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     @property
+    def monotonous(self) -> bool:
+        return any(problem.startswith("monotonous") for problem in self.problems)
+
+    @property
     def passing_windows(self) -> int:
-        """1-s windows neither silent nor noise-like; none when the whole clip fails (quiet, clipped, DC offset)."""
-        if any(problem.startswith(("quiet", "clipped", "DC")) for problem in self.problems):
-            return 0
-        return self.windows - self.silent_windows - self.noisy_windows  # disjoint: noisy counts sounding windows only
+        """1-s windows neither silent nor noise-like; none when the whole clip fails (monotonous, quiet, clipped, DC
+        offset): a drone's seconds each sound like the data, its ten seconds do not."""
+        return passing_windows(self.problems, self.windows, self.silent_windows + self.noisy_windows)
 
     def metrics(self) -> dict[str, float]:
         return {"ok": float(self.ok), "rms_dbfs": self.rms_dbfs, "sound_ends_at": self.sound_ends_at,
                 "silent_windows": float(self.silent_windows), "noisy_windows": float(self.noisy_windows),
                 "clipped_fraction": self.clipped_fraction, "median_flatness": self.median_flatness,
                 "aperiodic_windows": float(self.aperiodic_windows),
-                "median_periodicity": self.median_periodicity}  # fmt: skip
+                "median_periodicity": self.median_periodicity, "median_change": self.median_change}  # fmt: skip
+
+
+def passing_windows(problems: tuple[str, ...] | list[str], windows: int, failing_windows: int) -> int:
+    """ClipCheck.passing_windows from its parts; also what a verdict printed by `waveforms generate` says, when the
+    windows are read back from it (silent and noisy windows are disjoint: noisy counts sounding windows only)."""
+    if any(problem.startswith(CLIP_WIDE_PROBLEMS) for problem in problems):
+        return 0
+    return windows - failing_windows
 
 
 def _sound_end(x: np.ndarray, sample_rate: int, silence_dbfs: float) -> float:
@@ -256,6 +295,10 @@ def check_clip(x: np.ndarray, sample_rate: int, profile: DataProfile | None = No
         if aperiodic.any():  # say which measure, and by how much: the flatness limit alone was the rule until 2026-11
             problem += f" (periodicity {median_periodicity:.2f}, the data's 5th percentile {limits.periodicity:.2f})"
         problems.append(problem)
+    changes = measures.change[~silent]
+    median_change = float(np.median(changes)) if changes.size else 0.0
+    if limits.change is not None and changes.size >= MONOTONY_MIN_WINDOWS and median_change < limits.change:
+        problems.append(f"monotonous (spectral change {median_change:.1f} dB, the data's limit {limits.change:.1f} dB)")
     if clipped > MAX_CLIPPED_FRACTION:
         problems.append(f"clipped ({100 * clipped:.1f}% of samples)")
     if abs(dc) > limits.dc:
@@ -269,7 +312,7 @@ def check_clip(x: np.ndarray, sample_rate: int, profile: DataProfile | None = No
     flat = measures.flatness[~silent]
     return ClipCheck(verdict, tuple(problems), seconds, rms, sound_end, int(silent.sum()), int(noisy.sum()),
                      len(silent), clipped, dc, float(np.median(flat)) if flat.size else 0.0, limits,
-                     int(aperiodic.sum()), median_periodicity)  # fmt: skip
+                     int(aperiodic.sum()), median_periodicity, median_change)  # fmt: skip
 
 
 def summary_metrics(checks: list[ClipCheck], prefix: str = "") -> dict[str, float]:
@@ -280,4 +323,5 @@ def summary_metrics(checks: list[ClipCheck], prefix: str = "") -> dict[str, floa
         f"{prefix}clips_silent": float(sum(any(p.startswith("silent") for p in c.problems) for c in checks)),
         f"{prefix}clips_noise_like": float(sum(any(p.startswith("noise") for p in c.problems) for c in checks)),
         f"{prefix}clips_aperiodic": float(sum(c.aperiodic_windows > 0 for c in checks)),
+        f"{prefix}clips_monotonous": float(sum(c.monotonous for c in checks)),
     }

@@ -351,10 +351,10 @@ def merge(out_uri: str, num_shards: int, lease: storage.Lease) -> tuple[dict, li
         )
     # parts keep each song's measured windows (they survive a resumed conversion in its journal); the manifest keeps
     # their summary, the data profile the clip checks measure against
-    sample = {"rms_dbfs": [], "flatness": [], "dc": [], "periodicity": []}
+    sample = {"rms_dbfs": [], "flatness": [], "dc": [], "periodicity": [], "change": []}
     for song in merged["songs"]:
         for name, values in song.pop(PROFILE_SAMPLE, {}).items():
-            sample.setdefault(name, []).extend(values)  # a part converted before periodicity has none: then left out
+            sample.setdefault(name, []).extend(values)  # older parts lack periodicity or change: left out
     if sample["rms_dbfs"]:
         merged["statistics"] = audio_checks.DataProfile.from_samples(**sample).to_dict()
     lease.check()

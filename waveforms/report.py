@@ -448,11 +448,12 @@ def generation_report(clips: list[Clip], model_uri=None, settings: dict | None =
     report.add_table(
         "Statistics",
         ["clip", "check", "seconds", "sound until (s)", "peak", "RMS", "RMS dBFS", "flatness (sounding frames)",
-         "spectral centroid (Hz)", "periodicity (sounding seconds)"],
+         "spectral centroid (Hz)", "periodicity (sounding seconds)", "spectral change dB (sounding seconds)"],
         [[clip.title, clip.verdict or "", round(s["seconds"], 3),
           round(check.sound_ends_at, 2) if check is not None else "", _cell(s["peak"]), _cell(s["rms"]),
           round(s["rms_dbfs"], 1), _cell(s["spectral_flatness"]), s["spectral_centroid_hz"],
-          round(check.median_periodicity, 3) if check is not None else ""]
+          round(check.median_periodicity, 3) if check is not None else "",
+          round(check.median_change, 2) if check is not None else ""]
          for clip, s, check in zip(clips, statistics, checks or [None] * len(clips), strict=True)],
     )  # fmt: skip
     return report

@@ -200,3 +200,15 @@ def log_mel_spectrum(x: np.ndarray, sample_rate: int, bands: int = 64, n_fft: in
 def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
     """Root-mean-square difference in dB between two clips' log-mel spectra (log_mel_spectrum)."""
     return float(np.sqrt(np.mean(np.square(log_mel_spectrum(a, sample_rate) - log_mel_spectrum(b, sample_rate)))))
+
+
+def spectral_change(x: np.ndarray, sample_rate: int, parts: int = 4) -> float:
+    """How much the sound changes within x: the mean log-mel distance (dB) between consecutive parts (a quarter-second
+    each for a 1-s window). Level-independent, so a fading note changes little and a new note or chord much. Measured
+    on 1-s windows: a held tone or a steady drone 0-1.8 dB; the demo's synth phrases 4.6-23 dB (5th-95th percentile);
+    two game soundtracks 2.4-10 dB."""
+    size = len(x) // parts
+    if parts < 2 or size == 0:
+        return 0.0
+    pieces = [x[i * size : (i + 1) * size] for i in range(parts)]
+    return float(np.mean([log_mel_distance(a, b, sample_rate) for a, b in zip(pieces, pieces[1:], strict=False)]))
