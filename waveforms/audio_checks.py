@@ -49,7 +49,7 @@ FALLBACK_FLATNESS = 0.2  # without a data profile: white noise measures about 0.
 FALLBACK_PERIODICITY = 0.5
 # monotonous: under 3/4 of the data's 5th-percentile window, so a real song's 10-s clip is rarely called monotonous
 # (measured: 2 of 239 drascula clips, 0 of 104 hyperrogue clips at 3/4; 9 and 3 at the 5th percentile itself), while
-# the demo model's drones (median 1.4-1.8 dB) are, against the phrases' 4.3 dB limit
+# the demo model's drones (median 1.4-1.8 dB) are, against the phrases' 4.1 dB limit
 MONOTONY_FRACTION = 0.75
 MONOTONY_MIN_WINDOWS = 3  # a shorter clip (a note, a sound-space point) is judged as a sound, not as a passage
 PROFILE_WINDOWS_PER_SONG = 8
