@@ -104,8 +104,6 @@ def windows_passing(verdict: str) -> int:
     when a problem fails the whole clip (e.g. "monotonous (...)")."""
     from waveforms import audio_checks
 
-    if verdict == "ok":
-        return 10
     failing = sum(int(n) for n in re.findall(r"in (\d+) of 10 s", verdict))
     return max(0, audio_checks.passing_windows(verdict.split("; "), 10, failing))
 

@@ -210,5 +210,6 @@ def spectral_change(x: np.ndarray, sample_rate: int, parts: int = 4) -> float:
     size = len(x) // parts
     if parts < 2 or size == 0:
         return 0.0
-    pieces = [x[i * size : (i + 1) * size] for i in range(parts)]
-    return float(np.mean([log_mel_distance(a, b, sample_rate) for a, b in zip(pieces, pieces[1:], strict=False)]))
+    spectra = np.stack([log_mel_spectrum(x[i * size : (i + 1) * size], sample_rate) for i in range(parts)])
+    # log_mel_distance between neighbours, each part's spectrum computed once
+    return float(np.mean(np.sqrt(np.mean(np.square(np.diff(spectra, axis=0)), axis=1))))
