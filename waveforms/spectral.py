@@ -197,9 +197,14 @@ def log_mel_spectrum(x: np.ndarray, sample_rate: int, bands: int = 64, n_fft: in
     return np.maximum(db, db.max() - SILENCE_DB).astype(np.float32)
 
 
+def spectrum_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Root-mean-square difference in dB over the last axis of log-mel spectra (log_mel_spectrum), broadcast."""
+    return np.sqrt(np.mean(np.square(np.asarray(a) - np.asarray(b)), axis=-1))
+
+
 def log_mel_distance(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
     """Root-mean-square difference in dB between two clips' log-mel spectra (log_mel_spectrum)."""
-    return float(np.sqrt(np.mean(np.square(log_mel_spectrum(a, sample_rate) - log_mel_spectrum(b, sample_rate)))))
+    return float(spectrum_distance(log_mel_spectrum(a, sample_rate), log_mel_spectrum(b, sample_rate)))
 
 
 def spectral_change(x: np.ndarray, sample_rate: int, parts: int = 4) -> float:
@@ -212,4 +217,4 @@ def spectral_change(x: np.ndarray, sample_rate: int, parts: int = 4) -> float:
         return 0.0
     spectra = np.stack([log_mel_spectrum(x[i * size : (i + 1) * size], sample_rate) for i in range(parts)])
     # log_mel_distance between neighbours, each part's spectrum computed once
-    return float(np.mean(np.sqrt(np.mean(np.square(np.diff(spectra, axis=0)), axis=1))))
+    return float(np.mean(spectrum_distance(spectra[1:], spectra[:-1])))
