@@ -41,6 +41,15 @@ def autoencoder_export(tmp_path_factory):
         (["--seconds", "1", "--min-p", "1.5"], "--min-p: got 1.5; it must be a number in [0, 1]"),
         (["--seconds", "1", "--min-p", "nan"], "--min-p: got nan"),
         (["--seconds", "1", "--batch", "100000"], "--batch: got 100000"),
+        (
+            ["--seconds", "1", "--particles", "2", "--sharpen", "-1"],
+            "--sharpen: got -1.0; it must be a number in [0, 10]",
+        ),
+        (["--seconds", "1", "--particles", "0"], "--particles: got 0; it must be a whole number in [1, 256]"),
+        (
+            ["--seconds", "1", "--batch", "4", "--particles", "100"],
+            "--particles: got 100; it must be a whole number in [1, 64]",
+        ),
         (["--seconds", "3600", "--batch", "256"], "GiB of memory, more than 80% of the"),
     ],
 )

@@ -46,6 +46,18 @@ def test_generate_returns_seeded_reproducible_audio_of_the_requested_length(mode
     assert not np.array_equal(clips[0], clips[1]), "batch rows must be sampled independently"
 
 
+def test_particles_through_the_cli_are_seeded_and_differ_from_plain_sampling(model_dir, tmp_path):
+    out = tmp_path / "p.wav"
+    flags = ["--seconds", "0.1", "--batch", "2", "--particles", "4", "--no-progress"]
+    assert cli.main(["generate", model_dir, str(out), *flags]) == 0
+    written = [audio.decode(path, SAMPLE_RATE, normalize=False) for path in output_paths(str(out), 2)]
+    clips = generate(model_dir, seconds=0.1, batch=2, particles=4)
+    assert clips.shape == (2, 1600)
+    for row, clip in zip(written, clips, strict=True):
+        np.testing.assert_allclose(row, audio.limit_peak(clip), atol=2 / 32768)
+    assert not np.array_equal(clips, generate(model_dir, seconds=0.1, batch=2))
+
+
 def test_generation_can_start_from_a_clip(model_dir, tmp_path):
     seed_clip = tmp_path / "seed.wav"
     audio.write_wav(seed_clip, 0.5 * np.sin(np.arange(4000) * 2 * np.pi * 440 / SAMPLE_RATE), SAMPLE_RATE)

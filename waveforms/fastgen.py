@@ -181,11 +181,14 @@ class _ShardSampler:
         return ring, output_head.log_probs(outputs, c.output_mixtures, c.quantization_channels)  # (B, Q)
 
     # ----- a compiled chunk of steps -----
-    def chunk_function(self, record_logits: bool):
+    def chunk_function(self, record_logits: bool, score: bool = False):
         """run(ring, t, code, forced, num_forced, steps, inverse_temperature, log_min_p, seed, global_condition, local)
-        → (ring, code, codes (N, B), logits (N, B, Q) or a dummy). Step s emits forced[s] while s < num_forced."""
-        if record_logits in self._compiled:
-            return self._compiled[record_logits]
+        → (ring, code, codes (N, B), logits (N, B, Q) or a dummy, scores (B,)). Step s emits forced[s] while
+        s < num_forced. With score, scores sum the log-probability (natural log, temperature 1) of every sampled code
+        of the chunk (forced codes add nothing); otherwise they are zeros."""
+        key = (record_logits, score)
+        if key in self._compiled:
+            return self._compiled[key]
         c, N, B, Q = self.config, self.chunk_size, self.batch_size, self.config.quantization_channels
         has_local = c.local_condition_channels > 0
         rows = np.arange(self.first_row, self.first_row + B, dtype=np.int32)
@@ -198,7 +201,7 @@ class _ShardSampler:
             codes_out = tf.zeros((N, B), tf.int32)
             logits_out = tf.zeros((N if record_logits else 1, B, Q))
 
-            def body(s, ring, code, codes_out, logits_out):
+            def body(s, ring, code, codes_out, logits_out, scores):
                 local_step = local[s] if has_local else None
                 ring, logits = self._step(weights, ring, t + s, code, gate_bias, local_step)
                 if record_logits:  # teacher forcing only: no sampling
@@ -215,16 +218,32 @@ class _ShardSampler:
                     best = tf.reduce_max(noisy, axis=-1, keepdims=True)  # (B, 1)
                     sampled = tf.reduce_min(tf.where(noisy >= best, tf.range(Q)[None], Q), axis=-1)  # (B,)
                     code = tf.where(s < num_forced, forced[s], sampled)
+                    if score:
+                        log_p = tf.gather(tf.nn.log_softmax(logits), code, batch_dims=1)  # (B,)
+                        scores = scores + tf.where(s < num_forced, 0.0, log_p)
                 codes_out = tf.tensor_scatter_nd_update(codes_out, [[s]], code[None])
-                return s + 1, ring, code, codes_out, logits_out
+                return s + 1, ring, code, codes_out, logits_out, scores
 
-            _, ring, code, codes_out, logits_out = tf.while_loop(
-                lambda s, *_: s < steps, body, (tf.constant(0), ring, code, codes_out, logits_out)
+            _, ring, code, codes_out, logits_out, scores = tf.while_loop(
+                lambda s, *_: s < steps, body, (tf.constant(0), ring, code, codes_out, logits_out, tf.zeros((B,)))
             )
-            return ring, code, codes_out, logits_out
+            return ring, code, codes_out, logits_out, scores
 
-        self._compiled[record_logits] = run_chunk
+        self._compiled[key] = run_chunk
         return run_chunk
+
+
+def resample(log_weights: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Systematic resampling of each sequence's candidates: log_weights (S, P), one uniform in [0, 1) per sequence
+    -> (S, P) row indices in 0..S·P-1, the candidate each new row continues. A candidate of weight w gets floor(P·w)
+    or ceil(P·w) copies (lower variance than drawing P times); equal weights keep every candidate in place."""
+    log_weights = np.asarray(log_weights, np.float64)
+    S, P = log_weights.shape
+    weights = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
+    edges = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)  # (S, P)
+    points = (np.asarray(uniforms, np.float64)[:, None] + np.arange(P)) / P  # (S, P), increasing
+    chosen = np.stack([np.searchsorted(edges[i], points[i], side="right") for i in range(S)])
+    return np.minimum(chosen, P - 1) + P * np.arange(S)[:, None]
 
 
 class FastGenerator:
@@ -232,28 +251,37 @@ class FastGenerator:
 
     workers: the batch is split into this many shards sampled concurrently (one per CPU core pays off from batch 8
     up; default: 2 shards from batch 8 on if the machine has 2+ cores, else 1).
+
+    particles: each sequence is sampled as this many candidates, resampled after every chunk by their chunk's
+    likelihood (`generate`, sequential Monte Carlo); 1 (the default) is plain ancestral sampling. The candidates of
+    one sequence stay in one shard, so the work is batch_size x particles rows.
     """
 
     def __init__(
-        self, model, config: WaveNetConfig, batch_size: int = 1, *, chunk_size: int = 4096, workers: int | None = None
-    ):
+        self, model, config: WaveNetConfig, batch_size: int = 1, *, chunk_size: int = 4096, workers: int | None = None,
+        particles: int = 1,
+    ):  # fmt: skip
         config.validate()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if particles < 1:
+            raise ValueError(f"particles must be >= 1, got {particles}")
         missing = [name for name in layer_names(config) if name not in {layer.name for layer in model.layers}]
         if missing:
             raise ValueError(f"model does not match the config: missing layers {missing}")
+        rows = batch_size * particles
         if workers is None:
-            workers = 2 if batch_size >= 8 and (os.cpu_count() or 1) >= 2 else 1
+            workers = 2 if rows >= 8 and batch_size >= 2 and (os.cpu_count() or 1) >= 2 else 1
         if not 1 <= workers <= batch_size:
             raise ValueError(f"workers must be in [1, batch_size={batch_size}], got {workers}")
         self.model = model
         self.config = config
         self.batch_size = batch_size
+        self.particles = particles
         self.chunk_size = chunk_size
-        bounds = np.linspace(0, batch_size, workers + 1).round().astype(int)
+        bounds = np.linspace(0, batch_size, workers + 1).round().astype(int) * particles  # whole sequences per shard
         self._shards = [
             _ShardSampler(model, config, int(hi - lo), int(lo), chunk_size)
             for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
@@ -274,10 +302,15 @@ class FastGenerator:
         local_condition,
         record_logits,
         progress,
+        sharpen=None,
     ):
-        """Runs num_steps steps from codes first_codes (B,); step s emits forced_all[s] (B,) while s < num_forced.
-        Returns codes (B, num_steps) and, when record_logits, logits (B, num_steps, Q)."""
-        c, N = self.config, self.chunk_size
+        """Runs num_steps steps from codes first_codes (rows,); step s emits forced_all[s] (rows,) while s < num_forced
+        (rows = batch_size x particles, a sequence's candidates side by side). Returns codes (rows, num_steps) and, when
+        record_logits, logits (rows, num_steps, Q). With sharpen and particles > 1 the candidates of each sequence are
+        resampled after every chunk (`resample`), and each returned row is the lineage of its final candidate."""
+        c, N, P = self.config, self.chunk_size, self.particles
+        score = sharpen is not None and P > 1 and not record_logits
+        seed_value = seed
         inverse_temperature = tf.constant(1.0 / temperature, tf.float32)
         log_min_p = tf.constant(np.log(min_p) if min_p > 0 else -np.inf, tf.float32)
         seed = tf.constant(seed % (1 << 32), tf.int64)
@@ -288,7 +321,7 @@ class FastGenerator:
             ring = tf.zeros((shard.ring_rows, shard.batch_size, c.residual_channels))
             states.append([ring, tf.constant(first_codes[rows]), tf.constant(condition), rows])
 
-        def run_shard(shard, state, start, steps):
+        def run_shard(shard, state, start, steps, uniforms):
             ring, code, condition, rows = state
             forced = np.zeros((N, shard.batch_size), np.int32)
             chunk_forced = forced_all[start : min(start + N, num_forced), rows]
@@ -297,7 +330,7 @@ class FastGenerator:
             if c.local_condition_channels:
                 local = np.zeros((N, shard.batch_size, c.local_condition_channels), np.float32)
                 local[:steps] = local_condition[start : start + steps, rows]
-            ring, code, codes_out, logits_out = shard.chunk_function(record_logits)(
+            ring, code, codes_out, logits_out, scores = shard.chunk_function(record_logits, score)(
                 ring,
                 tf.constant(start, tf.int32),
                 code,
@@ -310,28 +343,42 @@ class FastGenerator:
                 condition,
                 tf.constant(local),
             )
+            parents = np.arange(shard.batch_size)
+            if score:
+                log_weights = sharpen * scores.numpy().reshape(-1, P)  # (sequences in the shard, P)
+                parents = resample(log_weights, uniforms[shard.first_row // P :][: len(log_weights)]).ravel()
+                ring, code = tf.gather(ring, parents, axis=1), tf.gather(code, parents)
             state[0], state[1] = ring, code
-            return codes_out.numpy()[:steps], (logits_out.numpy()[:steps] if record_logits else None)
+            codes_out = codes_out.numpy()[:steps]
+            return codes_out, (logits_out.numpy()[:steps] if record_logits else None), parents + shard.first_row
 
-        codes, logits = [], []
+        codes, logits, ancestry = [], [], []
         for start in range(0, num_steps, N):
             steps = min(N, num_steps - start)
-            jobs = [(shard, state, start, steps) for shard, state in zip(self._shards, states, strict=True)]
+            # one uniform per sequence and chunk, from (seed, chunk start): the same audio whatever the shards
+            uniforms = np.random.default_rng([seed_value % (1 << 32), start]).random(self.batch_size) if score else None
+            jobs = [(shard, state, start, steps, uniforms) for shard, state in zip(self._shards, states, strict=True)]
             results = list(self._pool.map(lambda job: run_shard(*job), jobs)) if self._pool else [run_shard(*jobs[0])]
-            codes.append(np.concatenate([r[0] for r in results], axis=1))  # (steps, B)
+            codes.append(np.concatenate([r[0] for r in results], axis=1))  # (steps, rows)
+            ancestry.append(np.concatenate([r[2] for r in results]))  # (rows,): the candidate each row continues
             if record_logits:
-                logits.append(np.concatenate([r[1] for r in results], axis=1))  # (steps, B, Q)
+                logits.append(np.concatenate([r[1] for r in results], axis=1))  # (steps, rows, Q)
             if progress is not None:
                 progress(start + steps, num_steps)
-        codes = np.concatenate(codes, axis=0).T  # (B, num_steps)
+        if score:  # trace every final candidate back through the chunks
+            row = np.arange(len(ancestry[0]))
+            for i in range(len(codes) - 1, -1, -1):
+                row = ancestry[i][row]
+                codes[i] = codes[i][:, row]
+        codes = np.concatenate(codes, axis=0).T  # (rows, num_steps)
         return codes, (np.concatenate(logits, axis=0).transpose(1, 0, 2) if record_logits else None)
 
     # ----- public API -----
     def step_logits(self, codes, global_condition=None, local_condition=None) -> np.ndarray:
         """Teacher forcing: feeds codes (B, T) through the cached steps; returns logits (B, T, Q) like model(codes)."""
-        codes = self._check_codes(codes, "codes")
-        B, T = codes.shape
-        local = self._check_local(local_condition, T)
+        codes = self._per_row(self._check_codes(codes, "codes"))
+        T = codes.shape[1]
+        local = self._per_row(self._check_local(local_condition, T), axis=1)
         _, logits = self._run(
             codes[:, 0],
             codes[:, 1:].T,
@@ -340,12 +387,12 @@ class FastGenerator:
             temperature=1.0,
             min_p=0.0,
             seed=0,
-            global_condition=self._check_global(global_condition),
+            global_condition=self._per_row(self._check_global(global_condition)),
             local_condition=local,
             record_logits=True,
             progress=None,
         )
-        return logits
+        return logits[:: self.particles]
 
     def generate(
         self,
@@ -358,11 +405,18 @@ class FastGenerator:
         global_condition=None,
         local_condition=None,
         progress: Callable[[int, int], None] | None = None,
+        sharpen: float = 1.0,
     ):
         """Samples num_samples new codes (B, num_samples) int32 after seed_codes (B, S), or after silence.
 
         temperature divides the logits; min_p then leaves out every class whose probability is below min_p times the
         likeliest one's (0 keeps all, 1 is greedy): a truncation without a sort, so it costs no sampling speed.
+
+        With particles > 1, every chunk_size samples each sequence's candidates are resampled with weights
+        p(chunk)^sharpen, p the model's probability (temperature 1) of the codes the candidate drew in the chunk: the
+        clip then follows likelier passages than one draw would, and 0 keeps the candidates unweighted. Unlike a lower
+        temperature, which sharpens every sample (and drifts into silence or a loud constant, docs/quality.md), this
+        sharpens whole passages.
 
         progress(done, total) is called after every chunk. local_condition (B, num_samples, C) conditions the new
         samples; the seed steps see zeros.
@@ -373,13 +427,15 @@ class FastGenerator:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 0 <= min_p <= 1:
             raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+        if not sharpen >= 0:
+            raise ValueError(f"sharpen must be >= 0, got {sharpen}")
         if seed_codes is None:
             # Silence as the model sees it in training: a whole receptive field of the zero code.
             seed_codes = np.full((self.batch_size, self.config.receptive_field), SILENCE_CODE, np.int32)
-        seed_codes = self._check_codes(seed_codes, "seed_codes")
+        seed_codes = self._per_row(self._check_codes(seed_codes, "seed_codes"))
         S = seed_codes.shape[1]
         total = S - 1 + num_samples
-        local = self._check_local(local_condition, num_samples)
+        local = self._per_row(self._check_local(local_condition, num_samples), axis=1)
         if local is not None:
             local = np.concatenate([np.zeros((S - 1,) + local.shape[1:], np.float32), local], axis=0)
         report = None if progress is None else (lambda done, _total: progress(max(0, done - (S - 1)), num_samples))
@@ -391,12 +447,19 @@ class FastGenerator:
             temperature=temperature,
             min_p=float(min_p),
             seed=int(seed),
-            global_condition=self._check_global(global_condition),
+            global_condition=self._per_row(self._check_global(global_condition)),
             local_condition=local,
             record_logits=False,
             progress=report,
+            sharpen=float(sharpen),
         )
-        return codes[:, S - 1 :]
+        return codes[:: self.particles, S - 1 :]
+
+    def _per_row(self, values, axis: int = 0):
+        """A per-sequence array repeated for each sequence's candidates (None stays None)."""
+        if values is None or self.particles == 1:
+            return values
+        return np.repeat(values, self.particles, axis=axis)
 
     # ----- input checks: one clear error per bad argument -----
     def _check_codes(self, codes, name):

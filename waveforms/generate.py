@@ -21,6 +21,12 @@ from waveforms import limits, model_store, storage
 # the rare way out of silence.
 TEMPERATURE = 0.9
 MIN_P = 0.0
+# Candidates per clip (`--particles`), resampled every PARTICLE_CHUNK samples by p(chunk)^sharpen
+# (FastGenerator.generate). 1 is plain sampling; docs/quality.md ("Sampling whole passages") measures what more buys
+# and why it is not the default.
+PARTICLES = 1
+PARTICLE_CHUNK = 512  # 32 ms at 16 kHz: a few pitch periods, shorter than a note's attack
+SHARPEN = 0.3  # at 1.0 the candidates settled on drones or, from silence, on silence
 
 
 def load_model(model_uri: str | model_store.StoredModel):
@@ -70,15 +76,18 @@ def seed_signal(seed_audio: str, sample_rate: int, receptive_field: int) -> np.n
 
 def generate(model_uri: str | model_store.StoredModel, seconds: float, batch: int = 1, temperature: float = TEMPERATURE,
              seed_audio: str | None = None, seed: int = 0, genre: str | int | None = None, progress: bool = False,
-             min_p: float = MIN_P) -> np.ndarray:  # fmt: skip
+             min_p: float = MIN_P, particles: int = PARTICLES, sharpen: float = SHARPEN) -> np.ndarray:  # fmt: skip
     """Sample `seconds` of new audio per batch row; -> float32 audio (batch, samples) in [-1, 1]. The model continues
     seed_audio (its last receptive field); pass "" to start from digital silence. None (the default) continues the
     primer clip saved with the model, or silence for a model exported without one. model_uri: a MODEL_URI, or the
-    model_store.StoredModel of one (read once by the caller). min_p: FastGenerator.generate."""
+    model_store.StoredModel of one (read once by the caller). min_p, sharpen: FastGenerator.generate. particles:
+    candidates per clip, resampled by likelihood (FastGenerator); each costs as much sampling as a clip."""
     limits.check_range("--seconds", seconds, 0, limits.MAX_GENERATE_SECONDS, low_open=True)
     limits.check_range("--batch", batch, 1, limits.MAX_GENERATE_BATCH, integer=True)
     limits.check_range("--temperature", temperature, 0, limits.MAX_TEMPERATURE, low_open=True)
     limits.check_range("--min-p", min_p, 0, 1)
+    limits.check_range("--particles", particles, 1, limits.MAX_GENERATE_BATCH // batch, integer=True)
+    limits.check_range("--sharpen", sharpen, 0, limits.MAX_TEMPERATURE)
     if seed_audio and storage.size(seed_audio) is None:  # local, s3:// or minio://
         raise ValueError(f"--seed-audio {seed_audio}: file not found")
     stored = model_store.read(model_uri)
@@ -90,7 +99,7 @@ def generate(model_uri: str | model_store.StoredModel, seconds: float, batch: in
     genre_id = _genre_id(genre, export)
     sample_rate = int(export["sample_rate"])
     num_samples = max(1, int(round(seconds * sample_rate)))
-    needed = batch * num_samples * limits.GENERATED_BYTES_PER_SAMPLE
+    needed = batch * particles * num_samples * limits.GENERATED_BYTES_PER_SAMPLE
     limits.check_memory(
         f"generating {batch} x {seconds:g} s at {sample_rate} Hz", needed, "ask for fewer/shorter clips"
     )
@@ -101,7 +110,8 @@ def generate(model_uri: str | model_store.StoredModel, seconds: float, batch: in
     configure_threads()  # before the first TensorFlow op: per-op thread pools halve sampling speed
     model, config = stored.network(), stored.config
     seed_codes = _seed_codes(seed_audio, sample_rate, config.receptive_field, batch) if seed_audio else None
-    generator = FastGenerator(model, config, batch_size=batch)
+    chunk = {"chunk_size": PARTICLE_CHUNK} if particles > 1 else {}
+    generator = FastGenerator(model, config, batch_size=batch, particles=particles, **chunk)
     report = None
     bar = None
     if progress:
@@ -116,6 +126,7 @@ def generate(model_uri: str | model_store.StoredModel, seconds: float, batch: in
         codes = generator.generate(
             num_samples, temperature=temperature, min_p=min_p, seed=seed, seed_codes=seed_codes,
             global_condition=None if genre_id is None else np.full((batch,), genre_id, np.int32), progress=report,
+            sharpen=sharpen,
         )  # fmt: skip
     finally:
         if bar is not None:

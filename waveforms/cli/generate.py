@@ -9,7 +9,17 @@ import sys
 import numpy as np
 
 from waveforms import model_store, storage
-from waveforms.generate import MIN_P, TEMPERATURE, check_clips, generate, seed_signal, write_outputs
+from waveforms.generate import (
+    MIN_P,
+    PARTICLE_CHUNK,
+    PARTICLES,
+    SHARPEN,
+    TEMPERATURE,
+    check_clips,
+    generate,
+    seed_signal,
+    write_outputs,
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +31,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"sampling temperature (default {TEMPERATURE:g})")  # fmt: skip
     parser.add_argument("--min-p", type=float, default=MIN_P,
                         help=f"never draw a sample less likely than this times the likeliest (0-1; default {MIN_P:g})")  # fmt: skip
+    parser.add_argument("--particles", type=int, default=PARTICLES,
+                        help="candidates sampled per clip, resampled by the model's likelihood every "
+                        f"{PARTICLE_CHUNK} samples; each costs as much time as a clip (default {PARTICLES}: plain "
+                        "sampling)")  # fmt: skip
+    parser.add_argument("--sharpen", type=float, default=SHARPEN,
+                        help=f"with --particles: candidates are weighted by the model's probability of their last "
+                        f"{PARTICLE_CHUNK} samples to this power (0: unweighted; default {SHARPEN:g})")  # fmt: skip
     parser.add_argument(
         "--seed-audio",
         help="a clip whose last receptive field starts the generation (default: the primer clip of training audio "
@@ -52,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         seed_audio = "" if args.from_silence else args.seed_audio
         clips = generate(stored, args.seconds, batch=args.batch, temperature=args.temperature,
                          seed_audio=seed_audio, seed=args.seed, genre=args.genre, progress=not args.no_progress,
-                         min_p=args.min_p)  # fmt: skip
+                         min_p=args.min_p, particles=args.particles, sharpen=args.sharpen)  # fmt: skip
         checked = clips  # the verdict is on what the model made, not on the seed in front of it
         used = seed_audio if seed_audio is not None else stored.primer
         if args.include_seed and used:
