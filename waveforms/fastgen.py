@@ -310,10 +310,9 @@ class FastGenerator:
         resampled after every chunk (`resample`), and each returned row is the lineage of its final candidate."""
         c, N, P = self.config, self.chunk_size, self.particles
         score = sharpen is not None and P > 1 and not record_logits
-        seed_value = seed
         inverse_temperature = tf.constant(1.0 / temperature, tf.float32)
         log_min_p = tf.constant(np.log(min_p) if min_p > 0 else -np.inf, tf.float32)
-        seed = tf.constant(seed % (1 << 32), tf.int64)
+        noise_seed = tf.constant(seed % (1 << 32), tf.int64)
         states = []
         for shard in self._shards:
             rows = slice(shard.first_row, shard.first_row + shard.batch_size)
@@ -339,7 +338,7 @@ class FastGenerator:
                 tf.constant(steps, tf.int32),
                 inverse_temperature,
                 log_min_p,
-                seed,
+                noise_seed,
                 condition,
                 tf.constant(local),
             )
@@ -356,7 +355,7 @@ class FastGenerator:
         for start in range(0, num_steps, N):
             steps = min(N, num_steps - start)
             # one uniform per sequence and chunk, from (seed, chunk start): the same audio whatever the shards
-            uniforms = np.random.default_rng([seed_value % (1 << 32), start]).random(self.batch_size) if score else None
+            uniforms = np.random.default_rng([seed % (1 << 32), start]).random(self.batch_size) if score else None
             jobs = [(shard, state, start, steps, uniforms) for shard, state in zip(self._shards, states, strict=True)]
             results = list(self._pool.map(lambda job: run_shard(*job), jobs)) if self._pool else [run_shard(*jobs[0])]
             codes.append(np.concatenate([r[0] for r in results], axis=1))  # (steps, rows)
