@@ -16,7 +16,7 @@ from kfp import dsl, kubernetes
 
 import components
 from waveforms.cluster import CREDENTIAL_KEYS, CREDENTIALS_SECRET, GPU_POOL_SELECTORS, GPU_RESOURCE, GPU_TOLERATION
-from waveforms.generate import TEMPERATURE  # the CLI's default sampling temperature
+from waveforms.generate import MIN_P, PARTICLES, SHARPEN, TEMPERATURE  # the CLI's sampling defaults
 
 PIPELINE_NAME = "waveforms"
 # TrainConfig fields of a full run on a GPU (the WaveNet and the autoencoder alike); run parameters override them.
@@ -178,6 +178,9 @@ def build_pipeline(options: PipelineOptions):
         generate_seconds: float = options.generate_seconds,
         generate_batch: int = options.generate_batch,
         temperature: float = TEMPERATURE,
+        min_p: float = MIN_P,
+        particles: int = PARTICLES,
+        sharpen: float = SHARPEN,
         seed: int = 0,
         soundspace_corners_2: list = list(options.soundspace_2),  # noqa: B006 (KFP reads defaults from here)
         soundspace_corners_4: list = list(options.soundspace_4),  # noqa: B006
@@ -271,6 +274,9 @@ def build_pipeline(options: PipelineOptions):
                 seconds=generate_seconds,
                 batch=generate_batch,
                 temperature=temperature,
+                min_p=min_p,
+                particles=particles,
+                sharpen=sharpen,
                 seed=seed,
                 run_name=run_name,
             ),

@@ -17,6 +17,7 @@ from pipelines.compile import main as compile_main
 from pipelines.run_local import run_demo
 from pipelines.waveforms_pipeline import PipelineOptions
 from waveforms import audio, audio_checks
+from waveforms.generate import MIN_P, PARTICLES, SHARPEN, TEMPERATURE
 
 IMAGE = "registry.example/waveforms/waveforms:0.1.0-abc123def456"
 GPU_STEPS = ("tune", "train", "train-2", "generate", "soundspace", "soundspace-2")
@@ -79,6 +80,12 @@ def test_every_task_is_present_and_wired(compiled):
         parameters["soundspace_corners_2"]["defaultValue"] == []
         and parameters["soundspace_corners_4"]["parameterType"] == "LIST"
     )
+    # the sampler's settings are run parameters with the CLI's defaults, handed to the generate step as they are
+    for name, default in (("temperature", TEMPERATURE), ("min_p", MIN_P), ("particles", PARTICLES),
+                          ("sharpen", SHARPEN)):  # fmt: skip
+        assert parameters[name]["defaultValue"] == default, name
+        assert tasks["generate"]["inputs"]["parameters"][name]["componentInputParameter"] == name
+    assert parameters["particles"]["parameterType"] == "NUMBER_INTEGER"
 
 
 def test_images_are_immutable_and_pods_never_pip_install(compiled):

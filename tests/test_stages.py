@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import TINY_AUTOENCODER, TINY_WAVENET, synth_dataset
 
-from waveforms import audio, stages, synth, tuning
+from waveforms import audio, generate, stages, synth, tuning
 from waveforms.manifest import load_dataset_manifest
 from waveforms.tasks import DEFAULT_TRAIN_SETTINGS
 from waveforms.train import TrainConfig
@@ -134,6 +134,21 @@ def test_generate_stage_writes_wav_and_mp3_per_clip_and_continues_a_held_out_cli
     assert metrics["clips_ok"] + metrics["clips_silent"] + metrics["clips_noise_like"] <= 2
     assert {"mean_rms", "mean_spectral_flatness"} <= set(metrics) and metrics["mean_rms"] >= 0
     assert "first 0.1 s of a held-out clip" in "".join(html for _, html, _ in page.sections)
+
+
+def test_generate_stage_samples_with_the_clis_candidates_and_names_them_on_its_page(wavenet, tmp_path):
+    """particles and sharpen reach the sampler unchanged: the stage writes what `waveforms generate` returns."""
+    settings = {"seconds": 0.05, "batch": 2, "temperature": 1.0, "seed": 5}
+    page, _ = stages.generate_stage(wavenet["model"], str(tmp_path / "many"), particles=4, sharpen=1.0, **settings)
+    expected = generate.generate(wavenet["model"], 0.05, batch=2, temperature=1.0, seed=5, particles=4, sharpen=1.0)
+    plain = generate.generate(wavenet["model"], 0.05, batch=2, temperature=1.0, seed=5)
+    for index in range(2):
+        written = audio.decode(tmp_path / "many" / f"generated-{index:02d}.wav", SAMPLE_RATE, normalize=False)
+        np.testing.assert_allclose(written, expected[index], atol=2 / 32768)  # 16-bit WAV
+    assert not np.allclose(expected, plain)  # the candidates changed the clips: the setting was not dropped
+    assert "4, resampled by likelihood^1.0" in "".join(html for _, html, _ in page.sections)
+    with pytest.raises(ValueError, match="--particles: got 0"):
+        stages.generate_stage(wavenet["model"], str(tmp_path / "none"), particles=0, **settings)
 
 
 def test_held_out_clip_is_the_start_of_a_validation_song(songs):

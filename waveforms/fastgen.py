@@ -417,6 +417,9 @@ class FastGenerator:
         temperature, which sharpens every sample (and drifts into silence or a loud constant, docs/quality.md), this
         sharpens whole passages.
 
+        The defaults here are the neutral ones (the model's own distribution: temperature 1, no truncation, sharpen 1);
+        the product's measured defaults belong to waveforms.generate (TEMPERATURE, MIN_P, SHARPEN).
+
         progress(done, total) is called after every chunk. local_condition (B, num_samples, C) conditions the new
         samples; the seed steps see zeros.
         """

@@ -17,7 +17,7 @@ import numpy as np
 
 from waveforms import config as configuration
 from waveforms import report, storage
-from waveforms.generate import TEMPERATURE
+from waveforms.generate import MIN_P, PARTICLES, SHARPEN, TEMPERATURE
 
 
 def model_and_train_configs(model_kind: str, config: str, train_options: dict, tuned: dict | None = None):
@@ -95,12 +95,16 @@ def generate_stage(
     seconds: float = 2.0,
     batch: int = 2,
     temperature: float = TEMPERATURE,
+    min_p: float = MIN_P,
+    particles: int = PARTICLES,
+    sharpen: float = SHARPEN,
     seed: int = 0,
     seed_dataset: str = "",
     seed_seconds: float = 0.25,
 ) -> tuple[report.Report, dict[str, float]]:
     """Generate `batch` clips of `seconds`, write them as WAV and mp3 into out_dir, report them. With seed_dataset, the
-    model continues the first seed_seconds of a held-out clip (written to out_dir/seed.wav) instead of silence."""
+    model continues the first seed_seconds of a held-out clip (written to out_dir/seed.wav) instead of silence.
+    temperature, min_p, particles and sharpen: the sampler's settings, as `waveforms generate` takes them."""
     from waveforms import audio, audio_checks, generate, model_store
 
     model = model_store.read(model_dir)  # config.json once: generation and the report get this
@@ -111,8 +115,9 @@ def generate_stage(
         seed_audio = os.path.join(out_dir, "seed.wav")
         audio.write_wav(seed_audio, held_out_clip(seed_dataset, seed_seconds), sample_rate)
     clips = generate.generate(
-        model, seconds, batch=int(batch), temperature=temperature, seed=int(seed), seed_audio=seed_audio
-    )
+        model, seconds, batch=int(batch), temperature=temperature, min_p=min_p, particles=int(particles),
+        sharpen=sharpen, seed=int(seed), seed_audio=seed_audio,
+    )  # fmt: skip
     report_clips = []
     for index, clip in enumerate(clips):
         audio.write_audio_files(os.path.join(out_dir, f"generated-{index:02d}"), clip, sample_rate, ("wav", "mp3"))
@@ -121,6 +126,8 @@ def generate_stage(
         "seconds": seconds,
         "batch": batch,
         "temperature": temperature,
+        "min_p": min_p,
+        "candidates per clip": f"{int(particles)}, resampled by likelihood^{sharpen}" if particles > 1 else "1",
         "seed": seed,
         "seeded from": f"first {seed_seconds} s of a held-out clip" if seed_dataset else "silence",
     }
