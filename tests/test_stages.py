@@ -147,6 +147,8 @@ def test_generate_stage_samples_with_the_clis_candidates_and_names_them_on_its_p
         np.testing.assert_allclose(written, expected[index], atol=2 / 32768)  # 16-bit WAV
     assert not np.allclose(expected, plain)  # the candidates changed the clips: the setting was not dropped
     assert "4, resampled by likelihood^1.0" in "".join(html for _, html, _ in page.sections)
+    with pytest.raises(ValueError, match="--particles: got 2.5"):  # refused, not truncated to 2
+        stages.generate_stage(wavenet["model"], str(tmp_path / "half"), particles=2.5, **settings)
     with pytest.raises(ValueError, match="--particles: got 0"):
         stages.generate_stage(wavenet["model"], str(tmp_path / "none"), particles=0, **settings)
 

@@ -88,6 +88,7 @@ def generate(model_uri: str | model_store.StoredModel, seconds: float, batch: in
     limits.check_range("--min-p", min_p, 0, 1)
     limits.check_range("--particles", particles, 1, limits.MAX_GENERATE_BATCH // batch, integer=True)
     limits.check_range("--sharpen", sharpen, 0, limits.MAX_TEMPERATURE)
+    batch, particles = int(batch), int(particles)  # whole numbers, checked above (4.0 is 4; 2.5 was refused)
     if seed_audio and storage.size(seed_audio) is None:  # local, s3:// or minio://
         raise ValueError(f"--seed-audio {seed_audio}: file not found")
     stored = model_store.read(model_uri)

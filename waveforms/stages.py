@@ -115,7 +115,7 @@ def generate_stage(
         seed_audio = os.path.join(out_dir, "seed.wav")
         audio.write_wav(seed_audio, held_out_clip(seed_dataset, seed_seconds), sample_rate)
     clips = generate.generate(
-        model, seconds, batch=int(batch), temperature=temperature, min_p=min_p, particles=int(particles),
+        model, seconds, batch=int(batch), temperature=temperature, min_p=min_p, particles=particles,
         sharpen=sharpen, seed=int(seed), seed_audio=seed_audio,
     )  # fmt: skip
     report_clips = []
@@ -127,7 +127,7 @@ def generate_stage(
         "batch": batch,
         "temperature": temperature,
         "min_p": min_p,
-        "candidates per clip": f"{int(particles)}, resampled by likelihood^{sharpen}" if particles > 1 else "1",
+        "candidates per clip": f"{particles:g}, resampled by likelihood^{sharpen}" if particles > 1 else "1",
         "seed": seed,
         "seeded from": f"first {seed_seconds} s of a held-out clip" if seed_dataset else "silence",
     }
